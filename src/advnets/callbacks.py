@@ -1,0 +1,84 @@
+"""Training-time views of the game: the validation Parzen monitor and fixed-noise sample grids."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from advnets.parzen import SIGMA_GRID, select_sigma
+from advnets.pictures import save_grid
+
+
+def _due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
+    return every_n_epochs > 0 and (trainer.current_epoch + 1) % every_n_epochs == 0
+
+
+@torch.no_grad()
+def generate(generator: torch.nn.Module, z: Tensor, batch: int = 2000) -> Tensor:
+    """G(z) in eval mode, in batches."""
+    was_training = generator.training
+    generator.eval()
+    out = torch.cat([generator(z[i : i + batch]) for i in range(0, len(z), batch)])
+    generator.train(was_training)
+    return out
+
+
+class ParzenMonitor(pl.Callback):
+    """Every N epochs: samples from G scored on the first validation images, sigma re-selected on the grid.
+
+    Logs ``val/parzen_ll`` (for checkpoint selection) and ``val/parzen_sigma``, and appends a row to
+    ``val_curve.csv`` in the run folder. The samples' noise is fixed by the seed, so every DDP rank draws the
+    same samples from its (identical) G and computes the same number; nothing is gathered.
+    """
+
+    def __init__(self, every_n_epochs: int = 5, n_samples: int = 2000, n_valid: int = 1000) -> None:
+        self.every_n_epochs, self.n_samples, self.n_valid = every_n_epochs, n_samples, n_valid
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not _due(trainer, self.every_n_epochs):
+            return
+        splits = trainer.datamodule.load()
+        valid = splits.valid[: self.n_valid].to(pl_module.device)
+        rng = torch.Generator(device=pl_module.device).manual_seed(pl_module.seed + 7)
+        samples = generate(pl_module.generator, pl_module.sample_z(self.n_samples, rng))
+        if not torch.isfinite(samples).all():
+            ll, sigma = float("-inf"), float("nan")
+        else:
+            sigma, per_sigma = select_sigma(valid, samples, SIGMA_GRID, precision="float32")
+            ll = float(per_sigma.max())
+        pl_module.log_dict({"val/parzen_ll": ll, "val/parzen_sigma": sigma}, on_epoch=True, prog_bar=False)
+        if trainer.is_global_zero:
+            self._append(Path(trainer.default_root_dir) / "val_curve.csv", trainer, ll, sigma)
+
+    @staticmethod
+    def _append(path: Path, trainer: pl.Trainer, ll: float, sigma: float) -> None:
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(["epoch", "step", "val_parzen_ll", "sigma"])
+            writer.writerow([trainer.current_epoch + 1, trainer.global_step, f"{ll:.4f}", f"{sigma:.6g}"])
+
+
+class SampleGrid(pl.Callback):
+    """Every N epochs: G(fixed z) as an image grid, saved under ``samples/`` and sent to the loggers."""
+
+    def __init__(self, every_n_epochs: int = 5, nrow: int = 10) -> None:
+        self.every_n_epochs, self.nrow = every_n_epochs, nrow
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not (_due(trainer, self.every_n_epochs) or trainer.current_epoch + 1 == trainer.max_epochs):
+            return
+        if not trainer.is_global_zero:
+            return
+        images = generate(pl_module.generator, pl_module.fixed_z)
+        shape = trainer.datamodule.load().image_shape
+        path = Path(trainer.default_root_dir) / "samples" / f"epoch_{trainer.current_epoch + 1:04d}.png"
+        save_grid(images, shape, path, self.nrow)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image("samples", [str(path)], step=trainer.global_step)

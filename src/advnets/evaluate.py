@@ -1,0 +1,174 @@
+"""The paper's Parzen protocol on a trained generator: ``results.json``, ``samples.npz`` and the pictures.
+
+``advnets-eval ckpt_path=RUN/checkpoints/best.ckpt`` (or a generator ``state_dict`` .pt with the run's
+``config.yaml`` beside it) re-derives the number; training calls the same ``evaluate_run`` on its best checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from advnets import CONF_DIR
+from advnets.callbacks import generate
+from advnets.data import ImageDataModule
+from advnets.errors import UserError, exit_on_user_error
+from advnets.game import sample_noise
+from advnets.nets import Generator
+from advnets.parzen import nearest_neighbours, parzen_protocol
+from advnets.pictures import save_grid, save_nearest_neighbours
+
+
+def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """G's state_dict from a Lightning checkpoint (``generator.*`` keys) or a plain state_dict file."""
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated or not a torch file: torch raises many types
+        raise UserError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
+    if isinstance(blob, dict) and "state_dict" in blob:
+        state = {
+            k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")
+        }
+        return state, {"epoch": blob.get("epoch"), "global_step": blob.get("global_step")}
+    if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
+        return blob, {}
+    raise UserError(f"{path} holds neither a Lightning checkpoint nor a generator state_dict")
+
+
+def build_generator(model_cfg: DictConfig, state: dict[str, torch.Tensor], data_dim: int) -> Generator:
+    """The run's generator with the given weights; a checkpoint for another data shape is a clear error."""
+    out = state.get("out.weight")
+    if out is not None and out.shape[0] != data_dim:
+        raise UserError(
+            f"checkpoint generates {out.shape[0]}-d images but the dataset has {data_dim}-d images"
+        )
+    generator: Generator = instantiate(model_cfg.generator)
+    try:
+        generator.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(f"checkpoint does not fit model.generator: {str(err).splitlines()[0]}") from None
+    return generator
+
+
+def evaluate_run(
+    generator: Generator,
+    datamodule: ImageDataModule,
+    noise: str,
+    eval_cfg: DictConfig,
+    out_dir: Path,
+    meta: dict[str, Any],
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Run the protocol, write ``results.json``, ``samples.npz``, the sample grid and Figure 2; return results."""
+    splits = datamodule.load()
+    generator = generator.to(device)
+    rng = torch.Generator(device=device).manual_seed(int(eval_cfg.seed))
+    z = sample_noise(int(eval_cfg.n_samples), generator.noise_dim, noise, torch.device(device), rng)
+    samples = generate(generator, z)
+    if not torch.isfinite(samples).all():
+        raise UserError("the generator's samples contain NaN/inf (a diverged run); nothing to evaluate")
+    start = time.perf_counter()
+    result = parzen_protocol(
+        samples,
+        splits.valid[: int(eval_cfg.n_valid)].to(device),
+        splits.test.to(device),
+        grid=list(eval_cfg.grid),
+        sigma=eval_cfg.sigma,
+        precision=eval_cfg.precision,
+    )
+    seconds = time.perf_counter() - start
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {
+        "parzen_ll": result.log_likelihood,
+        "parzen_se": result.standard_error,
+        "sigma": result.sigma,
+        "n_samples": result.n_samples,
+        "n_valid": result.n_valid,
+        "n_test": result.n_test,
+        "mean_ll_per_sigma": result.mean_ll_per_sigma,
+        "grid": list(eval_cfg.grid),
+        "precision": eval_cfg.precision,
+        "dataset": datamodule.name,
+        "noise": noise,
+        "seed": int(eval_cfg.seed),
+        "eval_seconds": round(seconds, 3),
+        "hardware": hardware(device),
+        "advnets_version": version("advnets"),
+        **meta,
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    np.savez_compressed(out_dir / "samples.npz", samples=samples.cpu().numpy(), z=z.cpu().numpy())
+    save_grid(samples[:100], splits.image_shape, out_dir / "samples_grid.png")
+    idx, _ = nearest_neighbours(samples[:30], splits.train.to(device))
+    save_nearest_neighbours(
+        samples[:30], splits.train[idx.cpu()], splits.image_shape, out_dir / "nearest.png"
+    )
+    return results
+
+
+def hardware(device: torch.device | str) -> str:
+    """A short description of where the numbers were computed."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
+    """The composed config of the run that wrote ``ckpt``: given, beside it, or in ``<run>/.hydra/``."""
+    candidates = (
+        [Path(run_config)]
+        if run_config
+        else [
+            ckpt.parent / "config.yaml",
+            ckpt.parent.parent / ".hydra" / "config.yaml",
+        ]
+    )
+    for path in candidates:
+        if path.is_file():
+            return OmegaConf.load(path)
+    raise UserError(f"no run config for {ckpt}: looked for {', '.join(map(str, candidates))}")
+
+
+@exit_on_user_error
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder."""
+    ckpt = Path(cfg.ckpt_path)
+    state, meta = load_generator_weights(ckpt)
+    run_cfg = find_run_config(ckpt, cfg.run_config)
+    datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
+    generator = build_generator(run_cfg.model, state, datamodule.data_dim)
+    device = "cuda" if torch.cuda.is_available() and cfg.device == "auto" else "cpu"
+    out_dir = Path(cfg.paths.output_dir)
+    results = evaluate_run(
+        generator,
+        datamodule,
+        run_cfg.game.noise,
+        cfg.eval,
+        out_dir,
+        {"checkpoint": str(ckpt), **meta},
+        device,
+    )
+    print(json.dumps({k: results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}))
+    print(f"results: {out_dir / 'results.json'}")
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

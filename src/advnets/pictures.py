@@ -1,0 +1,29 @@
+"""Pictures people look at: sample grids and the paper's Figure 2 (samples beside their nearest neighbour)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+
+def to_images(flat: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """Flat pixel rows in [0, 1] -> a [n, c, h, w] image batch on the CPU."""
+    return flat.detach().float().cpu().clamp(0, 1).reshape(-1, *shape)
+
+
+def save_grid(flat: Tensor, shape: tuple[int, int, int], path: Path, nrow: int = 10) -> Path:
+    """Save images as one grid PNG (torchvision's ``make_grid``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(to_images(flat, shape), nrow=nrow, padding=2, pad_value=1.0), path)
+    return path
+
+
+def save_nearest_neighbours(
+    samples: Tensor, neighbours: Tensor, shape: tuple[int, int, int], path: Path, per_row: int = 6
+) -> Path:
+    """Figure 2 of the paper: each sample followed by its nearest training example, pairs laid out in rows."""
+    pairs = torch.stack([to_images(samples, shape), to_images(neighbours, shape)], dim=1).flatten(0, 1)
+    return save_grid(pairs, shape, path, nrow=2 * per_row)

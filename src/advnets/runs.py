@@ -1,0 +1,94 @@
+"""The run folder: writability, resuming (explicit or after a requeue), and loggers tied to the Hydra job."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import zipfile
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from advnets.errors import UserError
+
+
+def check_writable(run_dir: Path) -> None:
+    """Fail early, before anything is trained, if the run folder cannot be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"output folder {run_dir} is not writable ({err.strerror})") from None
+
+
+def check_checkpoint(path: Path) -> Path:
+    """A checkpoint that exists and is a complete torch zip archive (a truncated file is rejected)."""
+    if not path.is_file():
+        raise UserError(f"ckpt_path={path} does not exist; give the path of a .ckpt file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.testzip() is not None:
+                raise zipfile.BadZipFile("a member fails its CRC check")
+    except (zipfile.BadZipFile, OSError) as err:
+        raise UserError(f"ckpt_path={path} is truncated or not a checkpoint ({err})") from None
+    return path
+
+
+def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    """``ckpt_path`` if given; else the run folder's own ``last.ckpt`` (a requeued job); else a fresh start."""
+    if cfg.ckpt_path:
+        return str(check_checkpoint(Path(cfg.ckpt_path)))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return str(check_checkpoint(last)) if last.exists() else None
+
+
+def _job_identity() -> tuple[str | None, str | None, list[str]]:
+    """(group, name, tags) for W&B from the Hydra job: a sweep's jobs share a group; overrides name them."""
+    if not HydraConfig.initialized():
+        return None, None, []
+    hc = HydraConfig.get()
+    overrides = [o for o in hc.overrides.task if not o.startswith(("hydra.", "hydra/"))]
+    if hc.mode != RunMode.MULTIRUN:
+        return None, None, overrides
+    group = f"{hc.job.name}:{Path(hc.sweep.dir).name}"
+    return group, ",".join(overrides) or f"job{hc.job.num}", overrides
+
+
+def stable_wandb_id(run_dir: Path) -> str:
+    """The W&B run id of this run folder, created once, so a resumed or requeued job continues the same run."""
+    path = run_dir / "wandb_id.txt"
+    if path.exists():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:12]
+    if rank_zero_only.rank == 0:
+        path.write_text(run_id + "\n")
+    return run_id
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """Loggers from ``cfg.logger``; W&B gets the stable run id and the sweep's group, name and tags."""
+    loggers: list[Logger] = []
+    for logger_cfg in (cfg.get("logger") or {}).values():
+        target = str(logger_cfg.get("_target_", ""))
+        if not target.endswith("WandbLogger"):
+            loggers.append(instantiate(logger_cfg))
+            continue
+        group, name, tags = _job_identity()
+        run_dir = Path(cfg.paths.output_dir)
+        extra = {
+            "id": stable_wandb_id(run_dir),
+            "resume": "allow",
+            "group": logger_cfg.get("group") or group,
+            "name": name or logger_cfg.get("name"),
+            "tags": list(logger_cfg.get("tags") or []) + [t[:64] for t in tags[:20]],
+        }
+        logger: WandbLogger = instantiate(logger_cfg, **extra)
+        loggers.append(logger)
+    return loggers

@@ -1,0 +1,107 @@
+"""``advnets-train``: compose the config, build everything from ``_target_``, fit, evaluate, return the metric."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+import wandb
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from advnets import CONF_DIR
+from advnets.errors import UserError, exit_on_user_error
+from advnets.evaluate import evaluate_run
+from advnets.runs import build_loggers, check_writable, resume_path
+
+FAILED_OBJECTIVE = -1.0e6  # what a diverged run returns to a sweeper: finite, and worse than any real score
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Data module, game and trainer from the config."""
+    datamodule = instantiate(cfg.dataset)
+    generator = instantiate(cfg.model.generator)
+    if cfg.model.output_bias_from_data:
+        generator.init_output_bias(datamodule.load().train.mean(0))
+    game = instantiate(
+        cfg.game,
+        generator=generator,
+        discriminator=instantiate(cfg.model.discriminator),
+        g_optimizer=instantiate(cfg.optimizer.generator),
+        d_optimizer=instantiate(cfg.optimizer.discriminator),
+        schedule=instantiate(cfg.optimizer.schedule) if cfg.optimizer.get("schedule") else None,
+    )
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
+    return datamodule, game, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics."""
+    run_dir = Path(cfg.paths.output_dir)
+    check_writable(run_dir)
+    torch.set_float32_matmul_precision("highest")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, game, trainer = build(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(game, datamodule=datamodule, ckpt_path=resume_path(cfg, run_dir))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if not trainer.is_global_zero:
+        return metrics
+    if cfg.evaluate and cfg.get("eval"):
+        metrics.update(_evaluate_best(cfg, trainer, game, datamodule, run_dir))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _evaluate_best(cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path) -> dict:
+    checkpoint = trainer.checkpoint_callback
+    ckpt = ""
+    if checkpoint is not None:
+        ckpt = checkpoint.best_model_path if cfg.eval.checkpoint == "best" else checkpoint.last_model_path
+    meta: dict[str, Any] = {"checkpoint": ckpt, "epoch": trainer.current_epoch, "run_dir": str(run_dir)}
+    if ckpt:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        game.load_state_dict(state["state_dict"])
+        meta["epoch"] = state["epoch"] + 1
+    try:
+        results = evaluate_run(
+            game.generator, datamodule, cfg.game.noise, cfg.eval, run_dir, meta, trainer.strategy.root_device
+        )
+    except UserError as err:  # a diverged generator: report it, keep the run folder
+        print(f"advnets: evaluation skipped: {err}")
+        return {"test/parzen_ll": FAILED_OBJECTIVE}
+    summary = {f"test/{k}": results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
+    for logger in trainer.loggers:
+        logger.log_metrics({k: float(v) for k, v in summary.items()}, step=trainer.global_step)
+    return summary
+
+
+def objective(metrics: dict[str, Any]) -> float:
+    """What sweeps optimise: validation Parzen log-likelihood; finite even for a diverged run."""
+    value = metrics.get("val/parzen_ll", FAILED_OBJECTIVE)
+    return value if math.isfinite(value) else FAILED_OBJECTIVE
+
+
+@exit_on_user_error
+def run(cfg: DictConfig) -> float:
+    """One Hydra job: train, and always close the W&B run (one run per job)."""
+    try:
+        return objective(train(cfg))
+    finally:
+        wandb.finish()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
