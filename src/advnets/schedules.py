@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from torch.optim import Optimizer
 
 from advnets.errors import UserError
 
 
-@dataclass(frozen=True)
 class PaperSchedule:
     """lr <- max(lr / lr_decay, min_lr) after every update; momentum ramps linearly by epoch, then holds.
 
@@ -18,13 +15,17 @@ class PaperSchedule:
     the momentum is a function of the (restored) epoch.
     """
 
-    lr_decay: float
-    min_lr: float
-    momentum_start: float
-    momentum_final: float
-    momentum_saturate_epoch: int
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        lr_decay: float,
+        min_lr: float,
+        momentum_start: float,
+        momentum_final: float,
+        momentum_saturate_epoch: int,
+    ) -> None:
+        self.lr_decay, self.min_lr = lr_decay, min_lr
+        self.momentum_start, self.momentum_final = momentum_start, momentum_final
+        self.momentum_saturate_epoch = momentum_saturate_epoch
         if self.lr_decay < 1.0:
             raise UserError(f"optimizer.schedule.lr_decay={self.lr_decay}; allowed: >= 1 (a divisor)")
         if self.min_lr < 0:

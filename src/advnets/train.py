@@ -36,7 +36,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
         d_optimizer=instantiate(cfg.optimizer.discriminator),
         schedule=instantiate(cfg.optimizer.schedule) if cfg.optimizer.get("schedule") else None,
     )
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
     return datamodule, game, trainer
 
@@ -46,6 +46,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     check_writable(run_dir)
     torch.set_float32_matmul_precision("highest")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, game, trainer = build(cfg)
     for logger in trainer.loggers:

@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make train` and `make test`. Both create .venv and install the package.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: train test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+train: $(STAMP)  ## the paper's MNIST run (experiment=paper_mnist); extra Hydra overrides via ARGS="..."
+	$(VENV)/bin/advnets-train $(ARGS)
+
+test: $(STAMP)  ## the whole test suite (set ADVNETS_DATA_DIR to a folder with MNIST/raw for the MNIST tests)
+	$(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/parzen_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
