@@ -83,7 +83,7 @@ class AdversarialGame(pl.LightningModule):
         _check_choice("game.noise", noise, NOISES)
         if k < 1:
             raise UserError(f"game.k={k}; allowed: a positive integer")
-        for name, opt in (("g_optimizer", g_optimizer), ("d_optimizer", d_optimizer)):
+        for name, opt in (("generator", g_optimizer), ("discriminator", d_optimizer)):
             lr = opt.keywords.get("lr", 1.0)
             if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
                 raise UserError(f"optimizer.{name}.lr={lr}; allowed: a finite number > 0")

@@ -51,13 +51,9 @@ def _check_points(t: Tensor, name: str) -> None:
     if t.dim() != 2:
         raise ParzenInputError(f"{name} must be 2-D [points, features], got shape {tuple(t.shape)}")
     if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ParzenInputError(
-            f"{name} is empty (shape {tuple(t.shape)}); at least one point and one feature"
-        )
-    if not (t.is_floating_point() or t.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32)):
-        raise ParzenInputError(
-            f"{name} has dtype {t.dtype}; a real (floating point or integer) tensor is allowed"
-        )
+        raise ParzenInputError(f"{name} is empty (shape {tuple(t.shape)}); at least one point and one feature")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise ParzenInputError(f"{name} has dtype {t.dtype}; a real (floating point or integer) tensor is allowed")
     if t.is_floating_point() and not bool(torch.isfinite(t.sum(dtype=torch.float64))):  # one cheap pass
         bad = int((~torch.isfinite(t)).sum())
         if bad:
@@ -99,9 +95,7 @@ def _check_sigmas(sigmas: Sequence[float] | Tensor | float) -> Tensor:
 
 def _check_block_bytes(block_bytes: int) -> int:
     if not isinstance(block_bytes, int) or block_bytes <= 0:
-        raise ParzenInputError(
-            f"block_bytes={block_bytes!r} is not allowed; a positive integer number of bytes"
-        )
+        raise ParzenInputError(f"block_bytes={block_bytes!r} is not allowed; a positive integer number of bytes")
     return block_bytes
 
 
@@ -245,20 +239,22 @@ def nearest_neighbours(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     precision: str = "float64",
 ) -> tuple[Tensor, Tensor]:
-    """Index into ``refs`` and Euclidean distance of each point's nearest reference (same blocked kernel)."""
+    """Index into ``refs`` and Euclidean distance (float64) of each point's nearest reference, on x's device.
+
+    The search uses the Parzen estimator's blocked distance kernel; the returned distance is then recomputed
+    exactly from the difference to the chosen reference (the expanded form loses ~sqrt(eps) near 0).
+    """
     _check_pair(x, refs, "x", "refs")
     dtype = _check_precision(precision)
     _check_block_bytes(block_bytes)
-    x, refs = x.detach(), refs.detach()
+    x, refs = x.detach(), refs.detach().to(x.device)
     idx = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    dist2 = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     best: Tensor | None = None
     best_idx: Tensor | None = None
     j0 = 0
     item = torch.finfo(dtype).bits // 8
     for r0, r1, last, d2 in _distance_blocks(x, refs, dtype, block_bytes, item):
         val, arg = d2.min(1)
-        val = val.to(torch.float64).clamp_(min=0)
         arg = arg + j0
         if best is None or best_idx is None:
             best, best_idx = val, arg
@@ -268,10 +264,15 @@ def nearest_neighbours(
             best_idx = torch.where(better, arg, best_idx)
         j0 += d2.shape[1]
         if last:
-            dist2[r0:r1], idx[r0:r1] = best, best_idx
+            idx[r0:r1] = best_idx
             best = best_idx = None
             j0 = 0
-    return idx, dist2.sqrt()
+    dist = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+    step = max(1, block_bytes // (8 * x.shape[1]))
+    for r0 in range(0, x.shape[0], step):
+        diff = x[r0 : r0 + step].to(torch.float64) - refs[idx[r0 : r0 + step]].to(torch.float64)
+        dist[r0 : r0 + step] = diff.pow(2).sum(1).sqrt()
+    return idx, dist
 
 
 @dataclass(frozen=True)

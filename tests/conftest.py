@@ -1,0 +1,63 @@
+"""Shared fixtures: the real config (Hydra compose API), real data, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from advnets import CONF_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose_cfg(overrides: list[str], output_dir: Path | str = "/tmp/advnets-unused") -> DictConfig:
+    """The composed training config, as the CLI would build it (without a Hydra run)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={output_dir}", "name=test", *overrides])
+
+
+@pytest.fixture
+def mnist_dir() -> str:
+    """The folder holding MNIST/raw (CI sets ADVNETS_DATA_DIR to ../shared/data)."""
+    path = os.environ.get("ADVNETS_DATA_DIR")
+    if not path or not (Path(path) / "MNIST" / "raw").is_dir():
+        pytest.skip("set ADVNETS_DATA_DIR to a folder with MNIST/raw (CI sets it)")
+    return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", HYDRA_FULL_ERROR="0", PYTHONPATH=str(REPO / "tests"))
+    env.pop("HYDRA_FULL_ERROR")
+    env.update(extra)
+    return env
+
+
+def run_cli(module: str, *args: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
+    """Run ``python -m advnets.<module> ARGS`` for real, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", f"advnets.{module}", *args],
+        cwd=REPO,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+QUICK = [
+    "experiment=quickstart",
+    "trainer.max_epochs=4",
+    "callbacks.parzen_monitor.every_n_epochs=2",
+    "callbacks.sample_grid.every_n_epochs=2",
+    "callbacks.progress_bar=null",
+    "eval.n_samples=300",
+    "threads=1",
+]
+"""A quickstart run cut to seconds, for end-to-end tests."""

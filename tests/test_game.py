@@ -1,0 +1,143 @@
+"""The game: one joint step equals a by-hand reference, Algorithm 1's k, losses, noise and schedules."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from advnets.data import ImageDataModule
+from advnets.game import d_loss_fn, g_loss_fn, sample_noise
+from advnets.schedules import PaperSchedule
+from advnets.train import build
+from conftest import compose_cfg
+
+
+def small_game(tmp_path, *overrides: str):
+    cfg = compose_cfg(["experiment=quickstart", "optimizer=paper_sgd", "logger=none", *overrides], tmp_path)
+    datamodule, game, _ = build(cfg)
+    return cfg, datamodule, game
+
+
+def fit(game, datamodule, tmp_path, batches: int, epochs: int = 1) -> pl.Trainer:
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        limit_train_batches=batches,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(game, datamodule=datamodule)
+    return trainer
+
+
+def test_joint_step_equals_a_reference_by_hand(tmp_path) -> None:
+    """One joint update: D's gradient from the D loss, G's from the G loss, both against D's old weights."""
+    cfg, datamodule, game = small_game(tmp_path)
+    G0, D0 = copy.deepcopy(game.generator), copy.deepcopy(game.discriminator)
+    fit(game, datamodule, tmp_path, batches=1)
+
+    # the same batch, noise and dropout masks the game drew (its counter-based stream at step 0)
+    batch = next(iter(datamodule.train_dataloader()))
+    n = len(batch)
+    rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 * 10_000_019 % 2**63)
+    z = sample_noise(n, G0.noise_dim, "uniform", torch.device("cpu"), rng)
+    masks_real, masks_fake = D0.masks(n, rng), D0.masks(n, rng)
+    fake = G0(z)
+    logit_real, logit_fake = D0(batch, masks_real), D0(fake, masks_fake)
+    d_params, g_params = list(D0.parameters()), list(G0.parameters())
+    d_grads = torch.autograd.grad(d_loss_fn(logit_real, logit_fake), d_params, retain_graph=True)
+    g_grads = torch.autograd.grad(g_loss_fn(logit_fake, "non_saturating"), g_params)
+
+    lr = cfg.optimizer.lr  # first SGD step with momentum: the buffer is the gradient itself
+    for p_new, p_old, grad in zip(game.discriminator.parameters(), d_params, d_grads, strict=True):
+        torch.testing.assert_close(p_new, p_old - lr * grad, atol=1e-6, rtol=1e-5)
+    for p_new, p_old, grad in zip(game.generator.parameters(), g_params, g_grads, strict=True):
+        torch.testing.assert_close(p_new, p_old - lr * grad, atol=1e-6, rtol=1e-5)
+    # not vacuous: both nets moved, and the G gradient is not D's (the routing matters)
+    assert all(float(g.abs().max()) > 0 for g in g_grads) and all(float(g.abs().max()) > 0 for g in d_grads)
+    assert not torch.equal(next(game.generator.parameters()), g_params[0])
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_alternating_takes_k_d_steps_per_g_step(tmp_path, k: int) -> None:
+    cfg, datamodule, game = small_game(tmp_path, "game.update=alternating", f"game.k={k}")
+    G0 = copy.deepcopy(game.generator)
+    batches = 6
+    trainer = fit(game, datamodule, tmp_path, batches=batches)
+    g_steps = batches // k
+    assert trainer.global_step == batches + g_steps
+    g_opt, d_opt = game.optimizers()
+    decay, lr = 1.000004, cfg.optimizer.lr
+    assert math.isclose(d_opt.param_groups[0]["lr"], lr / decay**batches, rel_tol=1e-12)
+    assert math.isclose(g_opt.param_groups[0]["lr"], lr / decay**g_steps, rel_tol=1e-12)
+    assert any(not torch.equal(a, b) for a, b in zip(G0.parameters(), game.generator.parameters(), strict=True))
+
+
+def test_losses_match_their_definitions() -> None:
+    lr, lf = torch.tensor([0.3, -1.0]), torch.tensor([2.0, -0.5])
+    d_real, d_fake = torch.sigmoid(lr), torch.sigmoid(lf)
+    expected_d = 0.5 * (-torch.log(d_real).mean() - torch.log(1 - d_fake).mean())
+    torch.testing.assert_close(d_loss_fn(lr, lf), expected_d)
+    torch.testing.assert_close(g_loss_fn(lf, "non_saturating"), -torch.log(d_fake).mean())
+    torch.testing.assert_close(g_loss_fn(lf, "minimax"), torch.log(1 - d_fake).mean())
+
+
+def test_noise_priors() -> None:
+    g = torch.Generator().manual_seed(0)
+    u = sample_noise(20000, 10, "uniform", torch.device("cpu"), g)
+    assert float(u.abs().max()) <= math.sqrt(3) and abs(float(u.var()) - 1) < 0.03
+    n = sample_noise(20000, 10, "gaussian", torch.device("cpu"), g)
+    assert float(n.abs().max()) > math.sqrt(3) and abs(float(n.var()) - 1) < 0.03
+
+
+def test_momentum_ramp_and_lr_decay() -> None:
+    s = PaperSchedule(1.000004, 1e-6, 0.5, 0.7, 250)
+    assert s.momentum(0) == 0.5 and math.isclose(s.momentum(249), 0.7) and math.isclose(s.momentum(1000), 0.7)
+    assert math.isclose(s.momentum(124.5), 0.6)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2e-6, momentum=0.5)
+    s.decay_lr(opt)
+    assert math.isclose(opt.param_groups[0]["lr"], 2e-6 / 1.000004)
+    for _ in range(300000):
+        s.decay_lr(opt)
+    assert opt.param_groups[0]["lr"] == 1e-6  # the floor
+
+
+def test_momentum_is_set_each_epoch_in_training(tmp_path) -> None:
+    _, datamodule, game = small_game(tmp_path, "optimizer.schedule.momentum_saturate_epoch=3")
+    fit(game, datamodule, tmp_path, batches=2, epochs=3)
+    for opt in game.optimizers():
+        assert math.isclose(opt.param_groups[0]["momentum"], 0.7)  # epoch 2 of a ramp saturating at epoch 3
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("optimizer.lr=-0.1", "lr=-0.1"),
+        ("optimizer.lr=0", "lr=0"),
+        ("game.update=sometimes", "game.update='sometimes'"),
+        ("game.k=0", "game.k=0"),
+        ("game.noise=cauchy", "game.noise='cauchy'"),
+    ],
+)
+def test_bad_game_values_are_refused_by_name(tmp_path, override: str, message: str) -> None:
+    from advnets.errors import find_user_error
+
+    with pytest.raises(Exception) as info:
+        small_game(tmp_path, override)
+    assert message in str(find_user_error(info.value)) and "allowed" in str(find_user_error(info.value))
+
+
+def test_data_module_batches_cover_each_rank_share() -> None:
+    dm = ImageDataModule("digits", 100, 1200, 300, seed=3)
+    dm.setup()
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 12 and all(b.shape == (100, 64) for b in batches)

@@ -1,0 +1,83 @@
+"""The paper's nets: shapes, init ranges, maxout, dropout masks, G's output bias."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from advnets.nets import Discriminator, Generator, Maxout
+from conftest import compose_cfg
+
+
+@pytest.fixture(scope="module")
+def paper_nets() -> tuple[Generator, Discriminator]:
+    cfg = compose_cfg([])
+    torch.manual_seed(0)
+    return instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
+
+
+def test_shapes_match_the_paper(paper_nets) -> None:
+    G, D = paper_nets
+    assert [m.weight.shape for m in G.modules() if isinstance(m, torch.nn.Linear)] == [
+        (1200, 100),
+        (1200, 1200),
+        (784, 1200),
+    ]
+    assert [layer.linear.weight.shape for layer in D.layers] == [(1200, 784), (1200, 240)]
+    assert D.out.weight.shape == (1, 240)
+    x = G(torch.rand(7, 100))
+    assert x.shape == (7, 784) and bool(((x > 0) & (x < 1)).all())
+    assert D(x).shape == (7,) and D(x, D.masks(7)).shape == (7,)
+
+
+def test_init_ranges(paper_nets) -> None:
+    G, D = paper_nets
+    for net, bound in ((G, 0.05), (D, 0.005)):
+        for m in net.modules():
+            if isinstance(m, torch.nn.Linear):
+                w = m.weight
+                assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound  # uniform, fills the range
+                assert abs(float(w.mean())) < bound / 10
+    assert all(float(layer.linear.bias.abs().max()) == 0.0 for layer in D.layers)
+
+
+def test_maxout_takes_the_max_of_each_units_pieces() -> None:
+    layer = Maxout(3, units=2, pieces=4)
+    x = torch.randn(5, 3)
+    expected = (x @ layer.linear.weight.T + layer.linear.bias).view(5, 2, 4).max(-1).values
+    assert torch.equal(layer(x), expected)
+
+
+def test_dropout_masks_have_the_paper_rates_and_are_inverted(paper_nets) -> None:
+    _, D = paper_nets
+    masks = D.masks(4000, torch.Generator().manual_seed(1))
+    assert [m.shape[1] for m in masks] == [784, 240, 240]
+    for mask, keep in zip(masks, (0.8, 0.5, 0.5), strict=True):
+        assert set(torch.unique(mask).tolist()) == {0.0, 1.0 / keep}
+        assert abs(float((mask > 0).float().mean()) - keep) < 0.01
+
+
+def test_no_dropout_without_masks_is_deterministic(paper_nets) -> None:
+    _, D = paper_nets
+    x = torch.rand(3, 784)
+    assert torch.equal(D(x), D(x))
+
+
+def test_output_bias_is_the_logit_of_the_mean_image() -> None:
+    G = Generator(4, [8], 6, 0.05)
+    mean = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0, 0.25])
+    G.init_output_bias(mean)
+    p = mean.clamp(1e-7, 1 - 1e-7)
+    assert torch.allclose(G.out.bias, torch.log(p / (1 - p)), atol=1e-4)
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, torch.nn.Linear) and m is not G.out:
+                m.weight.zero_()
+        G.out.weight.zero_()
+    assert torch.allclose(G(torch.zeros(1, 4))[0], p, atol=1e-6)
+
+
+def test_bad_dropout_keep_is_refused() -> None:
+    with pytest.raises(ValueError, match="input_keep=1.5"):
+        Discriminator(4, [2], 2, 0.1, input_keep=1.5, hidden_keep=0.5)
