@@ -84,6 +84,10 @@ def main() -> None:
     print(f"data: {source}; samples {n} x {samples.shape[1]}, valid {n_valid} x {n_sig} sigmas, test {n_test}")
     print(f"timings: min of {repeats} run(s) (shared machines are noisy)\n")
 
+    # warm-up (thread pools, allocator), not timed
+    parzen_protocol(samples[:500], valid[:50], test[:500])
+    parzen_protocol(samples[:500], valid[:50], test[:500], precision="float32")
+
     # 1. advnets, both modes
     t64, all64, res = timed(lambda: parzen_protocol(samples, valid, test, precision="float64"), repeats)
     t32, all32, res32 = timed(lambda: parzen_protocol(samples, valid, test, precision="float32"), repeats)

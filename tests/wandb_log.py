@@ -70,3 +70,14 @@ def offline_run_file(run_dir: Path) -> Path:
     files = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert files, f"no W&B offline run under {run_dir}"
     return files[-1]
+
+
+def config(records: list[wandb_internal_pb2.Record]) -> dict:
+    """The run's config: the run record's and every later ``config`` record's updates, JSON-decoded."""
+    out: dict = {}
+    for r in records:
+        kind = r.WhichOneof("record_type")
+        updates = r.run.config.update if kind == "run" else r.config.update if kind == "config" else []
+        for item in updates:
+            out[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return out

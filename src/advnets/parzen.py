@@ -54,19 +54,21 @@ def _check_points(t: Tensor, name: str) -> None:
         raise ParzenInputError(f"{name} is empty (shape {tuple(t.shape)}); at least one point and one feature")
     if t.is_complex() or t.dtype == torch.bool:
         raise ParzenInputError(f"{name} has dtype {t.dtype}; a real (floating point or integer) tensor is allowed")
-    if t.is_floating_point() and not bool(torch.isfinite(t.sum(dtype=torch.float64))):  # one cheap pass
+    if t.is_floating_point() and not bool(torch.isfinite(t.sum())):  # one cheap pass; exact count only if bad
         bad = int((~torch.isfinite(t)).sum())
         if bad:
             raise ParzenInputError(
                 f"{name} contain NaN/inf ({bad} non-finite values, e.g. a diverged generator); "
                 "all values must be finite"
             )
-        raise ParzenInputError(f"{name} has values too large to square (sum overflows float64); rescale the data")
 
 
-def _check_pair(x: Tensor, centers: Tensor, x_name: str = "x", c_name: str = "centers") -> None:
+def _check_pair(
+    x: Tensor, centers: Tensor, x_name: str = "x", c_name: str = "centers", *, centers_checked: bool = False
+) -> None:
     _check_points(x, x_name)
-    _check_points(centers, c_name)
+    if not centers_checked:
+        _check_points(centers, c_name)
     if x.shape[1] != centers.shape[1]:
         raise ParzenInputError(
             f"{x_name} has dimension {x.shape[1]} but {c_name} has dimension {centers.shape[1]}; they must match"
@@ -122,43 +124,105 @@ def _block_shape(n_x: int, n_c: int, bytes_per_pair: int, block_bytes: int) -> t
     return bx, bc
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Centres ready for the kernel: augmented rows [-2(c - mu), 1, ||c - mu||^2] in the compute dtype."""
+
+    aug: Tensor
+    mu: Tensor
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.aug.dtype
+
+
+def _prepare(centers: Tensor, dtype: torch.dtype, device: torch.device) -> _Prepared:
+    """Translate by the centres' mean (distances unchanged, less cancellation) and augment for one matmul."""
+    c64 = centers.detach().to(device=device, dtype=torch.float64)
+    mu = c64.mean(0)
+    c = (c64 - mu).to(dtype)
+    del c64
+    aug = torch.empty(c.shape[0], c.shape[1] + 2, dtype=dtype, device=device)
+    torch.mul(c, -2, out=aug[:, :-2])
+    aug[:, -2] = 1
+    aug[:, -1] = c.pow(2).sum(1)
+    if not bool(torch.isfinite(aug[:, -1]).all()):
+        raise ParzenInputError(f"centers are too large to square in {dtype}; rescale the data")
+    return _Prepared(aug, mu.to(dtype))
+
+
 def _distance_blocks(
-    x: Tensor, centers: Tensor, dtype: torch.dtype, block_bytes: int, bytes_per_pair: int
+    x: Tensor, prep: _Prepared, block_bytes: int, bytes_per_pair: int
 ) -> Iterator[tuple[int, int, bool, Tensor]]:
     """Yield ``(row0, row1, last_centre_block, d2)``: squared distances of x[row0:row1] to one centre block.
 
-    Both sides are first translated by the centres' mean (distances are unchanged, cancellation is smaller).
-    d2 = ||x||^2 - 2 x.c + ||c||^2 comes from ONE matrix product of augmented rows [x, ||x||^2, 1] and
-    [-2c, 1, ||c||^2] in ``dtype`` (TF32 off). It is NOT clamped at 0: callers clamp what they use. ``d2`` lives
-    in a buffer reused for the next block: consume it before advancing. Centre blocks of one x block come
-    consecutively; ``last_centre_block`` marks the end of a row block.
+    d2 = ||x||^2 - 2 x.c + ||c||^2 (both translated by the centres' mean) comes from ONE matrix product of
+    augmented rows [x, ||x||^2, 1] and [-2c, 1, ||c||^2] in the compute dtype, TF32 off. It is NOT clamped at 0:
+    callers clamp what they use. ``d2`` lives in a buffer reused for the next block: consume it before
+    advancing. Centre blocks of one x block come consecutively; ``last_centre_block`` marks a row block's end.
     """
     n_x, dim = x.shape
-    n_c = centers.shape[0]
-    dev = x.device
-    mu = centers.to(device=dev, dtype=torch.float64).mean(0)
-    c = (centers.to(device=dev, dtype=torch.float64) - mu).to(dtype)
-    mu = mu.to(dtype)
-    c_aug = torch.empty(n_c, dim + 2, dtype=dtype, device=dev)
-    torch.mul(c, -2, out=c_aug[:, :dim])
-    c_aug[:, dim] = 1
-    c_aug[:, dim + 1] = c.pow(2).sum(1)
-    del c
+    n_c = prep.aug.shape[0]
+    dtype, dev = prep.dtype, prep.aug.device
     bx, bc = _block_shape(n_x, n_c, bytes_per_pair, block_bytes)
     flat = torch.empty(bx * bc, dtype=dtype, device=dev)
     x_aug = torch.empty(bx, dim + 2, dtype=dtype, device=dev)
     for i0 in range(0, n_x, bx):
         rows = min(bx, n_x - i0)
         xa = x_aug[:rows]
-        torch.sub(x[i0 : i0 + rows].to(dtype), mu, out=xa[:, :dim])
+        torch.sub(x[i0 : i0 + rows].to(dtype), prep.mu, out=xa[:, :dim])
         xa[:, dim] = xa[:, :dim].pow(2).sum(1)
         xa[:, dim + 1] = 1
         for j0 in range(0, n_c, bc):
-            cb = c_aug[j0 : j0 + bc]
+            cb = prep.aug[j0 : j0 + bc]
             d2 = flat[: rows * cb.shape[0]].view(rows, cb.shape[0])
             with _full_fp32_matmul():
                 torch.mm(xa, cb.T, out=d2)
             yield i0, i0 + rows, j0 + bc >= n_c, d2
+
+
+def _log_likelihood(x: Tensor, prep: _Prepared, sig: Tensor, block_bytes: int) -> Tensor:
+    """Unchecked core of :func:`parzen_log_likelihood` (inputs validated, centres prepared)."""
+    x = x.detach()
+    dtype, device = prep.dtype, prep.aug.device
+    n_c, dim = prep.aug.shape[0], prep.aug.shape[1] - 2
+    neg_a = (-0.5 / sig.pow(2)).tolist()  # -1 / (2 sigma^2) per sigma
+    neg_a_t = torch.tensor(neg_a, dtype=torch.float64, device=device)[:, None]
+    out = torch.empty(len(neg_a), x.shape[0], dtype=torch.float64, device=device)
+    item = torch.finfo(dtype).bits // 8
+    # exp(exp_floor) is still a normal number; N * exp(exp_floor) is far below the precision of the result
+    exp_floor = -700.0 if dtype == torch.float64 else -87.0
+    work: Tensor | None = None
+    run_min: Tensor | None = None
+    run_sum: Tensor | None = None
+    # bytes per (x, centre) pair: the distance block and one work buffer
+    for r0, r1, last, d2 in _distance_blocks(x, prep, block_bytes, 2 * item):
+        bmin = d2.amin(1)
+        if bool((bmin < 0).any()):  # rounding below 0 (near-duplicates): clamp, as the formula says
+            d2.clamp_(min=0)
+            bmin.clamp_(min=0)
+        bmin = bmin.to(torch.float64)
+        if run_min is None or run_sum is None:
+            new_min = bmin
+            run_sum = torch.zeros(len(neg_a), r1 - r0, dtype=torch.float64, device=device)
+        else:
+            new_min = torch.minimum(run_min, bmin)
+            run_sum.mul_(torch.exp((run_min - new_min)[None] * neg_a_t))
+        run_min = new_min
+        if work is None or work.numel() < d2.numel():
+            work = torch.empty(d2.numel(), dtype=dtype, device=device)
+        buf = work[: d2.numel()].view_as(d2)
+        for k, a in enumerate(neg_a):
+            # exp(-a (d2 - min)) <= 1: shifting by the row's minimum distance never overflows, for any sigma;
+            # clamping far tails (where exp underflows anyway) avoids exp's slow denormal path (~5x slower)
+            shift = (new_min * -a).to(dtype)[:, None]
+            torch.add(shift, d2, alpha=a, out=buf).clamp_(min=exp_floor).exp_()
+            run_sum[k] += buf.sum(1).to(torch.float64)
+        if last:
+            norm = -math.log(n_c) - dim * torch.log(sig * math.sqrt(2 * math.pi))
+            out[:, r0:r1] = run_sum.log() + run_min[None] * neg_a_t + norm.to(device)[:, None]
+            run_min = run_sum = None
+    return out
 
 
 # ------------------------------------------------------------------------------------------- public API
@@ -180,46 +244,7 @@ def parzen_log_likelihood(
     dtype = _check_precision(precision)
     sig = _check_sigmas(sigmas)
     _check_block_bytes(block_bytes)
-    x, centers = x.detach(), centers.detach()
-    device = x.device
-    n_c, dim = centers.shape
-    neg_a = (-0.5 / sig.pow(2)).tolist()  # -1 / (2 sigma^2) per sigma
-    neg_a_t = torch.tensor(neg_a, dtype=torch.float64, device=device)[:, None]
-    out = torch.empty(len(neg_a), x.shape[0], dtype=torch.float64, device=device)
-    item = torch.finfo(dtype).bits // 8
-    # exp(exp_floor) is still a normal number; N * exp(exp_floor) is far below the precision of the result
-    exp_floor = -700.0 if dtype == torch.float64 else -87.0
-    work: Tensor | None = None
-    run_min: Tensor | None = None
-    run_sum: Tensor | None = None
-    # bytes per (x, centre) pair: the distance block and one work buffer
-    for r0, r1, last, d2 in _distance_blocks(x, centers, dtype, block_bytes, 2 * item):
-        bmin = d2.amin(1)
-        if bool((bmin < 0).any()):  # rounding below 0 (near-duplicates): clamp, as the formula says
-            d2.clamp_(min=0)
-            bmin.clamp_(min=0)
-        bmin = bmin.to(torch.float64)
-        if run_min is None or run_sum is None:
-            new_min = bmin
-            run_sum = torch.zeros(len(neg_a), r1 - r0, dtype=torch.float64, device=device)
-        else:
-            new_min = torch.minimum(run_min, bmin)
-            run_sum.mul_(torch.exp((run_min - new_min)[None] * neg_a_t))
-        run_min = new_min
-        if work is None or work.numel() < d2.numel():
-            work = torch.empty(d2.numel(), dtype=dtype, device=device)
-        buf = work[: d2.numel()].view_as(d2)
-        for k, a in enumerate(neg_a):
-            # exp(-a (d2 - min)) <= 1: shifting by the row's minimum distance never overflows, for any sigma
-            # clamp far tails where exp underflows anyway: the slow (denormal) path of exp costs ~5x
-            shift = (new_min * -a).to(dtype)[:, None]
-            torch.add(shift, d2, alpha=a, out=buf).clamp_(min=exp_floor).exp_()
-            run_sum[k] += buf.sum(1).to(torch.float64)
-        if last:
-            norm = -math.log(n_c) - dim * torch.log(sig * math.sqrt(2 * math.pi))
-            out[:, r0:r1] = run_sum.log() + run_min[None] * neg_a_t + norm.to(device)[:, None]
-            run_min = run_sum = None
-    return out
+    return _log_likelihood(x, _prepare(centers, dtype, x.device), sig, block_bytes)
 
 
 def select_sigma(
@@ -253,7 +278,7 @@ def nearest_neighbours(
     best_idx: Tensor | None = None
     j0 = 0
     item = torch.finfo(dtype).bits // 8
-    for r0, r1, last, d2 in _distance_blocks(x, refs, dtype, block_bytes, item):
+    for r0, r1, last, d2 in _distance_blocks(x, _prepare(refs, dtype, x.device), block_bytes, item):
         val, arg = d2.min(1)
         arg = arg + j0
         if best is None or best_idx is None:
@@ -300,27 +325,32 @@ def parzen_protocol(
     grid: Sequence[float] = SIGMA_GRID,
     sigma: float | None = None,
     precision: str = "float64",
-    **kw: object,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> ParzenResult:
     """The 2014 protocol: pick sigma on ``valid`` (unless ``sigma`` is given), then score ``test``.
 
     Standard error = std(LL, ddof=0) / sqrt(n_test). With ``sigma`` given, ``valid`` is unused (may be None),
-    ``n_valid`` is 0 and ``mean_ll_per_sigma`` is empty.
+    ``n_valid`` is 0 and ``mean_ll_per_sigma`` is empty. Everything runs on ``test``'s device.
     """
-    _check_precision(precision)
+    dtype = _check_precision(precision)
+    _check_block_bytes(block_bytes)
     _check_points(samples, "samples")
-    _check_pair(test, samples, "test", "samples")
+    _check_pair(test, samples, "test", "samples", centers_checked=True)
+    if sigma is None and valid is None:
+        raise ParzenInputError("valid is None; give validation points to choose sigma, or give sigma")
+    if sigma is None and valid is not None:
+        _check_pair(valid, samples, "valid", "samples", centers_checked=True)
+    grid_t = _check_sigmas(grid) if sigma is None else _check_sigmas([sigma])
+    prep = _prepare(samples, dtype, test.device)
     per_sigma: list[float] = []
     n_valid = 0
-    if sigma is None:
-        if valid is None:
-            raise ParzenInputError("valid is None; give validation points to choose sigma, or give sigma")
-        _check_pair(valid, samples, "valid", "samples")
-        sigma, means = select_sigma(valid, samples, grid, precision=precision, **kw)
+    if sigma is None and valid is not None:
+        means = _log_likelihood(valid.to(test.device), prep, grid_t, block_bytes).mean(1)
+        sigma = float(grid_t[int(torch.argmax(means))])
         per_sigma = means.tolist()
         n_valid = valid.shape[0]
-    sigma = float(_check_sigmas([sigma])[0])
-    ll = parzen_log_likelihood(test, samples, [sigma], precision=precision, **kw)[0]
+    sigma = float(grid_t[0]) if sigma is None else float(sigma)  # (sigma given: grid_t == [sigma])
+    ll = _log_likelihood(test, prep, torch.tensor([sigma], dtype=torch.float64), block_bytes)[0]
     return ParzenResult(
         log_likelihood=float(ll.mean()),
         standard_error=float(ll.std(unbiased=False) / math.sqrt(ll.numel())),
@@ -368,9 +398,9 @@ class ParzenLogLikelihood(Metric):
 
     def update(self, x: Tensor) -> None:
         """Score a batch of points against the centres."""
-        ll = parzen_log_likelihood(
-            x, self.centers, [self.sigma], block_bytes=self.block_bytes, precision=self.precision
-        )[0]
+        _check_pair(x, self.centers, centers_checked=True)
+        prep = _prepare(self.centers, _DTYPES[self.precision], x.device)
+        ll = _log_likelihood(x, prep, torch.tensor([self.sigma], dtype=torch.float64), self.block_bytes)[0]
         self.ll_sum += ll.sum()
         self.ll_sq_sum += ll.pow(2).sum()
         self.count += ll.numel()

@@ -1,0 +1,26 @@
+"""Test-only callbacks, added to real CLI runs with ``+callbacks.NAME._target_=probes.X`` (PYTHONPATH=tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+
+class ParamDigest(pl.Callback):
+    """At the end of training, every rank writes its world size and a digest of all parameters."""
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        flat = torch.cat([p.detach().double().flatten() for p in pl_module.parameters()])
+        record = {
+            "rank": trainer.global_rank,
+            "world": trainer.world_size,
+            "sum": float(flat.sum()),
+            "abs_sum": float(flat.abs().sum()),
+            "first": flat[:5].tolist(),
+            "global_step": trainer.global_step,
+        }
+        out = Path(trainer.default_root_dir) / f"params_rank{trainer.global_rank}.json"
+        out.write_text(json.dumps(record))

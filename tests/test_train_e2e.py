@@ -1,0 +1,106 @@
+"""End to end through the real CLI: a quickstart run (files, W&B offline log read back), resume, DDP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import QUICK, run_cli
+from wandb_log import config, history, offline_run_file, read_records, run_info
+
+
+def _ok(proc) -> None:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("quick") / "run"
+    _ok(run_cli("train", *QUICK, f"hydra.run.dir={run_dir}"))
+    return run_dir
+
+
+def test_quickstart_writes_the_run_folder(quick_run: Path) -> None:
+    assert (quick_run / ".hydra" / "config.yaml").is_file()
+    assert (quick_run / "checkpoints" / "last.ckpt").is_file()
+    assert (quick_run / "checkpoints" / "best.ckpt").is_file()
+    grids = sorted((quick_run / "samples").glob("epoch_*.png"))
+    assert [g.name for g in grids] == ["epoch_0002.png", "epoch_0004.png"]
+    assert grids[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curve = (quick_run / "val_curve.csv").read_text().splitlines()
+    assert curve[0] == "epoch,step,val_parzen_ll,sigma" and len(curve) == 3
+    results = json.loads((quick_run / "results.json").read_text())
+    assert results["dataset"] == "digits" and results["n_samples"] == 300 and results["n_test"] == 297
+    assert results["checkpoint"].endswith("best.ckpt")
+
+
+def test_wandb_offline_run_holds_losses_and_images(quick_run: Path) -> None:
+    records = read_records(offline_run_file(quick_run))
+    rows = history(records)
+    keys = set().union(*rows)
+    for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/lr_g", "train/momentum"):
+        assert key in keys, key
+    assert "val/parzen_ll" in keys and "test/parzen_ll" in keys
+    images = [r for r in rows if r.get("samples/_type") == "images/separated"]
+    assert len(images) == 2 and images[0]["samples/count"] == 1
+    losses = [r["train/d_loss"] for r in rows if "train/d_loss" in r]
+    assert all(0 < v < 10 for v in losses)
+    run = run_info(records)
+    assert run.run_id == (quick_run / "wandb_id.txt").read_text().strip()
+    cfg = config(records)
+    assert cfg["dataset"]["name"] == "digits" and cfg["seed"] == 0
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def test_resume_continues_as_if_never_stopped(tmp_path: Path) -> None:
+    common = [*QUICK, "logger=none", "evaluate=false", "callbacks.parzen_monitor.every_n_epochs=1"]
+    straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
+    _ok(run_cli("train", *common, "trainer.max_epochs=2", f"hydra.run.dir={straight}"))
+    _ok(run_cli("train", *common, "trainer.max_epochs=1", f"hydra.run.dir={first}"))
+    ckpt = first / "checkpoints" / "last.ckpt"
+    _ok(run_cli("train", *common, "trainer.max_epochs=2", f"ckpt_path={ckpt}", f"hydra.run.dir={resumed}"))
+    a, b = _state(straight / "checkpoints" / "last.ckpt"), _state(resumed / "checkpoints" / "last.ckpt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    full_a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
+    full_b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
+    assert full_a["global_step"] == full_b["global_step"] == 2 * 2 * 12
+    for opt_a, opt_b in zip(full_a["optimizer_states"], full_b["optimizer_states"], strict=True):
+        assert opt_a["param_groups"][0]["lr"] == opt_b["param_groups"][0]["lr"]
+    # the validation curve continued in the resumed run's own folder from epoch 2
+    assert (resumed / "val_curve.csv").read_text().splitlines()[1].startswith("2,")
+
+
+@pytest.mark.parametrize("update", ["joint", "alternating"])
+def test_ddp_two_cpu_processes_keep_identical_parameters(tmp_path: Path, update: str) -> None:
+    run_dir = tmp_path / "ddp"
+    proc = run_cli(
+        "train",
+        *QUICK,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=2",
+        f"game.update={update}",
+        "evaluate=false",
+        "+callbacks.digest._target_=probes.ParamDigest",
+        f"hydra.run.dir={run_dir}",
+    )
+    _ok(proc)
+    ranks = [json.loads((run_dir / f"params_rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["sum"] == ranks[1]["sum"] and ranks[0]["first"] == ranks[1]["first"]
+    assert ranks[0]["abs_sum"] == ranks[1]["abs_sum"]
+    # each rank sees half the data: 1200 images / (100 x 2) = 6 batches per epoch
+    steps_per_batch = 2 if update == "joint" else 2  # joint: G + D; alternating k=1: D + G
+    assert ranks[0]["global_step"] == 2 * 6 * steps_per_batch
+    records = read_records(offline_run_file(run_dir))
+    assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1  # rank zero only
+    assert any("train/d_loss" in row for row in history(records))
