@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hydra.utils import instantiate
-
 from conftest import compose_cfg, run_cli
+from hydra.utils import instantiate
 
 GROUP_OPTIONS = {
     "dataset": ["mnist", "digits"],

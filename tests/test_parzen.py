@@ -215,6 +215,34 @@ def test_metric_chunks_equal_protocol_and_reset(data) -> None:
     assert metric.compute()["log_likelihood"].item() == pytest.approx(ref50.log_likelihood, abs=1e-9)
 
 
+def test_metric_keeps_centres_dtype_under_module_casts(data) -> None:
+    x, c = data
+    metric = ParzenLogLikelihood(c, sigma=0.3)
+    torch.nn.ModuleDict({"parzen": metric}).half().to("cpu")
+    assert metric.centers.dtype == torch.float64
+    metric.update(x)
+    ref = parzen_protocol(c, None, x, sigma=0.3)
+    assert metric.compute()["log_likelihood"].item() == pytest.approx(ref.log_likelihood, abs=1e-9)
+
+
+def test_metric_sees_in_place_changes_of_centres(data) -> None:
+    x, c = data
+    metric = ParzenLogLikelihood(c, sigma=0.3)
+    metric.update(x[:10])
+    metric.reset()
+    metric.centers.mul_(0.5)  # e.g. new samples copied into the buffer
+    metric.update(x)
+    ref = parzen_protocol(c * 0.5, None, x, sigma=0.3)
+    assert metric.compute()["log_likelihood"].item() == pytest.approx(ref.log_likelihood, abs=1e-9)
+
+
+def test_errors_are_user_errors() -> None:
+    from advnets.errors import UserError
+    from advnets.parzen import ParzenInputError
+
+    assert issubclass(ParzenInputError, ValueError) and issubclass(ParzenInputError, UserError)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

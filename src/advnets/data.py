@@ -83,9 +83,7 @@ def load_digits(n_train: int, n_valid: int) -> Splits:
     images = torch.from_numpy(sk_digits().data.astype(np.float32) / 16.0)
     if n_train + n_valid >= len(images):
         raise UserError(f"dataset.n_train + dataset.n_valid = {n_train + n_valid}; allowed: < {len(images)}")
-    return Splits(
-        images[:n_train], images[n_train : n_train + n_valid], images[n_train + n_valid :], (1, 8, 8)
-    )
+    return Splits(images[:n_train], images[n_train : n_train + n_valid], images[n_train + n_valid :], (1, 8, 8))
 
 
 class InMemory(Dataset):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
-from typing import TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 EXIT_USER_ERROR = 2
 
@@ -26,18 +25,55 @@ def find_user_error(err: BaseException) -> UserError | None:
     return None
 
 
-def exit_on_user_error(fn: Callable[..., T]) -> Callable[..., T]:
-    """Run ``fn``; on a ``UserError`` (however wrapped) print one line and exit non-zero."""
+def _hydra_message(err: BaseException) -> str | None:
+    """Hydra's own message for a config mistake (unknown option, bad override), folded onto one line."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    @functools.wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> T:
+    if not isinstance(err, HydraException | OmegaConfBaseException):
+        return None
+    parts: list[str] = []
+    for line in str(err).splitlines():
+        line = line.strip()
+        if line.startswith("Config search path"):
+            break
+        if not line:
+            continue
+        if parts and parts[-1].endswith(":"):
+            parts[-1] += f" {line}"
+        elif parts and parts[-1].rsplit(":", 1)[0].startswith("Available options") and line.isidentifier():
+            parts[-1] += f", {line}"
+        else:
+            parts.append(line)
+    return "; ".join(parts)
+
+
+def one_line(err: BaseException) -> str | None:
+    """A one-line message for a user mistake, or None for a bug (which keeps its traceback)."""
+    user_error = find_user_error(err)
+    if user_error is not None:
+        return str(user_error)
+    hydra_message = _hydra_message(err)
+    if hydra_message is not None:
+        return hydra_message
+    if isinstance(err, OSError) and err.filename:
+        return f"cannot write {err.filename}: {err.strerror}"
+    return None
+
+
+def cli(hydra_main: Callable[[], Any]) -> Callable[[], None]:
+    """Wrap a ``@hydra.main`` entry point: Hydra re-raises (HYDRA_FULL_ERROR), mistakes become one line."""
+
+    @functools.wraps(hydra_main)
+    def entry() -> None:
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")
         try:
-            return fn(*args, **kwargs)
+            hydra_main()
         except Exception as err:
-            user_error = find_user_error(err)
-            if user_error is None:
+            message = one_line(err)
+            if message is None:
                 raise
-            print(f"advnets: error: {user_error}", file=sys.stderr)
+            print(f"advnets: error: {message}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
 
-    return wrapper
+    return entry

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from advnets import CONF_DIR
 from advnets.callbacks import generate
 from advnets.data import ImageDataModule
-from advnets.errors import UserError, exit_on_user_error
+from advnets.errors import UserError, cli
 from advnets.game import sample_noise
 from advnets.nets import Generator
 from advnets.parzen import nearest_neighbours, parzen_protocol
@@ -38,9 +38,7 @@ def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[st
     except Exception as err:  # truncated or not a torch file: torch raises many types
         raise UserError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
     if isinstance(blob, dict) and "state_dict" in blob:
-        state = {
-            k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")
-        }
+        state = {k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")}
         return state, {"epoch": blob.get("epoch"), "global_step": blob.get("global_step")}
     if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
         return blob, {}
@@ -51,9 +49,7 @@ def build_generator(model_cfg: DictConfig, state: dict[str, torch.Tensor], data_
     """The run's generator with the given weights; a checkpoint for another data shape is a clear error."""
     out = state.get("out.weight")
     if out is not None and out.shape[0] != data_dim:
-        raise UserError(
-            f"checkpoint generates {out.shape[0]}-d images but the dataset has {data_dim}-d images"
-        )
+        raise UserError(f"checkpoint generates {out.shape[0]}-d images but the dataset has {data_dim}-d images")
     generator: Generator = instantiate(model_cfg.generator)
     try:
         generator.load_state_dict(state)
@@ -112,9 +108,7 @@ def evaluate_run(
     np.savez_compressed(out_dir / "samples.npz", samples=samples.cpu().numpy(), z=z.cpu().numpy())
     save_grid(samples[:100], splits.image_shape, out_dir / "samples_grid.png")
     idx, _ = nearest_neighbours(samples[:30], splits.train.to(device))
-    save_nearest_neighbours(
-        samples[:30], splits.train[idx.cpu()], splits.image_shape, out_dir / "nearest.png"
-    )
+    save_nearest_neighbours(samples[:30], splits.train[idx.cpu()], splits.image_shape, out_dir / "nearest.png")
     return results
 
 
@@ -141,7 +135,6 @@ def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
     raise UserError(f"no run config for {ckpt}: looked for {', '.join(map(str, candidates))}")
 
 
-@exit_on_user_error
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder."""
     ckpt = Path(cfg.ckpt_path)
@@ -166,8 +159,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     evaluate(cfg)
+
+
+main = cli(hydra_main)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,7 @@ class AdversarialGame(pl.LightningModule):
         self.g_optimizer, self.d_optimizer, self.schedule = g_optimizer, d_optimizer, schedule
         self.update, self.k, self.g_loss, self.noise, self.seed = update, k, g_loss, noise, seed
         fixed = torch.Generator().manual_seed(seed)
-        self.register_buffer(
-            "fixed_z", sample_noise(n_fixed_samples, generator.noise_dim, noise, "cpu", fixed)
-        )
+        self.register_buffer("fixed_z", sample_noise(n_fixed_samples, generator.noise_dim, noise, "cpu", fixed))
         self._rng: torch.Generator | None = None
 
     # -- randomness: a counter-based stream, so a resumed run and every DDP rank draw reproducibly ----------

@@ -37,9 +37,7 @@ class Generator(nn.Module):
         super().__init__()
         activations = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
         if hidden_activation not in activations:
-            raise ValueError(
-                f"model.generator.hidden_activation={hidden_activation!r}; allowed: relu, sigmoid"
-            )
+            raise ValueError(f"model.generator.hidden_activation={hidden_activation!r}; allowed: relu, sigmoid")
         self.noise_dim, self.data_dim = noise_dim, data_dim
         layers: list[nn.Module] = []
         width = noise_dim

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -366,6 +367,7 @@ class ParzenLogLikelihood(Metric):
     """Streaming Parzen log-likelihood against fixed centres at one sigma; DDP-safe (sum-reduced states).
 
     ``compute()`` returns ``{"log_likelihood": mean, "standard_error": std(ddof=0) / sqrt(n)}`` (float64).
+    Under DDP every rank must hold the same centres; each rank updates with its share of the points.
     """
 
     is_differentiable = False
@@ -392,15 +394,30 @@ class ParzenLogLikelihood(Metric):
         _check_precision(precision)
         self.block_bytes = _check_block_bytes(block_bytes)
         self.register_buffer("centers", centers.detach().clone(), persistent=False)
+        self._prep: _Prepared | None = None
+        self._prep_key: tuple[object, ...] | None = None
         self.add_state("ll_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("ll_sq_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
+    def _apply(self, fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> ParzenLogLikelihood:
+        """Move the centres with the module, but never let a module-wide cast (.half(), bf16) quantise them."""
+        old = self.centers
+        out = super()._apply(fn, *args, **kwargs)
+        if self.centers.dtype != old.dtype:
+            self._buffers["centers"] = old.to(self.centers.device)
+        return out
+
     def update(self, x: Tensor) -> None:
         """Score a batch of points against the centres."""
         _check_pair(x, self.centers, centers_checked=True)
-        prep = _prepare(self.centers, _DTYPES[self.precision], x.device)
-        ll = _log_likelihood(x, prep, torch.tensor([self.sigma], dtype=torch.float64), self.block_bytes)[0]
+        c = self.centers
+        key = (c.data_ptr(), c._version, c.device, x.device)
+        if self._prep_key != key:  # prepare the centres once, not per batch
+            self._prep = _prepare(c, _DTYPES[self.precision], x.device)
+            self._prep_key = key
+        ll = _log_likelihood(x, self._prep, torch.tensor([self.sigma], dtype=torch.float64), self.block_bytes)[0]
+        ll = ll.to(self.ll_sum.device)
         self.ll_sum += ll.sum()
         self.ll_sq_sum += ll.pow(2).sum()
         self.count += ll.numel()

@@ -31,9 +31,7 @@ class PaperSchedule:
         if self.min_lr < 0:
             raise UserError(f"optimizer.schedule.min_lr={self.min_lr}; allowed: >= 0")
         if self.momentum_saturate_epoch < 1:
-            raise UserError(
-                f"optimizer.schedule.momentum_saturate_epoch={self.momentum_saturate_epoch}; allowed: >= 1"
-            )
+            raise UserError(f"optimizer.schedule.momentum_saturate_epoch={self.momentum_saturate_epoch}; allowed: >= 1")
 
     def momentum(self, epoch: int) -> float:
         span = max(self.momentum_saturate_epoch - 1, 1)

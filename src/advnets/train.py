@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
-from advnets.errors import UserError, exit_on_user_error
+from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
 from advnets.runs import build_loggers, check_writable, resume_path
 
@@ -45,6 +45,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics."""
     run_dir = Path(cfg.paths.output_dir)
     check_writable(run_dir)
+    ckpt_path = resume_path(cfg, run_dir)
     torch.set_float32_matmul_precision("highest")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -52,7 +53,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, game, trainer = build(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(game, datamodule=datamodule, ckpt_path=resume_path(cfg, run_dir))
+    trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if not trainer.is_global_zero:
         return metrics
@@ -91,7 +92,6 @@ def objective(metrics: dict[str, Any]) -> float:
     return value if math.isfinite(value) else FAILED_OBJECTIVE
 
 
-@exit_on_user_error
 def run(cfg: DictConfig) -> float:
     """One Hydra job: train, and always close the W&B run (one run per job)."""
     try:
@@ -101,8 +101,11 @@ def run(cfg: DictConfig) -> float:
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     return run(cfg)
+
+
+main = cli(hydra_main)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+"""Bad input: one clear line naming the value, a non-zero exit, and nothing already written lost."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import QUICK, run_cli
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and "wandb" not in p.parts
+    }
+
+
+def assert_user_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("advnets: error: ")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("done") / "run"
+    proc = run_cli("train", *QUICK, "trainer.max_epochs=2", "logger=none", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "overrides,fragments",
+    [
+        (["dataset=imagenet"], ["dataset/imagenet", "digits, mnist"]),
+        (["trainer=tpu"], ["trainer/tpu", "Available options", "cpu, ddp"]),
+        (["optimizer.lr=-0.1"], ["optimizer.generator.lr=-0.1", "allowed"]),
+        (["optimizer.lr=0"], ["lr=0", "allowed"]),
+        (["optimizer.d_lr=nan"], ["optimizer.discriminator.lr=nan", "allowed"]),
+        (["dataset.batch_size=5000"], ["dataset.batch_size=5000", "1..1200"]),
+        (["game.update=never"], ["game.update='never'", "joint, alternating"]),
+        (["ckpt_path=/nonexistent/last.ckpt"], ["/nonexistent/last.ckpt", "does not exist"]),
+    ],
+)
+def test_bad_values_get_one_line(tmp_path: Path, overrides: list[str], fragments: list[str]) -> None:
+    proc = run_cli("train", *QUICK, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert_user_error(proc, *fragments)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_override_key(tmp_path: Path) -> None:
+    assert_user_error(run_cli("train", *QUICK, "trainer.max_epoch=3"), "trainer.max_epoch")
+
+
+def test_unwritable_output_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = run_cli("train", *QUICK, f"hydra.run.dir={blocker / 'run'}")
+    assert_user_error(proc, str(blocker / "run"), "Not a directory")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_truncated_checkpoint_is_refused_and_nothing_is_lost(finished_run: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "half.ckpt"
+    data = (finished_run / "checkpoints" / "last.ckpt").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    before = _digest(finished_run)
+    proc = run_cli("train", *QUICK, f"ckpt_path={truncated}", f"hydra.run.dir={finished_run}")
+    assert_user_error(proc, str(truncated), "truncated")
+    assert _digest(finished_run) == before
+
+
+def test_bad_value_in_an_existing_run_folder_loses_nothing(finished_run: Path) -> None:
+    before = _digest(finished_run)
+    proc = run_cli("train", *QUICK, "optimizer.lr=-1", f"hydra.run.dir={finished_run}")
+    assert_user_error(proc, "lr=-1")
+    assert _digest(finished_run) == before
+
+
+def test_missing_mnist_files(tmp_path: Path) -> None:
+    proc = run_cli("train", "dataset.download=false", f"dataset.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_user_error(proc, "MNIST files missing", str(tmp_path))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_corrupt_mnist_files(tmp_path: Path, mnist_dir: str, damage: str) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    shutil.copytree(Path(mnist_dir) / "MNIST" / "raw", raw)
+    victim = raw / "t10k-labels-idx1-ubyte"
+    data = bytearray(victim.read_bytes())
+    if damage == "truncate":
+        victim.write_bytes(data[:-10])
+    else:
+        data[100] ^= 0xFF
+        victim.write_bytes(data)
+    proc = run_cli("train", f"dataset.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_user_error(proc, "corrupt MNIST file", "t10k-labels-idx1-ubyte", "bytes" if damage == "truncate" else "md5")
+    assert victim.read_bytes() == (data[:-10] if damage == "truncate" else data)  # not replaced by a download
+
+
+def test_eval_refuses_a_checkpoint_of_another_shape(finished_run: Path, tmp_path: Path, mnist_dir: str) -> None:
+    ckpt = finished_run / "checkpoints" / "last.ckpt"
+    proc = run_cli("evaluate", f"ckpt_path={ckpt}", "dataset=mnist", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert_user_error(proc, "64-d", "784-d")
+
+
+def test_eval_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
+    proc = run_cli("evaluate", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert_user_error(proc, "none.ckpt", "not found")
