@@ -94,6 +94,8 @@ class AdversarialGame(pl.LightningModule):
         fixed = torch.Generator().manual_seed(seed)
         self.register_buffer("fixed_z", sample_noise(n_fixed_samples, generator.noise_dim, noise, "cpu", fixed))
         self._rng: torch.Generator | None = None
+        self.register_buffer("losses_finite", torch.tensor(True), persistent=False)
+        self.diverged_at: int | None = None
 
     # -- randomness: a counter-based stream, so a resumed run and every DDP rank draw reproducibly ----------
     def rng(self) -> torch.Generator:
@@ -162,6 +164,15 @@ class AdversarialGame(pl.LightningModule):
                 self.manual_backward(g_loss)
                 self._step(g_opt)
         self._log_step(d_loss, g_loss, logit_real, logit_fake, g_opt, d_opt)
+        finite = torch.isfinite(d_loss) if g_loss is None else torch.isfinite(d_loss) & torch.isfinite(g_loss)
+        self.losses_finite &= finite  # no host sync per step; checked once per epoch
+
+    def on_train_epoch_end(self) -> None:
+        """Stop a diverged game (a non-finite loss this epoch) with one clear line, instead of training on NaN."""
+        if not bool(self.losses_finite):
+            self.diverged_at = self.current_epoch + 1
+            print(f"advnets: training diverged in epoch {self.diverged_at} (non-finite loss); stopping this run")
+            self.trainer.should_stop = True
 
     def _log_step(
         self,

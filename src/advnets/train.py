@@ -55,11 +55,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if game.diverged_at is not None:
+        metrics.update({"diverged_at_epoch": game.diverged_at, "val/parzen_ll": FAILED_OBJECTIVE})
     if not trainer.is_global_zero:
         return metrics
-    if cfg.evaluate and cfg.get("eval"):
+    if cfg.evaluate and cfg.get("eval") and game.diverged_at is None:
         metrics.update(_evaluate_best(cfg, trainer, game, datamodule, run_dir))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+    (run_dir / "metrics.json").write_text(json.dumps(finite, indent=2) + "\n")
     return metrics
 
 
