@@ -49,12 +49,19 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
     return str(check_checkpoint(last)) if last.exists() else None
 
 
+def task_overrides() -> list[str]:
+    """This job's command-line overrides (without Hydra's own), e.g. ['seed=2', 'game.update=alternating']."""
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith(("hydra.", "hydra/"))]
+
+
 def _job_identity() -> tuple[str | None, str | None, list[str]]:
     """(group, name, tags) for W&B from the Hydra job: a sweep's jobs share a group; overrides name them."""
     if not HydraConfig.initialized():
         return None, None, []
     hc = HydraConfig.get()
-    overrides = [o for o in hc.overrides.task if not o.startswith(("hydra.", "hydra/"))]
+    overrides = task_overrides()
     if hc.mode != RunMode.MULTIRUN:
         return None, None, overrides
     group = f"{hc.job.name}:{Path(hc.sweep.dir).name}"

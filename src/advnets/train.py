@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from advnets import CONF_DIR
 from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
-from advnets.runs import build_loggers, check_writable, resume_path
+from advnets.runs import build_loggers, check_writable, resume_path, task_overrides
 
 FAILED_OBJECTIVE = -1.0e6  # what a diverged run returns to a sweeper: finite, and worse than any real score
 
@@ -53,25 +54,38 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, game, trainer = build(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    start = time.perf_counter()
     trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path)
+    train_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if game.diverged_at is not None:
         metrics.update({"diverged_at_epoch": game.diverged_at, "val/parzen_ll": FAILED_OBJECTIVE})
     if not trainer.is_global_zero:
         return metrics
     if cfg.evaluate and cfg.get("eval") and game.diverged_at is None:
-        metrics.update(_evaluate_best(cfg, trainer, game, datamodule, run_dir))
+        metrics.update(_evaluate_best(cfg, trainer, game, datamodule, run_dir, train_seconds))
     finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
     (run_dir / "metrics.json").write_text(json.dumps(finite, indent=2) + "\n")
     return metrics
 
 
-def _evaluate_best(cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path) -> dict:
+def _evaluate_best(
+    cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path, train_seconds: float
+) -> dict:
     checkpoint = trainer.checkpoint_callback
     ckpt = ""
     if checkpoint is not None:
         ckpt = checkpoint.best_model_path if cfg.eval.checkpoint == "best" else checkpoint.last_model_path
-    meta: dict[str, Any] = {"checkpoint": ckpt, "epoch": trainer.current_epoch, "run_dir": str(run_dir)}
+    meta: dict[str, Any] = {
+        "checkpoint": ckpt,
+        "epoch": trainer.current_epoch,
+        "epochs_trained": trainer.current_epoch,
+        "train_seconds": round(train_seconds, 1),
+        "experiment": cfg.name,
+        "overrides": task_overrides(),
+        "update": cfg.game["update"],
+        "run_dir": str(run_dir),
+    }
     if ckpt:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         game.load_state_dict(state["state_dict"])
