@@ -1,0 +1,163 @@
+"""``advnets-report PATH...``: the paper's Table 1 with our runs added as rows (Markdown).
+
+Reads ``results.json`` files (given, or found below the given folders). Runs that differ only in their seed
+form one row, reported as mean ± standard error over seeds; a single run shows the protocol's own standard
+error over test images. Rows say what they change, the sigma, epochs, wall time and hardware.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from advnets.errors import UserError
+
+# Table 1 of Goodfellow et al. (2014): Parzen window log-likelihood (nats), mean ± standard error.
+PAPER_TABLE1: list[tuple[str, str, str]] = [
+    ("DBN", "138 ± 2", "1909 ± 66"),
+    ("Stacked CAE", "121 ± 1.6", "2110 ± 50"),
+    ("Deep GSN", "214 ± 1.1", "1890 ± 29"),
+    ("Adversarial nets", "225 ± 2", "2057 ± 26"),
+]
+DATASET_COLUMNS = ("mnist", "tfd")
+REQUIRED = ("parzen_ll", "parzen_se", "sigma", "dataset")
+
+
+def find_results(paths: Sequence[Path]) -> list[Path]:
+    """``results.json`` files: the paths themselves, or every one found below a folder."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(path.rglob("results.json")))
+        else:
+            raise UserError(f"{path} does not exist; give results.json files or folders that hold them")
+    return found
+
+
+def load(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """(results, "") or (None, why it cannot be reported)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        return None, f"unreadable ({err})"
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        return None, f"lacks {', '.join(missing)}"
+    return data, ""
+
+
+def label(result: dict[str, Any]) -> str:
+    """What a run is, named by what it changes: the experiment plus its overrides other than seed/paths."""
+    changes = [
+        o
+        for o in result.get("overrides", [])
+        if not o.split("=")[0].lstrip("+~").startswith(("seed", "paths", "eval", "experiment", "threads"))
+    ]
+    name = result.get("label") or result.get("experiment") or "advnets"
+    return f"{name} ({', '.join(changes)})" if changes else str(name)
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from runs that differ only in seed: mean ± SE over seeds, or the single run's own SE."""
+    lls = [r["parzen_ll"] for r in results]
+    n = len(lls)
+    mean = sum(lls) / n
+    if n == 1:
+        se, se_kind = results[0]["parzen_se"], "test images"
+    else:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in lls) / (n - 1))
+        se, se_kind = sd / math.sqrt(n), f"{n} seeds"
+    hours = [r["train_seconds"] / 3600 for r in results if r.get("train_seconds") is not None]
+    return {
+        "label": label(results[0]),
+        "dataset": results[0]["dataset"],
+        "ll": mean,
+        "se": se,
+        "se_over": se_kind,
+        "sigma": ", ".join(sorted({f"{r['sigma']:.4g}" for r in results})),
+        "epochs": ", ".join(sorted({str(r.get("epoch", "—")) for r in results})),
+        "hours": sum(hours) / len(hours) if hours else None,
+        "hardware": ", ".join(sorted({str(r.get("hardware", "—")) for r in results})),
+        "seeds": ", ".join(str(r.get("seed", "—")) for r in results),
+    }
+
+
+def rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        groups[(label(r), r["dataset"])].append(r)
+    return sorted((summarise(group) for group in groups.values()), key=lambda row: (row["dataset"], row["label"]))
+
+
+def markdown(our_rows: list[dict[str, Any]]) -> str:
+    """Table 1 as the paper has it, then our rows, then a details table."""
+    lines = [
+        "| Model | MNIST | TFD |",
+        "|---|---|---|",
+        *[f"| {name} (paper) | {mnist} | {tfd} |" for name, mnist, tfd in PAPER_TABLE1],
+    ]
+    for row in our_rows:
+        if row["dataset"] not in DATASET_COLUMNS:
+            continue  # another dataset: only in the details table below
+        cell = f"**{_fmt(row['ll'])} ± {_fmt(row['se'])}**"
+        mnist, tfd = (cell, "—") if row["dataset"] == "mnist" else ("—", cell)
+        lines.append(f"| advnets: {row['label']} | {mnist} | {tfd} |")
+    lines += [
+        "",
+        "| advnets run | dataset | log-likelihood (nats) | ± over | sigma | epochs | train hours | hardware | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in our_rows:
+        lines.append(
+            f"| {row['label']} | {row['dataset']} | {_fmt(row['ll'], 2)} ± {_fmt(row['se'], 2)} | {row['se_over']} "
+            f"| {row['sigma']} | {row['epochs']} | {_fmt(row['hours'], 2)} | {row['hardware']} | {row['seeds']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def report(paths: Sequence[Path]) -> tuple[str, list[str]]:
+    """The Markdown, and one note per results.json that was skipped (and why)."""
+    files = find_results(paths)
+    loaded, skipped = [], []
+    for f in files:
+        data, why = load(f)
+        if data is None:
+            skipped.append(f"skipped {f}: {why}")
+        else:
+            loaded.append(data)
+    if not loaded:
+        raise UserError(f"no usable results.json in {', '.join(map(str, paths))}" + "".join(f"; {s}" for s in skipped))
+    return markdown(rows(loaded)), skipped
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="advnets-report", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="results.json files or folders holding them")
+    parser.add_argument("--out", type=Path, help="also write the Markdown here")
+    args = parser.parse_args(argv)
+    try:
+        text, skipped = report(args.paths)
+    except UserError as err:
+        print(f"advnets: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    for note in skipped:
+        print(f"advnets-report: {note}", file=sys.stderr)
+    if args.out:
+        args.out.write_text(text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main()

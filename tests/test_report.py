@@ -1,0 +1,93 @@
+"""advnets-report: Table 1 with our rows, over seeds, with skipped files named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advnets.report import main, report
+
+FIXTURES = Path(__file__).parent / "fixtures" / "report"
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+
+
+def test_paper_rows_come_first_and_verbatim() -> None:
+    text, _ = report([FIXTURES / "one_seed"])
+    rows = table_rows(text)
+    assert rows[0] == ["Model", "MNIST", "TFD"]
+    assert rows[1:5] == [
+        ["DBN (paper)", "138 ± 2", "1909 ± 66"],
+        ["Stacked CAE (paper)", "121 ± 1.6", "2110 ± 50"],
+        ["Deep GSN (paper)", "214 ± 1.1", "1890 ± 29"],
+        ["Adversarial nets (paper)", "225 ± 2", "2057 ± 26"],
+    ]
+    assert rows[5] == ["advnets: paper_mnist", "**174.4 ± 1.4**", "—"]
+
+
+def test_one_seed_reports_the_test_image_standard_error() -> None:
+    text, _ = report([FIXTURES / "one_seed"])
+    detail = [r for r in table_rows(text) if r[0] == "paper_mnist"][0]
+    assert detail[1:] == [
+        "mnist",
+        "174.40 ± 1.40",
+        "test images",
+        "0.2154",
+        "200",
+        "2.00",
+        "x86_64 CPU, 1 threads",
+        "0",
+    ]
+
+
+def test_three_seeds_give_mean_and_standard_error_over_seeds() -> None:
+    text, _ = report([FIXTURES / "three_seeds"])
+    rows = table_rows(text)
+    assert ["advnets: paper_mnist (game.update=alternating)", "**170.0 ± 5.8**", "—"] in rows
+    detail = [r for r in rows if r[0] == "paper_mnist (game.update=alternating)"][0]
+    assert detail[2:4] == ["170.00 ± 5.77", "3 seeds"]  # sd 10 / sqrt 3
+    assert detail[-1] == "1, 2, 3"
+
+
+def test_missing_required_field_is_skipped_with_reason_and_the_rest_reported() -> None:
+    text, skipped = report([FIXTURES])
+    assert len(skipped) == 1 and "missing_field" in skipped[0] and "lacks parzen_ll" in skipped[0]
+    labels = [r[0] for r in table_rows(text)]
+    assert "advnets: paper_mnist (game.noise=gaussian)" in labels  # missing optional fields are shown as —
+    detail = [r for r in table_rows(text) if r[0] == "paper_mnist (game.noise=gaussian)"][0]
+    assert detail[5:8] == ["—", "—", "—"]
+
+
+def test_other_dataset_is_kept_out_of_the_paper_columns() -> None:
+    text, _ = report([FIXTURES / "other_dataset", FIXTURES / "one_seed"])
+    rows = table_rows(text)
+    assert not any(r[0].startswith("advnets: quickstart") for r in rows)
+    assert [r for r in rows if r[0] == "quickstart"][0][1:3] == ["digits", "-2.50 ± 0.80"]
+
+
+def test_cli_writes_markdown_and_refuses_nothing_to_report(tmp_path: Path) -> None:
+    out = tmp_path / "table.md"
+    main([str(FIXTURES / "one_seed"), "--out", str(out)])
+    assert "| advnets: paper_mnist | **174.4 ± 1.4** | — |" in out.read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "advnets.report", str(empty)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("advnets: error: no usable results.json")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("bad", ["{not json", json.dumps({"dataset": "mnist"})])
+def test_broken_files_are_named(tmp_path: Path, bad: str) -> None:
+    (tmp_path / "results.json").write_text(bad)
+    proc = subprocess.run(
+        [sys.executable, "-m", "advnets.report", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2 and str(tmp_path / "results.json") in proc.stderr
