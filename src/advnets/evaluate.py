@@ -39,7 +39,8 @@ def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[st
         raise UserError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
     if isinstance(blob, dict) and "state_dict" in blob:
         state = {k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")}
-        return state, {"epoch": blob.get("epoch"), "global_step": blob.get("global_step")}
+        epoch = blob.get("epoch")  # Lightning stores the 0-indexed epoch it saved in: report epochs completed
+        return state, {"epoch": None if epoch is None else epoch + 1, "global_step": blob.get("global_step")}
     if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
         return blob, {}
     raise UserError(f"{path} holds neither a Lightning checkpoint nor a generator state_dict")
@@ -119,6 +120,18 @@ def hardware(device: torch.device | str) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
+def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -> Path:
+    """The generator alone (a plain state_dict) and the run's config: enough for advnets-eval to re-derive."""
+    target = out_dir / "generator.pt"
+    if target.exists():
+        raise UserError(f"{target} exists; remove it or export elsewhere (nothing was overwritten)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, target)
+    keep = {key: run_cfg[key] for key in ("name", "seed", "dataset", "model", "game", "optimizer") if key in run_cfg}
+    OmegaConf.save(OmegaConf.create(keep), out_dir / "config.yaml")
+    return target
+
+
 def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
     """The composed config of the run that wrote ``ckpt``: given, beside it, or in ``<run>/.hydra/``."""
     candidates = (
@@ -153,6 +166,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         {"checkpoint": str(ckpt), **meta},
         device,
     )
+    if cfg.get("export_to"):
+        export_generator(generator, run_cfg, Path(cfg.export_to))
     print(json.dumps({k: results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}))
     print(f"results: {out_dir / 'results.json'}")
     return results

@@ -1,0 +1,86 @@
+"""advnets-eval: the paper protocol on a checkpoint; results.json, samples.npz that re-derive the number."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advnets.data import load_digits
+from advnets.parzen import parzen_protocol
+from conftest import QUICK, run_cli
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    proc = run_cli("train", *QUICK, "logger=none", "evaluate=false", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run_dir
+
+
+def _eval(ckpt: Path, out: Path, *extra: str) -> dict:
+    proc = run_cli("evaluate", f"ckpt_path={ckpt}", "eval.n_samples=400", f"hydra.run.dir={out}", *extra)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path) -> None:
+    results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e1")
+    for key in ("parzen_ll", "parzen_se", "sigma", "n_samples", "n_valid", "n_test", "dataset", "seed", "checkpoint"):
+        assert key in results, key
+    curve = (trained / "val_curve.csv").read_text().splitlines()[1:]
+    best_epoch = max(curve, key=lambda line: float(line.split(",")[2])).split(",")[0]
+    assert results["epoch"] == int(best_epoch) and results["advnets_version"]  # the best by validation Parzen
+    assert (results["n_samples"], results["n_valid"], results["n_test"], results["dataset"]) == (
+        400,
+        300,
+        297,
+        "digits",
+    )
+    assert results["sigma"] in results["grid"]
+    assert results["mean_ll_per_sigma"][results["grid"].index(results["sigma"])] == max(results["mean_ll_per_sigma"])
+    for picture in ("samples_grid.png", "nearest.png"):
+        assert (tmp_path / "e1" / picture).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_saved_samples_re_derive_the_number_independently(trained: Path, tmp_path: Path) -> None:
+    results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e2")
+    samples = torch.from_numpy(np.load(tmp_path / "e2" / "samples.npz")["samples"])
+    splits = load_digits(1200, 300)
+    again = parzen_protocol(samples, splits.valid, splits.test)
+    assert again.log_likelihood == pytest.approx(results["parzen_ll"], abs=1e-9)
+    assert again.sigma == results["sigma"]
+    # brute force at the chosen sigma, float64, explicit differences
+    d2 = (splits.test.double()[:, None, :] - samples.double()[None]).pow(2).sum(-1)
+    s = results["sigma"]
+    ll = torch.logsumexp(-d2 / (2 * s * s), 1) - np.log(len(samples)) - 64 * np.log(s * np.sqrt(2 * np.pi))
+    assert float(ll.mean()) == pytest.approx(results["parzen_ll"], abs=1e-6)
+
+
+def test_same_seed_same_number_other_seed_other_number(trained: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    a, b = _eval(ckpt, tmp_path / "a"), _eval(ckpt, tmp_path / "b")
+    c = _eval(ckpt, tmp_path / "c", "seed=5")
+    assert a["parzen_ll"] == b["parzen_ll"] and c["parzen_ll"] != a["parzen_ll"] and c["seed"] == 5
+
+
+def test_exported_generator_alone_re_derives_the_number(trained: Path, tmp_path: Path) -> None:
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    export = tmp_path / "export"
+    first = _eval(ckpt, tmp_path / "x", f"export_to={export}")
+    assert sorted(p.name for p in export.iterdir()) == ["config.yaml", "generator.pt"]
+    state = torch.load(export / "generator.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    again = _eval(export / "generator.pt", tmp_path / "y")
+    assert again["parzen_ll"] == first["parzen_ll"]
+    proc = run_cli("evaluate", f"ckpt_path={ckpt}", f"export_to={export}", f"hydra.run.dir={tmp_path / 'z'}")
+    assert proc.returncode == 2 and "exists" in proc.stderr  # never overwrites
+
+
+def test_fixed_sigma_skips_selection(trained: Path, tmp_path: Path) -> None:
+    results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "f", "eval.sigma=0.3")
+    assert results["sigma"] == 0.3 and results["n_valid"] == 0
