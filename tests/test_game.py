@@ -10,7 +10,6 @@ import pytorch_lightning as pl
 import torch
 from conftest import compose_cfg
 
-from advnets.data import ImageDataModule
 from advnets.game import d_loss_fn, g_loss_fn, sample_noise
 from advnets.schedules import PaperSchedule
 from advnets.train import build
@@ -134,10 +133,3 @@ def test_bad_game_values_are_refused_by_name(tmp_path, override: str, message: s
     with pytest.raises(Exception) as info:
         small_game(tmp_path, override)
     assert message in str(find_user_error(info.value)) and "allowed" in str(find_user_error(info.value))
-
-
-def test_data_module_batches_cover_each_rank_share() -> None:
-    dm = ImageDataModule("digits", 100, 1200, 300, seed=3)
-    dm.setup()
-    batches = list(dm.train_dataloader())
-    assert len(batches) == 12 and all(b.shape == (100, 64) for b in batches)

@@ -1,0 +1,52 @@
+"""Data: the paper's splits and value range, in memory; shuffled index batches, sharded per DDP rank."""
+
+from __future__ import annotations
+
+import torch
+
+from advnets.data import ImageDataModule, ShuffledIndexBatches, load_digits, load_mnist
+
+
+def test_mnist_has_the_papers_splits_and_raw_pixels(mnist_dir: str) -> None:
+    splits = load_mnist(mnist_dir, 50000, 10000, download=False)
+    assert splits.train.shape == (50000, 784) and splits.valid.shape == (10000, 784)
+    assert splits.test.shape == (10000, 784) and splits.image_shape == (1, 28, 28)
+    for part in (splits.train, splits.valid, splits.test):
+        assert part.dtype == torch.float32 and float(part.min()) == 0.0 and float(part.max()) == 1.0
+    # raw/255, not binarised: many grey levels
+    assert len(torch.unique(splits.train[:100])) > 200
+    from torchvision.datasets import MNIST
+
+    raw = MNIST(mnist_dir, train=True, download=False).data
+    assert torch.equal(splits.valid[0], raw[50000].flatten().float() / 255)  # valid starts at image 50000
+
+
+def test_digits_split_and_range() -> None:
+    splits = load_digits(1200, 300)
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (1200, 300, 297)
+    assert float(splits.train.min()) == 0.0 and float(splits.train.max()) == 1.0
+
+
+def test_batches_are_a_fresh_permutation_each_epoch_and_reproducible() -> None:
+    sampler = ShuffledIndexBatches(1000, 100, seed=1)
+    epoch0 = torch.cat(list(sampler))
+    assert sorted(epoch0.tolist()) == list(range(1000))
+    assert torch.equal(epoch0, torch.cat(list(sampler)))  # same epoch, same order (resume replays it)
+    sampler.set_epoch(1)
+    assert not torch.equal(epoch0, torch.cat(list(sampler)))
+
+
+def test_ranks_get_disjoint_shares_of_the_same_permutation() -> None:
+    ranks = [ShuffledIndexBatches(1000, 100, seed=1, rank=r, world=2) for r in (0, 1)]
+    shares = [torch.cat(list(s)) for s in ranks]
+    assert len(ranks[0]) == 5 and set(shares[0].tolist()).isdisjoint(shares[1].tolist())
+    assert sorted(torch.cat(shares).tolist()) == list(range(1000))
+
+
+def test_data_module_serves_in_memory_batches() -> None:
+    dm = ImageDataModule("digits", 100, 1200, 300, seed=0)
+    dm.setup()
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 12 and all(b.shape == (100, 64) for b in batches)
+    seen = torch.cat(batches)
+    assert len(torch.unique(seen, dim=0)) == len(torch.unique(dm.load().train, dim=0))
