@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import compose_cfg, run_cli
 from hydra.utils import instantiate
+
+from conftest import compose_cfg, run_cli
 
 GROUP_OPTIONS = {
     "dataset": ["mnist", "digits"],

@@ -11,6 +11,7 @@ import torch
 
 from advnets.data import load_digits
 from advnets.parzen import parzen_protocol
+
 from conftest import QUICK, run_cli
 
 

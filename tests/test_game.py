@@ -8,11 +8,12 @@ import math
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import compose_cfg
 
 from advnets.game import d_loss_fn, g_loss_fn, sample_noise
 from advnets.schedules import PaperSchedule
 from advnets.train import build
+
+from conftest import compose_cfg
 
 
 def small_game(tmp_path, *overrides: str):

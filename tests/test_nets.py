@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose_cfg
 from hydra.utils import instantiate
 
 from advnets.nets import Discriminator, Generator, Maxout
+
+from conftest import compose_cfg
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import QUICK, run_cli
 from wandb_log import config, history, offline_run_file, read_records, run_info
 
