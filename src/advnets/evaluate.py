@@ -126,9 +126,11 @@ def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -
     if target.exists():
         raise UserError(f"{target} exists; remove it or export elsewhere (nothing was overwritten)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, target)
-    keep = {key: run_cfg[key] for key in ("name", "seed", "dataset", "model", "game", "optimizer") if key in run_cfg}
+    keep = {key: run_cfg[key] for key in ("seed", "dataset", "model", "game", "optimizer") if key in run_cfg}
+    keep["paths"] = {"data_dir": run_cfg.paths.data_dir}  # left unresolved: the evaluating machine's data
+    keep["name"] = OmegaConf.select(run_cfg, "name", throw_on_resolution_failure=False) or "exported"
     OmegaConf.save(OmegaConf.create(keep), out_dir / "config.yaml")
+    torch.save({k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, target)
     return target
 
 
