@@ -22,17 +22,14 @@ CHECK = {"n_samples": 1000, "seed": 0}
 """The re-evaluation CI repeats on the committed generator: small enough to take seconds."""
 
 
-def publish(run_dir: Path, dest: Path, label: str | None = None) -> Path:
-    """Write DEST/{results.json, val_curve.csv, samples_grid.png, nearest.png, generator.pt, config.yaml,
-    check.json} from a finished run folder."""
+def publish(run_dir: Path, dest: Path, label: str | None = None, with_generator: bool = True) -> Path:
+    """Write DEST/{results.json, val_curve.csv, samples_grid.png, nearest.png} from a finished run folder, and
+    with ``with_generator`` also generator.pt, config.yaml and check.json."""
     results = json.loads((run_dir / "results.json").read_text())
     ckpt = Path(results["checkpoint"])
-    run_cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    state, _ = load_generator_weights(ckpt)
-    datamodule = instantiate(run_cfg.dataset)
-    generator = build_generator(run_cfg.model, state, datamodule.data_dim)
     dest.mkdir(parents=True, exist_ok=True)
-    export_generator(generator, run_cfg, dest)
+    if with_generator:
+        _publish_generator(run_dir, ckpt, dest, results["sigma"])
     results["checkpoint"] = f"{run_dir.name}/checkpoints/{ckpt.name}"
     results["run_dir"] = run_dir.name
     if label:
@@ -41,13 +38,22 @@ def publish(run_dir: Path, dest: Path, label: str | None = None) -> Path:
     for name in ("val_curve.csv", "samples_grid.png", "nearest.png"):
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, dest / name)
-    eval_cfg = OmegaConf.create({**OmegaConf.to_container(run_cfg.eval), **CHECK, "sigma": results["sigma"]})
+    return dest
+
+
+def _publish_generator(run_dir: Path, ckpt: Path, dest: Path, sigma: float) -> None:
+    """generator.pt + config.yaml, and check.json: a reduced re-evaluation at the reported sigma."""
+    run_cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    state, _ = load_generator_weights(ckpt)
+    datamodule = instantiate(run_cfg.dataset)
+    generator = build_generator(run_cfg.model, state, datamodule.data_dim)
+    export_generator(generator, run_cfg, dest)
+    eval_cfg = OmegaConf.create({**OmegaConf.to_container(run_cfg.eval), **CHECK, "sigma": sigma})
     scratch = dest / ".check"
     check = evaluate_run(generator, datamodule, run_cfg.game.noise, eval_cfg, scratch, {}, torch.device("cpu"))
     shutil.rmtree(scratch)
-    summary = {**CHECK, "sigma": results["sigma"], "parzen_ll": check["parzen_ll"], "parzen_se": check["parzen_se"]}
+    summary = {**CHECK, "sigma": sigma, "parzen_ll": check["parzen_ll"], "parzen_se": check["parzen_se"]}
     (dest / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return dest
 
 
 def main() -> None:
@@ -55,8 +61,9 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("dest", type=Path)
     parser.add_argument("--label", help="the row name in the report (default: the experiment and overrides)")
+    parser.add_argument("--no-generator", action="store_true", help="results and pictures only (no weights)")
     args = parser.parse_args()
-    print(publish(args.run_dir, args.dest, args.label))
+    print(publish(args.run_dir, args.dest, args.label, with_generator=not args.no_generator))
 
 
 if __name__ == "__main__":
