@@ -22,11 +22,22 @@ CHECK = {"n_samples": 1000, "seed": 0}
 """The re-evaluation CI repeats on the committed generator: small enough to take seconds."""
 
 
-def publish(run_dir: Path, dest: Path, label: str | None = None, with_generator: bool = True) -> Path:
-    """Write DEST/{results.json, val_curve.csv, samples_grid.png, nearest.png} from a finished run folder, and
-    with ``with_generator`` also generator.pt, config.yaml and check.json."""
-    results = json.loads((run_dir / "results.json").read_text())
+def publish(
+    run_dir: Path,
+    dest: Path,
+    label: str | None = None,
+    with_generator: bool = True,
+    results_path: Path | None = None,
+) -> Path:
+    """Write DEST/{results.json, val_curve.csv, samples_grid.png, nearest.png} from a run folder, and with
+    ``with_generator`` also generator.pt, config.yaml and check.json.
+
+    ``results_path``: an ``advnets-eval`` result for this run's checkpoint (e.g. of a run still training or
+    stopped when compute ran out); its pictures are taken from beside it."""
+    results_path = results_path or run_dir / "results.json"
+    results = json.loads(results_path.read_text())
     ckpt = Path(results["checkpoint"])
+    _fill_run_facts(results, run_dir, ckpt)
     dest.mkdir(parents=True, exist_ok=True)
     if with_generator:
         _publish_generator(run_dir, ckpt, dest, results["sigma"])
@@ -35,10 +46,19 @@ def publish(run_dir: Path, dest: Path, label: str | None = None, with_generator:
     if label:
         results["label"] = label
     (dest / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    for name in ("val_curve.csv", "samples_grid.png", "nearest.png"):
-        if (run_dir / name).exists():
-            shutil.copy2(run_dir / name, dest / name)
+    shutil.copy2(run_dir / "val_curve.csv", dest / "val_curve.csv")
+    for name in ("samples_grid.png", "nearest.png"):
+        shutil.copy2(results_path.parent / name, dest / name)
     return dest
+
+
+def _fill_run_facts(results: dict, run_dir: Path, ckpt: Path) -> None:
+    """What an ``advnets-eval`` result lacks and the run folder knows: experiment, overrides, train time."""
+    hydra_dir = run_dir / ".hydra"
+    results.setdefault("experiment", OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime.choices.experiment)
+    results.setdefault("overrides", list(OmegaConf.load(hydra_dir / "overrides.yaml")))
+    if "train_seconds" not in results:  # wall time from the run's start to the reported checkpoint
+        results["train_seconds"] = round(ckpt.stat().st_mtime - (hydra_dir / "config.yaml").stat().st_mtime, 1)
 
 
 def _publish_generator(run_dir: Path, ckpt: Path, dest: Path, sigma: float) -> None:
@@ -62,8 +82,9 @@ def main() -> None:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--label", help="the row name in the report (default: the experiment and overrides)")
     parser.add_argument("--no-generator", action="store_true", help="results and pictures only (no weights)")
+    parser.add_argument("--results", type=Path, help="an advnets-eval results.json for this run's checkpoint")
     args = parser.parse_args()
-    print(publish(args.run_dir, args.dest, args.label, with_generator=not args.no_generator))
+    print(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results))
 
 
 if __name__ == "__main__":
