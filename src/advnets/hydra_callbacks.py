@@ -21,6 +21,11 @@ class KeepPreviousRunConfig(Callback):
         self.stash: Path | None = None
         self.hydra_dir: Path | None = None
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra instantiates the sweeper and launcher before it sets HydraConfig in multirun mode, and the
+        # sweep dir (and launcher/sweeper settings) use ${name} = ${hydra:runtime.choices.experiment}.
+        HydraConfig.instance().set_config(config)
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
         subdir = config.hydra.output_subdir

@@ -89,6 +89,7 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             continue
         group, name, tags = _job_identity()
         run_dir = Path(cfg.paths.output_dir)
+        os.environ["WANDB_DIR"] = str(run_dir)  # spawned DDP ranks log images here too, not into ./wandb
         extra = {
             "id": stable_wandb_id(run_dir),
             "resume": "allow",

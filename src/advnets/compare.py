@@ -1,0 +1,382 @@
+"""``advnets-compare PATH...``: runs x the overrides that differ x final metrics, grouped over seeds.
+
+Reads run folders, multirun folders or any folders holding runs (``results.json``, ``metrics.json``,
+``.hydra/``, ``val_curve.csv``; no W&B, no network). Runs whose overrides differ only in the seed (or in
+settings that do not change the result: threads, paths, logger, progress bar, ckpt_path) form one group,
+reported as mean ± standard error over seeds. Prints a table, writes ``compare.csv`` (groups),
+``compare_runs.csv`` (runs), ``compare.md`` and ``compare_val_parzen.png`` (validation Parzen
+log-likelihood per epoch, one line per group, shaded ± SE over seeds). Runs on different datasets are not
+comparable: each dataset gets its own table and panel. Whatever is skipped is said, with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import textwrap
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from advnets.errors import EXIT_USER_ERROR, UserError
+from advnets.run_records import RunRecord, find_runs, mean_se, parse_overrides
+
+# what train.FAILED_OBJECTIVE marks (a diverged run, an evaluation that could not run): not a score
+FAILED = -1.0e6
+# overrides that do not change what a run computes: never split groups (prefix match on the key)
+NOT_GROUPED = ("seed", "threads", "paths", "ckpt_path", "logger", "callbacks.progress_bar", "hydra")
+# metric name -> column title (higher is better for every one)
+METRICS: dict[str, str] = {
+    "test_parzen_ll": "test LL",
+    "best_val_parzen_ll": "best val LL",
+    "last_val_parzen_ll": "last val LL",
+}
+OUTPUTS = ("compare.csv", "compare_runs.csv", "compare.md", "compare_val_parzen.png")
+
+
+def _score(value: Any) -> float | None:
+    """A finite metric value, or None (missing, NaN, or the failed-run marker)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and value > FAILED else None
+
+
+@dataclass
+class RunRow:
+    """One run's final numbers."""
+
+    record: RunRecord
+    values: dict[str, float | None]
+    protocol_se: float | None
+    sigma: float | None
+    epochs: int | None
+    diverged: bool
+
+
+def run_row(record: RunRecord) -> RunRow:
+    results, metrics, curve = record.results or {}, record.metrics or {}, record.curve
+    diverged = metrics.get("diverged_at_epoch") is not None
+    # epochs trained: the largest of what the run recorded (a ddp_spawn parent may record 0)
+    found = [results.get("epochs_trained"), metrics.get("diverged_at_epoch"), curve[-1][0] if curve else None]
+    numbers = [int(e) for e in found if isinstance(e, int | float) and not isinstance(e, bool)]
+    epochs = max(numbers) if numbers else None
+    values = {
+        "test_parzen_ll": None if diverged else _score(results.get("parzen_ll")),
+        "best_val_parzen_ll": max(v for _, v in curve) if curve else None,
+        "last_val_parzen_ll": curve[-1][1] if curve else None,
+    }
+    return RunRow(
+        record,
+        values,
+        None if diverged else _score(results.get("parzen_se")),
+        _score(results.get("sigma")),
+        epochs,
+        diverged,
+    )
+
+
+@dataclass
+class Group:
+    """Runs of one dataset that differ only in seed (and settings in NOT_GROUPED)."""
+
+    dataset: str
+    key: tuple[tuple[str, Any], ...]
+    rows: list[RunRow] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={_text(v)}" for k, v in self.key) or "all runs"
+
+    def stat(self, metric: str) -> tuple[float | None, float | None, int]:
+        """(mean, SE over seeds, n runs with a value)."""
+        values = [r.values[metric] for r in self.rows if r.values[metric] is not None]
+        if not values:
+            return None, None, 0
+        mean, se = mean_se(values)
+        return mean, se, len(values)
+
+    def mean_of(self, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in self.rows if getattr(r, attr) is not None]
+        return mean_se(values)[0] if values else None
+
+    @property
+    def seeds(self) -> str:
+        return ",".join(str(s) for s in sorted({r.record.seed for r in self.rows if r.record.seed is not None}))
+
+    @property
+    def epochs(self) -> str:
+        found = sorted({r.epochs for r in self.rows if r.epochs is not None})
+        return "—" if not found else str(found[0]) if len(found) == 1 else f"{found[0]}–{found[-1]}"
+
+    @property
+    def diverged(self) -> int:
+        return sum(r.diverged for r in self.rows)
+
+
+def _grouped(key: str) -> bool:
+    return not any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in NOT_GROUPED)
+
+
+def _text(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def differing_keys(records: Sequence[RunRecord]) -> list[str]:
+    """Override keys whose value differs between the runs (or that only some runs set), seed excluded."""
+    parsed = [parse_overrides(r.overrides) for r in records]
+    keys = sorted({k for p in parsed for k in p})
+    missing = object()
+    return [k for k in keys if _grouped(k) and len({repr(p.get(k, missing)) for p in parsed}) > 1]
+
+
+def group_runs(records: Sequence[RunRecord]) -> tuple[dict[str, list[Group]], dict[str, list[str]]]:
+    """Per dataset: the groups (runs that differ only in seed) and the differing override keys."""
+    by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        by_dataset[record.dataset].append(record)
+    groups: dict[str, list[Group]] = {}
+    keys_of: dict[str, list[str]] = {}
+    for dataset in sorted(by_dataset):
+        runs = by_dataset[dataset]
+        keys = differing_keys(runs)
+        found: dict[tuple, Group] = {}
+        for record in runs:
+            parsed = parse_overrides(record.overrides)
+            key = tuple((k, parsed.get(k)) for k in keys if k in parsed)
+            found.setdefault(key, Group(dataset, key)).rows.append(run_row(record))
+        groups[dataset], keys_of[dataset] = list(found.values()), keys
+    return groups, keys_of
+
+
+def _sort(groups: list[Group], metric: str) -> list[Group]:
+    """Best first by ``metric`` (groups without it last), then by label."""
+    return sorted(groups, key=lambda g: (g.stat(metric)[0] is None, -(g.stat(metric)[0] or 0.0), g.label))
+
+
+def _fmt(mean: float | None, se: float | None = None, digits: int = 2) -> str:
+    if mean is None:
+        return "—"
+    return f"{mean:.{digits}f}" if se is None else f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def table_rows(groups: list[Group], keys: list[str], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted cells, one row per group (shared by the terminal table and Markdown)."""
+    header = [*keys, "runs", "seeds"]
+    header += [METRICS[m] for m in metrics]
+    header += ["LL SE (test images)", "sigma", "epochs", "diverged"]
+    rows = []
+    for g in groups:
+        parsed = dict(g.key)
+        cells = [_text(parsed[k]) if k in parsed else "—" for k in keys]
+        cells += [str(len(g.rows)), g.seeds or "—"]
+        for m in metrics:
+            mean, se, _ = g.stat(m)
+            cells.append(_fmt(mean, se))
+        cells += [_fmt(g.mean_of("protocol_se")), _fmt(g.mean_of("sigma"), digits=4), g.epochs, str(g.diverged)]
+        rows.append(cells)
+    return header, rows
+
+
+def markdown(
+    groups: dict[str, list[Group]], keys_of: dict[str, list[str]], metrics: list[str], notes: list[str]
+) -> str:
+    lines = ["# advnets-compare", ""]
+    for dataset, dataset_groups in groups.items():
+        header, rows = table_rows(dataset_groups, keys_of[dataset], metrics)
+        lines += [f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        lines.append("")
+    lines.append(
+        "Parzen log-likelihood (nats): mean ± standard error over seeds (no ± for a single run); "
+        "LL SE (test images): the protocol's own error, averaged over the group's runs."
+    )
+    if notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, groups: dict[str, list[Group]], keys_of: dict[str, list[str]], metrics: list[str]) -> None:
+    all_keys = sorted({k for keys in keys_of.values() for k in keys})
+    fields = ["dataset", "group", *all_keys, "runs", "seeds"]
+    for m in metrics:
+        fields += [f"{m}_mean", f"{m}_se", f"{m}_n"]
+    fields += ["parzen_se_test_images", "sigma", "epochs", "diverged", "paths"]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for dataset, dataset_groups in groups.items():
+            for g in dataset_groups:
+                parsed = dict(g.key)
+                row: dict[str, Any] = {"dataset": dataset, "group": g.label, "runs": len(g.rows), "seeds": g.seeds}
+                row.update({k: _text(parsed[k]) for k in all_keys if k in parsed})
+                for m in metrics:
+                    mean, se, n = g.stat(m)
+                    row.update({f"{m}_mean": mean, f"{m}_se": se, f"{m}_n": n})
+                row.update(
+                    parzen_se_test_images=g.mean_of("protocol_se"),
+                    sigma=g.mean_of("sigma"),
+                    epochs=g.epochs,
+                    diverged=g.diverged,
+                    paths=";".join(str(r.record.path) for r in g.rows),
+                )
+                writer.writerow(row)
+
+
+def write_runs_csv(path: Path, groups: dict[str, list[Group]]) -> None:
+    fields = ["dataset", "group", "seed", *METRICS, "parzen_se_test_images", "sigma", "epochs", "diverged", "path"]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for dataset, dataset_groups in groups.items():
+            for g in dataset_groups:
+                for r in g.rows:
+                    writer.writerow(
+                        {
+                            "dataset": dataset,
+                            "group": g.label,
+                            "seed": r.record.seed,
+                            **r.values,
+                            "parzen_se_test_images": r.protocol_se,
+                            "sigma": r.sigma,
+                            "epochs": r.epochs,
+                            "diverged": r.diverged,
+                            "path": str(r.record.path),
+                        }
+                    )
+
+
+def curve_stats(group: Group) -> tuple[list[int], list[float], list[float | None]]:
+    """Per epoch: mean validation Parzen LL over the group's runs that reached it, and its SE over seeds."""
+    by_epoch: dict[int, list[float]] = defaultdict(list)
+    for r in group.rows:
+        for epoch, value in r.record.curve:
+            by_epoch[epoch].append(value)
+    epochs = sorted(by_epoch)
+    stats = [mean_se(by_epoch[e]) for e in epochs]
+    return epochs, [m for m, _ in stats], [s for _, s in stats]
+
+
+def plot(path: Path, groups: dict[str, list[Group]]) -> None:
+    """One panel per dataset, one line per group, shaded ± SE over seeds where there are several."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(groups), 1)
+    fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4.2), squeeze=False)
+    for ax, (dataset, dataset_groups) in zip(axes[0], groups.items(), strict=False):
+        drawn = 0
+        for g in dataset_groups:
+            epochs, means, ses = curve_stats(g)
+            if not epochs:
+                continue
+            label = textwrap.fill(f"{g.label} (n={len(g.rows)})", 70, subsequent_indent="  ")
+            line = ax.plot(epochs, means, marker="o", markersize=3, label=label)[0]
+            band = [(e, m, s) for e, m, s in zip(epochs, means, ses, strict=True) if s is not None]
+            if band:
+                xs = [e for e, _, _ in band]
+                ax.fill_between(
+                    xs, [m - s for _, m, s in band], [m + s for _, m, s in band], color=line.get_color(), alpha=0.2
+                )
+            drawn += 1
+        ax.set_title(f"{dataset}: validation Parzen log-likelihood")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats (mean ± SE over seeds)")
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False)
+        else:
+            ax.text(0.5, 0.5, "no validation curve", ha="center", va="center", transform=ax.transAxes)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _print_tables(
+    groups: dict[str, list[Group]], keys_of: dict[str, list[str]], metrics: list[str], notes: list[str]
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    for dataset, dataset_groups in groups.items():
+        header, rows = table_rows(dataset_groups, keys_of[dataset], metrics)
+        table = Table(
+            title=f"advnets-compare: {dataset}",
+            caption="Parzen log-likelihood (nats): mean ± SE over seeds; LL SE: the protocol's error over test images",
+        )
+        for i, title in enumerate(header):
+            table.add_column(title, justify="left" if i < len(keys_of[dataset]) else "right", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+def compare(
+    paths: Sequence[Path], out: Path, metrics: Sequence[str] | None = None
+) -> tuple[dict[str, list[Group]], list[tuple[Path, str]], list[str]]:
+    """Find, group and write everything; returns (groups per dataset, skipped, notes)."""
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path} does not exist; give run folders, multirun folders or folders holding runs")
+    chosen = list(dict.fromkeys(metrics or METRICS))
+    records, skipped = find_runs(paths)
+    if not records:
+        why = "; ".join(f"{p}: {reason}" for p, reason in skipped)
+        raise UserError(f"no finished runs in {', '.join(map(str, paths))}" + (f" ({why})" if why else ""))
+    groups, keys_of = group_runs(records)
+    groups = {d: _sort(g, chosen[0]) for d, g in groups.items()}
+    notes = [f"skipped {p}: {reason}" for p, reason in skipped]
+    if len(groups) > 1:
+        notes.append(
+            f"runs on different datasets ({', '.join(groups)}): reported in separate tables and panels; "
+            "their log-likelihoods are not comparable"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(out / "compare.csv", groups, keys_of, chosen)
+        write_runs_csv(out / "compare_runs.csv", groups)
+        (out / "compare.md").write_text(markdown(groups, keys_of, chosen, notes))
+        plot(out / "compare_val_parzen.png", groups)
+    except OSError as err:
+        raise UserError(f"cannot write to --out {out} ({err.strerror or err})") from None
+    _print_tables(groups, keys_of, chosen, notes)
+    return groups, skipped, notes
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, like every advnets mistake
+        print(f"advnets: error: {message} (see advnets-compare --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _Parser(prog="advnets-compare", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="run folders or folders holding runs")
+    parser.add_argument("--out", type=Path, help="where compare.csv/.md/.png go (default: the first PATH folder)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        choices=list(METRICS),
+        help="metric column to show (repeatable; default: all); groups are sorted by the first, best first",
+    )
+    args = parser.parse_args(argv)
+    first = args.paths[0]
+    out = args.out or (first if first.is_dir() else first.parent)
+    try:
+        compare(args.paths, out, args.metric)
+    except UserError as err:
+        print(f"advnets: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
+    print(f"advnets-compare: wrote {', '.join(OUTPUTS)} to {out}")
+
+
+if __name__ == "__main__":
+    main()

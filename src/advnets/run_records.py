@@ -1,0 +1,203 @@
+"""Run folders on disk, read back: what each finished advnets run left (config, overrides, results, curve).
+
+A run folder is a folder with ``.hydra/config.yaml`` (Hydra writes it when a job starts). It is finished when
+it holds ``results.json`` (the paper protocol ran) or at least ``metrics.json`` (training ended, e.g. diverged
+or ``evaluate=false``); a folder with neither is a run still going, killed or crashed, and is skipped with
+that reason. Shared by ``advnets-compare`` and ``advnets-report``; needs neither W&B nor a network.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+# folders inside a run or a sweep that never hold runs: not searched
+_NOT_RUNS = {"checkpoints", "samples", "wandb", "__pycache__"}
+
+
+@dataclass
+class RunRecord:
+    """One finished run folder: its composed config (interpolations left as written), its command-line
+    overrides, ``results.json`` and ``metrics.json`` (None when absent), and the validation curve
+    ``[(epoch, val_parzen_ll), ...]`` from ``val_curve.csv`` (sorted by epoch, one point per epoch)."""
+
+    path: Path
+    config: dict
+    overrides: list[str]
+    results: dict | None
+    metrics: dict | None
+    curve: list[tuple[int, float]]
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the run was trained and evaluated on (``results.json``, else the config)."""
+        if self.results and self.results.get("dataset"):
+            return str(self.results["dataset"])
+        dataset = self.config.get("dataset")
+        if isinstance(dataset, dict) and dataset.get("name"):
+            return str(dataset["name"])
+        return "unknown"
+
+    @property
+    def seed(self) -> int | None:
+        """The run's seed (``results.json``, else the config); None when neither has a plain integer."""
+        for source in (self.results or {}, self.config):
+            value = source.get("seed")
+            if isinstance(value, bool):
+                continue
+            if isinstance(value, int):
+                return value
+            if isinstance(value, str) and value.lstrip("-").isdigit():
+                return int(value)
+        return None
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and standard error of the mean (sample std with ddof=1 over sqrt(n)); SE is None for one value."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_se of no values")
+    mean = math.fsum(values) / n
+    if n == 1:
+        return mean, None
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def _read_json(path: Path) -> tuple[dict | None, str]:
+    """(data, "") or (None, why not); a missing file is (None, "")."""
+    if not path.is_file():
+        return None, ""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"{path.name} is unreadable ({err})"
+    if not isinstance(data, dict):
+        return None, f"{path.name} does not hold a JSON object"
+    return data, ""
+
+
+def read_curve(path: Path) -> list[tuple[int, float]]:
+    """``val_curve.csv`` as [(epoch, val_parzen_ll)]: finite values only; a resumed run that wrote an epoch
+    twice keeps the later value."""
+    if not path.is_file():
+        return []
+    points: dict[int, float] = {}
+    try:
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    epoch, value = int(row["epoch"]), float(row["val_parzen_ll"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if math.isfinite(value):
+                    points[epoch] = value
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    return sorted(points.items())
+
+
+def load_run(run_dir: Path) -> tuple[RunRecord | None, str]:
+    """(record, "") for a finished run folder, or (None, why it is skipped)."""
+    try:
+        config = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        return None, f"unreadable {CONFIG} ({err})"
+    if not isinstance(config, dict):
+        return None, f"{CONFIG} does not hold a config"
+    overrides: list[str] = []
+    if (run_dir / OVERRIDES).is_file():
+        try:
+            loaded = yaml.safe_load((run_dir / OVERRIDES).read_text()) or []
+            overrides = [str(o) for o in loaded] if isinstance(loaded, list) else []
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            overrides = []
+    results, why_results = _read_json(run_dir / "results.json")
+    metrics, why_metrics = _read_json(run_dir / "metrics.json")
+    if why_results or why_metrics:
+        return None, why_results or why_metrics
+    curve = read_curve(run_dir / "val_curve.csv")
+    if results is None and metrics is None:
+        progress = f"validation curve up to epoch {curve[-1][0]}" if curve else "no validation point yet"
+        return (
+            None,
+            f"half-finished run: no results.json or metrics.json (still running, killed or crashed; {progress})",
+        )
+    return RunRecord(run_dir, config, overrides, results, metrics, curve), ""
+
+
+def _run_dirs_below(folder: Path) -> list[Path]:
+    """Every run folder at or below ``folder`` (a run folder's own subfolders are not searched)."""
+    found: list[Path] = []
+    for root, dirs, _files in os.walk(folder):
+        here = Path(root)
+        if (here / CONFIG).is_file():
+            found.append(here)
+            dirs[:] = []
+            continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _NOT_RUNS)
+    return found
+
+
+def find_runs(paths: Sequence[Path]) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
+    """Finished runs in run folders, multirun folders or any folders holding runs (searched recursively),
+    and what was skipped with the reason: a missing path, a folder without runs, a half-finished run, a run
+    whose files cannot be read. Each run is read once; records come sorted by path."""
+    records: dict[Path, RunRecord] = {}
+    skipped: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            skipped.append((path, "does not exist"))
+            continue
+        if path.is_file():
+            if path.name in ("results.json", "metrics.json") and (path.parent / CONFIG).is_file():
+                path = path.parent
+            else:
+                skipped.append((path, "not a run folder (give run folders or folders that hold them)"))
+                continue
+        run_dirs = _run_dirs_below(path)
+        if not run_dirs:
+            empty = not any(path.iterdir())
+            skipped.append((path, "empty folder" if empty else "no run folders in it (none has .hydra/config.yaml)"))
+            continue
+        for run_dir in run_dirs:
+            key = run_dir.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            record, why = load_run(run_dir)
+            if record is None:
+                skipped.append((run_dir, why))
+            else:
+                records[key] = record
+    return sorted(records.values(), key=lambda r: str(r.path)), skipped
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``{key: value}`` from Hydra override strings (``a.b=1``, ``+x=y``, ``~z``), values normalised by Hydra's
+    own parser so ``lr=1e-3`` and ``lr=0.001`` agree; a later override of the same key wins."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    out: dict[str, Any] = {}
+    for text in overrides:
+        try:
+            override = parser.parse_override(text)
+            key = override.get_key_element().lstrip("+~")
+            value: Any = None if override.is_delete() else override.value()
+            out[key] = value if isinstance(value, str | int | float | bool) or value is None else repr(value)
+        except Exception:  # anything Hydra's grammar does not take: keep the raw text
+            key, _, value = text.partition("=")
+            out[key.lstrip("+~")] = value
+    return out

@@ -1,0 +1,170 @@
+"""Sweeps through the real CLI: Hydra's basic multirun (one W&B run per job, grouped), advnets-compare on it,
+a 2-process ddp_spawn multirun, the submitit local launcher, and an Optuna study that survives a diverged and
+a crashed trial and resumes from its SQLite storage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from advnets.run_records import mean_se
+
+from conftest import QUICK, run_cli
+from wandb_log import offline_run_file, read_records, run_info
+
+
+def _ok(proc) -> None:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def _only_sweep_dir(log_dir: Path, name: str = "quickstart") -> Path:
+    """The one sweep folder a multirun made under ``paths.log_dir`` (Hydra's default sweep dir)."""
+    sweeps = list((log_dir / name / "multirun").iterdir())
+    assert len(sweeps) == 1, sweeps
+    return sweeps[0]
+
+
+def test_basic_multirun_two_jobs_two_wandb_runs_one_group_and_compare(tmp_path: Path) -> None:
+    # the default sweep dir (${paths.log_dir}/${name}/multirun/<time>) resolves in multirun mode
+    _ok(run_cli("train", "-m", *QUICK, "seed=1,2", f"paths.log_dir={tmp_path}"))
+    sweep = _only_sweep_dir(tmp_path)
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    results = [json.loads((sweep / j / "results.json").read_text()) for j in ("0", "1")]
+    assert [r["seed"] for r in results] == [1, 2]
+
+    runs = [run_info(read_records(offline_run_file(sweep / j))) for j in ("0", "1")]
+    ids = [r.run_id for r in runs]
+    assert len(set(ids)) == 2
+    assert ids == [(sweep / j / "wandb_id.txt").read_text().strip() for j in ("0", "1")]
+    assert runs[0].run_group == runs[1].run_group == f"train:{sweep.name}"
+    assert runs[0].job_type == "train"
+    assert "seed=1" in runs[0].tags and "seed=2" in runs[1].tags
+    assert runs[0].display_name != runs[1].display_name
+
+    proc = run_cli("compare", str(sweep))
+    _ok(proc)
+    assert "advnets-compare: digits" in proc.stdout and "1,2" in proc.stdout
+    with (sweep / "compare.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1  # the two seeds form one group
+    row = rows[0]
+    assert row["runs"] == "2" and row["seeds"] == "1,2" and row["dataset"] == "digits"
+    mean, se = mean_se([r["parzen_ll"] for r in results])
+    assert float(row["test_parzen_ll_mean"]) == pytest.approx(mean)
+    assert float(row["test_parzen_ll_se"]) == pytest.approx(se)
+    with (sweep / "compare_runs.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+    assert (sweep / "compare_val_parzen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 2 | 1,2 |" in (sweep / "compare.md").read_text()
+
+
+def test_ddp_spawn_multirun_makes_one_sweep_folder_with_one_result_per_job(tmp_path: Path) -> None:
+    proc = run_cli(
+        "train",
+        "-m",
+        *QUICK,
+        "trainer=ddp_spawn",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=2",
+        "logger=none",
+        "seed=1,2",
+        "+callbacks.digest._target_=probes.ParamDigest",
+        f"paths.log_dir={tmp_path}",
+    )
+    _ok(proc)
+    assert [p.name for p in tmp_path.iterdir()] == ["quickstart"]  # no second sweep started by a rank
+    sweep = _only_sweep_dir(tmp_path)
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    for job, seed in (("0", 1), ("1", 2)):
+        results = json.loads((sweep / job / "results.json").read_text())
+        assert results["seed"] == seed and results["n_samples"] == 300
+        ranks = [json.loads((sweep / job / f"params_rank{r}.json").read_text()) for r in (0, 1)]
+        assert [r["world"] for r in ranks] == [2, 2]
+        assert ranks[0]["sum"] == ranks[1]["sum"]  # one DDP job: identical parameters on both ranks
+    assert proc.stdout.count("Launching 2 jobs locally") == 1
+
+
+def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    _ok(
+        run_cli(
+            "train",
+            "-m",
+            "hydra/launcher=local",
+            *QUICK,
+            "trainer.max_epochs=2",
+            "logger=none",
+            "evaluate=false",
+            "seed=1,2",
+            f"hydra.sweep.dir={sweep}",
+        )
+    )
+    for job in ("0", "1"):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["val/parzen_ll"] < 0
+    logs = sorted((sweep / ".submitit").glob("*/*_log.out"))
+    assert len(logs) == 2 and all("Job completed successfully" in p.read_text() for p in logs)
+
+
+def _study(storage: str, name: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_optuna_study_survives_a_diverged_and_a_crashed_trial_and_resumes(tmp_path: Path) -> None:
+    import optuna
+
+    storage, name = f"sqlite:///{tmp_path}/optuna.db", "test-study"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    with warnings.catch_warnings():  # enqueue_trial is "experimental" in optuna 2.x
+        warnings.simplefilter("ignore")
+        for lr in (1e12, 0.01, 0.01):  # trial 0: SGD with lr 1e12 diverges to NaN in epoch 1
+            study.enqueue_trial({"optimizer.lr": lr})
+    common = [
+        "hparams_search=optuna",
+        *QUICK,
+        "optimizer=paper_sgd",
+        "optimizer.lr=choice(0.01,1e12,-1.0)",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweeper.study_name={name}",
+    ]
+    first = run_cli("train", "-m", *common, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path}/s1")
+    _ok(first)
+    assert "advnets: training diverged in epoch 1" in first.stdout + first.stderr
+    trials = _study(storage, name).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 3
+    assert trials[0].params["optimizer.lr"] == 1e12 and trials[0].value == -1.0e6  # finite "failed" score
+    assert all(t.value > -1.0e6 for t in trials[1:])
+    diverged = json.loads((tmp_path / "s1" / "0" / "metrics.json").read_text())
+    assert diverged["diverged_at_epoch"] == 1 and not (tmp_path / "s1" / "0" / "results.json").exists()
+    assert "best_value" in (tmp_path / "s1" / "optimization_results.yaml").read_text()
+
+    # the same command again continues the study; a trial that raises (lr < 0 -> UserError) is a counted
+    # failure, not the end of the study (max_failure_rate 0.5 per batch of n_jobs=2)
+    study = _study(storage, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lr in (-1.0, 0.01):
+            study.enqueue_trial({"optimizer.lr": lr})
+    second = run_cli("train", "-m", *common, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}/s2")
+    _ok(second)
+    trials = _study(storage, name).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    assert "optimizer.generator.lr=-1.0" in second.stdout + second.stderr
+
+    # advnets-compare reports the diverged trial as such, next to the others
+    proc = run_cli("compare", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "cmp"))
+    _ok(proc)
+    with (tmp_path / "cmp" / "compare_runs.csv").open() as handle:
+        runs = list(csv.DictReader(handle))
+    assert len(runs) == 4  # the crashed trial left no finished run
+    assert sum(r["diverged"] == "True" for r in runs) == 1
