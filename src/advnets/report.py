@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from advnets.errors import UserError
+from advnets.run_records import mean_se
 
 # Table 1 of Goodfellow et al. (2014): Parzen window log-likelihood (nats), mean ± standard error.
 PAPER_TABLE1: list[tuple[str, str, str]] = [
@@ -71,14 +72,11 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """One row from runs that differ only in seed: mean ± SE over seeds, or the single run's own SE."""
-    lls = [r["parzen_ll"] for r in results]
-    n = len(lls)
-    mean = sum(lls) / n
-    if n == 1:
+    mean, se = mean_se([r["parzen_ll"] for r in results])
+    if se is None:
         se, se_kind = results[0]["parzen_se"], "test images"
     else:
-        sd = math.sqrt(sum((v - mean) ** 2 for v in lls) / (n - 1))
-        se, se_kind = sd / math.sqrt(n), f"{n} seeds"
+        se_kind = f"{len(results)} seeds"
     hours = [r["train_seconds"] / 3600 for r in results if r.get("train_seconds") is not None]
     return {
         "label": label(results[0]),
