@@ -19,6 +19,7 @@ def test_publish_then_eval_the_committed_generator(tmp_path: Path) -> None:
     dest = publish(run_dir, tmp_path / "published", label="quick test")
     names = sorted(p.name for p in dest.iterdir())
     assert names == [
+        ".hydra",
         "check.json",
         "config.yaml",
         "generator.pt",
@@ -27,6 +28,7 @@ def test_publish_then_eval_the_committed_generator(tmp_path: Path) -> None:
         "samples_grid.png",
         "val_curve.csv",
     ]
+    assert sorted(p.name for p in (dest / ".hydra").iterdir()) == ["config.yaml", "overrides.yaml"]
     results = json.loads((dest / "results.json").read_text())
     assert results["label"] == "quick test" and not results["checkpoint"].startswith("/")
     check = json.loads((dest / "check.json").read_text())

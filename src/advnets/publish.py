@@ -29,7 +29,7 @@ def publish(
     with_generator: bool = True,
     results_path: Path | None = None,
 ) -> Path:
-    """Write DEST/{results.json, val_curve.csv, samples_grid.png, nearest.png} from a run folder, and with
+    """Write DEST/{results.json, val_curve.csv, samples_grid.png, nearest.png, .hydra/} from a run folder, and with
     ``with_generator`` also generator.pt, config.yaml and check.json.
 
     ``results_path``: an ``advnets-eval`` result for this run's checkpoint (e.g. of a run still training or
@@ -47,6 +47,9 @@ def publish(
         results["label"] = label
     (dest / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     shutil.copy2(run_dir / "val_curve.csv", dest / "val_curve.csv")
+    (dest / ".hydra").mkdir(exist_ok=True)  # the composed config: advnets-compare reads DEST as a run folder
+    for name in ("config.yaml", "overrides.yaml"):
+        shutil.copy2(run_dir / ".hydra" / name, dest / ".hydra" / name)
     for name in ("samples_grid.png", "nearest.png"):
         shutil.copy2(results_path.parent / name, dest / name)
     return dest
