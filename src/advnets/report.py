@@ -56,13 +56,16 @@ def load(path: Path) -> tuple[dict[str, Any] | None, str]:
 
 
 def label(result: dict[str, Any]) -> str:
-    """What a run is, named by what it changes: the experiment plus its overrides other than seed/paths."""
+    """What a run is, named by what it changes: its given label, else the experiment plus its overrides
+    other than seed, paths and evaluation settings."""
+    if result.get("label"):
+        return str(result["label"])
     changes = [
         o
         for o in result.get("overrides", [])
         if not o.split("=")[0].lstrip("+~").startswith(("seed", "paths", "eval", "experiment", "threads"))
     ]
-    name = result.get("label") or result.get("experiment") or "advnets"
+    name = result.get("experiment") or "advnets"
     return f"{name} ({', '.join(changes)})" if changes else str(name)
 
 
