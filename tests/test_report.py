@@ -91,3 +91,8 @@ def test_broken_files_are_named(tmp_path: Path, bad: str) -> None:
         [sys.executable, "-m", "advnets.report", str(tmp_path)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 2 and str(tmp_path / "results.json") in proc.stderr
+
+
+def test_a_published_label_names_the_row_as_given() -> None:
+    text, _ = report([FIXTURES / "labelled"])
+    assert ["advnets: Gaussian noise, 20 epochs", "**150.0 ± 1.5**", "—"] in table_rows(text)
