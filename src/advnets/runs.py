@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -100,3 +104,19 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
         logger: WandbLogger = instantiate(logger_cfg, **extra)
         loggers.append(logger)
     return loggers
+
+
+def note_sigterm() -> tuple[list[int], Callable[[], None]]:
+    """Under submitit (whose SIGTERM handler only logs), also note a SIGTERM: SLURM sends it to every process
+    of a job it requeues, preempts or cancels. Returns (signals seen, a function restoring the old handler)."""
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGTERM)
+    if not (callable(previous) and threading.current_thread() is threading.main_thread()):
+        return seen, lambda: None
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, note)
+    return seen, lambda: signal.signal(signal.SIGTERM, previous)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from advnets import CONF_DIR
 from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
-from advnets.runs import build_loggers, check_writable, resume_path, task_overrides
+from advnets.runs import build_loggers, check_writable, note_sigterm, resume_path, task_overrides
 
 FAILED_OBJECTIVE = -1.0e6  # what a diverged run returns to a sweeper: finite, and worse than any real score
 
@@ -111,28 +109,13 @@ def objective(metrics: dict[str, Any]) -> float:
     return value if math.isfinite(value) else FAILED_OBJECTIVE
 
 
-def _note_sigterm() -> tuple[list[int], Any]:
-    """Under submitit (whose SIGTERM handler only logs), also note a SIGTERM: SLURM sends it to every process
-    of a job it requeues, preempts or cancels. Returns (signals seen, the handler to restore)."""
-    seen: list[int] = []
-    previous = signal.getsignal(signal.SIGTERM)
-    if callable(previous) and threading.current_thread() is threading.main_thread():
-
-        def note(signum: int, frame: Any) -> None:
-            seen.append(signum)
-            previous(signum, frame)
-
-        signal.signal(signal.SIGTERM, note)
-    return seen, previous
-
-
 def run(cfg: DictConfig) -> float:
     """One Hydra job: train, and always close the W&B run (one run per job).
 
     A job stopped by SIGTERM exits without a result (SystemExit), also when the stop surfaced as another error
     (SLURM kills the W&B service too, so the next log call fails): a launcher must not record a failed result
     for a job that SLURM reruns; the rerun resumes from ``last.ckpt``."""
-    sigterms, previous = _note_sigterm()
+    sigterms, restore_sigterm = note_sigterm()
     try:
         return objective(train(cfg))
     except Exception as err:
@@ -144,8 +127,7 @@ def run(cfg: DictConfig) -> float:
             wandb.finish()
         except Exception as err:  # the W&B service was killed with the job: do not mask the job's outcome
             print(f"advnets: could not close the W&B run cleanly ({type(err).__name__}: {err})")
-        if callable(previous) and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, previous)
+        restore_sigterm()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
