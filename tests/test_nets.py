@@ -37,7 +37,7 @@ def test_init_ranges(paper_nets) -> None:
     for net, bound in ((G, 0.05), (D, 0.005)):
         for m in net.modules():
             if isinstance(m, torch.nn.Linear):
-                w = m.weight
+                w = m.weight.detach()
                 assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound  # uniform, fills the range
                 assert abs(float(w.mean())) < bound / 10
     assert all(float(layer.linear.bias.abs().max()) == 0.0 for layer in D.layers)

@@ -114,18 +114,24 @@ def _sacct(job: str) -> dict[str, tuple[str, int]]:
     return {r[0]: (r[1], int(r[2] or 0)) for r in rows}
 
 
+SLURM_SWEEP = [
+    sys.executable,
+    "-m",
+    "advnets.train",
+    "-m",
+    "hydra/launcher=slurm",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.timeout_min=10",
+    *QUICK,
+]
+"""A quickstart sweep through the SLURM launcher, one CPU per task."""
+
+
 @pytest.mark.slurm
 def test_sweep_runs_as_slurm_jobs_and_requeued_jobs_resume(slurm: None, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     cmd = [
-        sys.executable,
-        "-m",
-        "advnets.train",
-        "-m",
-        "hydra/launcher=slurm",
-        "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.timeout_min=10",
-        *QUICK,
+        *SLURM_SWEEP,
         f"trainer.max_epochs={EPOCHS}",
         "callbacks.parzen_monitor.every_n_epochs=1",
         "callbacks.parzen_monitor.n_samples=300",
@@ -218,14 +224,7 @@ def test_one_slurm_task_per_device_makes_one_ddp_job(slurm: None, tmp_path: Path
     """trainer=ddp with devices=2 on SLURM: two tasks of one job form one DDP world (CPU/gloo here)."""
     sweep = tmp_path / "sweep"
     cmd = [
-        sys.executable,
-        "-m",
-        "advnets.train",
-        "-m",
-        "hydra/launcher=slurm",
-        "hydra.launcher.cpus_per_task=1",
-        "hydra.launcher.timeout_min=10",
-        *QUICK,
+        *SLURM_SWEEP,
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
