@@ -61,3 +61,10 @@ QUICK = [
     "threads=1",
 ]
 """A quickstart run cut to seconds, for end-to-end tests."""
+
+
+def train_quick(run_dir: Path, *overrides: str) -> Path:
+    """Train a QUICK run into ``run_dir`` through the real CLI; fail the test with its stderr if it fails."""
+    proc = run_cli("train", *QUICK, *overrides, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir

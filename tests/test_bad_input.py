@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK, run_cli
+from conftest import QUICK, run_cli, train_quick
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -30,10 +30,7 @@ def assert_user_error(proc, *fragments: str) -> None:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("done") / "run"
-    proc = run_cli("train", *QUICK, "trainer.max_epochs=2", "logger=none", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
+    return train_quick(tmp_path_factory.mktemp("done") / "run", "trainer.max_epochs=2", "logger=none")
 
 
 @pytest.mark.parametrize(

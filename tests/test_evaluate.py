@@ -12,15 +12,12 @@ import torch
 from advnets.data import load_digits
 from advnets.parzen import parzen_protocol
 
-from conftest import QUICK, run_cli
+from conftest import run_cli, train_quick
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("trained") / "run"
-    proc = run_cli("train", *QUICK, "logger=none", "evaluate=false", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run_dir
+    return train_quick(tmp_path_factory.mktemp("trained") / "run", "logger=none", "evaluate=false")
 
 
 def _eval(ckpt: Path, out: Path, *extra: str) -> dict:

@@ -9,13 +9,11 @@ import pytest
 
 from advnets.publish import publish
 
-from conftest import QUICK, run_cli
+from conftest import run_cli, train_quick
 
 
 def test_publish_then_eval_the_committed_generator(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    proc = run_cli("train", *QUICK, "logger=none", "eval.n_samples=500", f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_dir = train_quick(tmp_path / "run", "logger=none", "eval.n_samples=500")
     dest = publish(run_dir, tmp_path / "published", label="quick test")
     names = sorted(p.name for p in dest.iterdir())
     assert names == [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUICK, run_cli
+from conftest import QUICK, run_cli, train_quick
 from wandb_log import config, history, offline_run_file, read_records, run_info
 
 
@@ -18,9 +18,7 @@ def _ok(proc) -> None:
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("quick") / "run"
-    _ok(run_cli("train", *QUICK, f"hydra.run.dir={run_dir}"))
-    return run_dir
+    return train_quick(tmp_path_factory.mktemp("quick") / "run")
 
 
 def test_quickstart_writes_the_run_folder(quick_run: Path) -> None:
