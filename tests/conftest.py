@@ -33,7 +33,12 @@ def mnist_dir() -> str:
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", HYDRA_FULL_ERROR="0", PYTHONPATH=str(REPO / "tests"))
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        HYDRA_FULL_ERROR="0",
+        PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]),
+    )
     env.pop("HYDRA_FULL_ERROR")
     env.update(extra)
     return env
@@ -49,6 +54,16 @@ def run_cli(module: str, *args: str, timeout: int = 600, **env: str) -> subproce
         text=True,
         timeout=timeout,
     )
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A user mistake: exit 2, no traceback, exactly one ``advnets: error:`` line holding every fragment."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("advnets: error: ")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
 
 
 QUICK = [

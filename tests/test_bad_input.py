@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK, run_cli, train_quick
+from conftest import QUICK, assert_user_error, run_cli, train_quick
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -17,15 +17,6 @@ def _digest(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and "wandb" not in p.parts
     }
-
-
-def assert_user_error(proc, *fragments: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("advnets: error: ")]
-    assert len(errors) == 1, proc.stderr[-2000:]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 @pytest.fixture(scope="module")

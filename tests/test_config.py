@@ -11,7 +11,7 @@ GROUP_OPTIONS = {
     "dataset": ["mnist", "digits"],
     "model": ["paper_mnist", "small"],
     "optimizer": ["paper_sgd", "adam"],
-    "trainer": ["cpu", "gpu", "ddp", "ddp_spawn"],
+    "trainer": ["auto", "cpu", "gpu", "ddp", "ddp_spawn"],
     "logger": ["wandb", "csv", "none"],
     "experiment": ["paper_mnist", "quickstart"],
 }

@@ -47,8 +47,10 @@ def _launcher(*overrides: str) -> dict:
 
 
 def test_slurm_launcher_asks_for_one_task_per_device_and_gpus_only_for_gpu_runs() -> None:
-    cpu = _launcher("hydra/launcher=slurm")
+    cpu = _launcher("hydra/launcher=slurm", "trainer=cpu")
     assert (cpu["tasks_per_node"], cpu["gpus_per_node"], cpu["nodes"]) == (1, None, 1)
+    default = _launcher("hydra/launcher=slurm")  # trainer=auto: SLURM must be asked for the GPU up front
+    assert (default["tasks_per_node"], default["gpus_per_node"]) == (1, 1)
     assert cpu["max_num_timeout"] > 0 and cpu["timeout_min"] * 60 > cpu["signal_delay_s"] + 60
     ddp = _launcher("hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
     assert (ddp["tasks_per_node"], ddp["gpus_per_node"], ddp["nodes"]) == (4, 4, 2)
@@ -122,6 +124,7 @@ SLURM_SWEEP = [
     "hydra/launcher=slurm",
     "hydra.launcher.cpus_per_task=1",
     "hydra.launcher.timeout_min=10",
+    "trainer=cpu",
     *QUICK,
 ]
 """A quickstart sweep through the SLURM launcher, one CPU per task."""

@@ -62,7 +62,10 @@ def load_mnist(root: str | None, n_train: int, n_valid: int, download: bool = Tr
     _check_mnist_files(raw)
     missing = [n for n in MNIST_RAW if not (raw / n).exists()]
     if missing and not download:
-        raise UserError(f"MNIST files missing in {raw}: {', '.join(missing)} (set dataset.download=true)")
+        raise UserError(
+            f"MNIST files missing in {raw}: {', '.join(missing)}; put the four IDX files there "
+            "(or set dataset.download=true to let torchvision fetch them)"
+        )
     try:
         train_set = MNIST(str(folder), train=True, download=download)
         test_set = MNIST(str(folder), train=False, download=download)
@@ -160,7 +163,7 @@ class ImageDataModule(pl.LightningDataModule):
         """Load (once) and validate the splits."""
         if self.splits is None:
             if self.name == "mnist":
-                splits = load_mnist(self.root, self.n_train, self.n_valid, download=False)
+                splits = load_mnist(self.root, self.n_train, self.n_valid, download=self.download)
             else:
                 splits = load_digits(self.n_train, self.n_valid)
             if self.batch_size > len(splits.train):
