@@ -1,4 +1,4 @@
-"""Speed of advnets.parzen on the paper's protocol shapes, next to scikit-learn, the 2014 algorithm and torch.mm.
+"""Speed of advnets.metrics.parzen on the paper's protocol shapes, next to scikit-learn, the 2014 algorithm and torch.mm.
 
 Shapes (full): 10,000 samples as centres, 1,000 validation points x 10 sigmas, then 10,000 test points at the
 chosen sigma, d = 784. Data: MNIST if $ADVNETS_DATA_DIR holds MNIST/raw/ (unless --random), else uniform [0, 1].
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 try:
-    from advnets.parzen import SIGMA_GRID, parzen_log_likelihood, parzen_protocol
+    from advnets.metrics.parzen import SIGMA_GRID, parzen_log_likelihood, parzen_protocol
 except ImportError:  # run from a checkout without `pip install -e .`
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from advnets.parzen import SIGMA_GRID, parzen_log_likelihood, parzen_protocol
+    from advnets.metrics.parzen import SIGMA_GRID, parzen_log_likelihood, parzen_protocol
 
 
 def load_data(

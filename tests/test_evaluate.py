@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from advnets.data import load_digits
-from advnets.parzen import parzen_protocol
+from advnets.metrics.parzen import parzen_protocol
 
 from conftest import run_cli, train_quick
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from advnets.parzen import (
+from advnets.metrics.parzen import (
     SIGMA_GRID,
     ParzenLogLikelihood,
     ParzenResult,
@@ -238,7 +238,7 @@ def test_metric_sees_in_place_changes_of_centres(data) -> None:
 
 def test_errors_are_user_errors() -> None:
     from advnets.errors import UserError
-    from advnets.parzen import ParzenInputError
+    from advnets.metrics.parzen import ParzenInputError
 
     assert issubclass(ParzenInputError, ValueError) and issubclass(ParzenInputError, UserError)
 

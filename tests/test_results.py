@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from advnets.parzen import SIGMA_GRID
+from advnets.metrics.parzen import SIGMA_GRID
 from advnets.report import report
 from advnets.run_records import read_curve
 

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from advnets.parzen import SIGMA_GRID, select_sigma
+from advnets.metrics.parzen import SIGMA_GRID, select_sigma
 from advnets.pictures import save_grid
 
 

@@ -25,7 +25,7 @@ from advnets.data import ImageDataModule
 from advnets.errors import UserError, cli
 from advnets.game import sample_noise
 from advnets.nets import Generator
-from advnets.parzen import nearest_neighbours, parzen_protocol
+from advnets.metrics.parzen import nearest_neighbours, parzen_protocol
 from advnets.pictures import save_grid, save_nearest_neighbours
 
 

@@ -18,9 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from advnets import CONF_DIR
 from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
+from advnets.metrics import registry
 from advnets.runs import build_loggers, check_writable, note_sigterm, resume_path, task_overrides
 
-FAILED_OBJECTIVE = -1.0e6  # what a diverged run returns to a sweeper: finite, and worse than any real score
+FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worse than any
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -46,6 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics."""
     run_dir = Path(cfg.paths.output_dir)
     check_writable(run_dir)
+    check_objective(cfg)
     ckpt_path = resume_path(cfg, run_dir)
     torch.set_float32_matmul_precision("highest")
     if cfg.get("threads"):
@@ -60,6 +62,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if game.diverged_at is not None:
         metrics.update({"diverged_at_epoch": game.diverged_at, "val/parzen_ll": FAILED_OBJECTIVE})
+    metrics["objective_score"] = reported_score(cfg, trainer, metrics, game.diverged_at is not None)
     if not trainer.is_global_zero:
         return metrics
     if cfg.evaluate and cfg.get("eval") and game.diverged_at is None:
@@ -103,9 +106,37 @@ def _evaluate_best(
     return summary
 
 
+def check_objective(cfg: DictConfig) -> registry.MetricSpec:
+    """``cfg.objective`` is a registered validation metric whose monitor callback is on."""
+    spec = registry.spec(str(cfg.objective))
+    if not str(cfg.objective).startswith("val/"):
+        raise UserError(f"objective={cfg.objective}; allowed: a validation metric, val/<name> (e.g. val/fid)")
+    callbacks = cfg.get("callbacks") or {}
+    if spec.logged_by is None or not callbacks.get(spec.logged_by):
+        raise UserError(
+            f"objective={cfg.objective} is logged by callbacks.{spec.logged_by}, which is off; turn it on "
+            f"(e.g. +callbacks={spec.logged_by}) or choose another objective"
+        )
+    return spec
+
+
+def reported_score(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], diverged: bool) -> float:
+    """The objective's value at the checkpoint the run reports (the best one, or the last with
+    eval.checkpoint=last), not its last monitored value; the registry's finite worst for a diverged run."""
+    spec = registry.spec(str(cfg.objective))
+    checkpoint = trainer.checkpoint_callback
+    value = metrics.get(str(cfg.objective))
+    reports_best = not cfg.get("eval") or cfg.eval.get("checkpoint", "best") == "best"
+    if reports_best and checkpoint is not None and checkpoint.best_model_score is not None:
+        value = float(checkpoint.best_model_score)
+    if diverged or value is None or not math.isfinite(value):
+        return spec.failed
+    return value
+
+
 def objective(metrics: dict[str, Any]) -> float:
-    """What sweeps optimise: validation Parzen log-likelihood; finite even for a diverged run."""
-    value = metrics.get("val/parzen_ll", FAILED_OBJECTIVE)
+    """What sweeps optimise: the reported checkpoint's score of ``objective``; finite even for a diverged run."""
+    value = metrics.get("objective_score", FAILED_OBJECTIVE)
     return value if math.isfinite(value) else FAILED_OBJECTIVE
 
 

@@ -1,0 +1,152 @@
+"""The domain classifiers: a small LeNet-style conv net per dataset, its committed weights and card, and the frozen
+feature / logit modules that FID, KID, precision-recall and the class metrics read.
+
+Weights and cards live in ``advnets/metrics/classifiers/<dataset>.pt|.json`` (package data, written by
+``advnets-classifier``), so evaluation never downloads anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from advnets.errors import UserError
+
+CLASSIFIER_DIR = Path(__file__).resolve().parent / "classifiers"
+
+
+class LeNet(nn.Module):
+    """Two 5x5 conv + max-pool stages, one hidden layer (the features), one linear layer (the logits)."""
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] = (1, 28, 28),
+        n_classes: int = 10,
+        channels: tuple[int, int] = (16, 32),
+        feature_dim: int = 128,
+        dropout: float = 0.25,
+    ) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape = tuple(image_shape)
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, channels[0], 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(channels[0], channels[1], 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        flat = channels[1] * (h // 4) * (w // 4)
+        self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(flat, feature_dim), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, n_classes))
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate activations of images ``[N, C, H, W]`` or flat ``[N, C*H*W]`` in [0, 1]."""
+        return self.hidden(self.convs(as_images(x, self.image_shape)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+def as_images(x: Tensor, image_shape: tuple[int, ...]) -> Tensor:
+    """``x`` as ``[N, C, H, W]``; any other shape is a clear error."""
+    c, h, w = image_shape
+    if x.dim() == 2 and x.shape[1] == c * h * w:
+        return x.reshape(len(x), c, h, w)
+    if x.dim() == 4 and tuple(x.shape[1:]) == (c, h, w):
+        return x
+    raise UserError(
+        f"images of shape {tuple(x.shape)} do not fit the domain classifier; "
+        f"allowed: [N, {c * h * w}] or [N, {c}, {h}, {w}]"
+    )
+
+
+@dataclass(frozen=True)
+class ClassifierCard:
+    """What a committed classifier is: its dataset, architecture, test accuracy and the weights' md5."""
+
+    dataset: str
+    image_shape: tuple[int, int, int]
+    n_classes: int
+    channels: tuple[int, int]
+    feature_dim: int
+    test_accuracy: float
+    n_test: int
+    n_train: int
+    epochs: int
+    seed: int
+    md5: str
+    weights: str
+
+    @classmethod
+    def read(cls, path: Path) -> ClassifierCard:
+        raw = json.loads(path.read_text())
+        for key in ("image_shape", "channels"):
+            raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def available_classifiers(folder: Path = CLASSIFIER_DIR) -> list[str]:
+    """Datasets with a committed classifier."""
+    return sorted(p.stem for p in folder.glob("*.json"))
+
+
+def load_classifier(dataset: str, folder: Path = CLASSIFIER_DIR) -> tuple[LeNet, ClassifierCard]:
+    """The frozen classifier of ``dataset`` (eval mode, no gradients) and its card; md5 checked."""
+    card_path = folder / f"{dataset}.json"
+    if not card_path.is_file():
+        names = ", ".join(available_classifiers(folder)) or "none"
+        raise UserError(
+            f"no domain classifier for dataset={dataset!r}; available: {names} "
+            f"(train one with `advnets-classifier dataset={dataset}`)"
+        )
+    card = ClassifierCard.read(card_path)
+    weights = folder / card.weights
+    if not weights.is_file() or md5_of(weights) != card.md5:
+        raise UserError(f"domain classifier weights {weights} missing or not matching md5 {card.md5} in {card_path}")
+    net = LeNet(card.image_shape, card.n_classes, card.channels, card.feature_dim)
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    net.eval().requires_grad_(False)
+    return net, card
+
+
+class ClassifierFeatures(nn.Module):
+    """The classifier's penultimate features as a frozen module (torchmetrics' ``feature=``): float images in."""
+
+    def __init__(self, net: LeNet) -> None:
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self.num_features = net.hidden[1].out_features
+
+    def train(self, mode: bool = True) -> ClassifierFeatures:  # stays in eval mode (dropout off) for good
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net.features(x.float())
+
+
+class ClassifierLogits(ClassifierFeatures):
+    """The classifier's logits as a frozen module (for the Inception-style score and the class shares)."""
+
+    def __init__(self, net: LeNet) -> None:
+        super().__init__(net)
+        self.num_features = net.head[1].out_features
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.float())

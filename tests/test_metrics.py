@@ -1,0 +1,233 @@
+"""The metric suite beyond Parzen: FID/KID through the domain classifier, PRDC against the ``prdc`` package,
+class shares, the nearest-sample distance, DDP states, the committed classifiers and the metric registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from advnets.data import load_digits
+from advnets.errors import UserError
+from advnets.metrics import registry
+from advnets.metrics.classes import ClassShares, NearestSampleDistance
+from advnets.metrics.features import (
+    CLASSIFIER_DIR,
+    ClassifierFeatures,
+    ClassifierLogits,
+    available_classifiers,
+    load_classifier,
+)
+from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall
+from advnets.metrics.suite import Precomputed, SuiteSettings, score_suite
+
+from conftest import compose_cfg
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(1200, 300)
+
+
+@pytest.fixture(scope="module")
+def features() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 16, generator=g)
+    fake = 0.8 * torch.randn(250, 16, generator=g) + 0.3
+    return real, fake
+
+
+def _fid(real: torch.Tensor, fake: torch.Tensor, feature: torch.nn.Module) -> float:
+    metric = FrechetInceptionDistance(feature=feature)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    return float(metric.compute())
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_against_noise_large(digits) -> None:
+    net, _ = load_classifier("digits")
+    feature = ClassifierFeatures(net)
+    same = _fid(digits.test, digits.test, feature)
+    other_real = _fid(digits.train[:297], digits.test, feature)
+    noise = _fid(torch.rand(297, 64, generator=torch.Generator().manual_seed(1)), digits.test, feature)
+    assert abs(same) < 1e-3
+    assert noise > 10 * other_real > 0
+
+
+def test_fid_equals_the_scipy_sqrtm_formula(features) -> None:
+    real, fake = features
+    got = _fid(real, fake, Precomputed(16))
+    r, f = real.double().numpy(), fake.double().numpy()
+    mu_r, mu_f = r.mean(0), f.mean(0)
+    cov_r, cov_f = np.cov(r, rowvar=False), np.cov(f, rowvar=False)
+    covmean = scipy.linalg.sqrtm(cov_r @ cov_f).real
+    want = ((mu_r - mu_f) ** 2).sum() + np.trace(cov_r + cov_f - 2 * covmean)
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_precision_recall_density_coverage_equal_the_prdc_package(features, k: int, capsys) -> None:
+    from prdc import compute_prdc
+
+    real, fake = features
+    want = compute_prdc(real.numpy(), fake.numpy(), nearest_k=k)
+    pr, dc = ImprovedPrecisionRecall(k=k), DensityCoverage(k=k)
+    for metric in (pr, dc):
+        metric.update(real[:120], real=True)
+        metric.update(fake, real=False)
+        metric.update(real[120:], real=True)
+    got = {**{n: float(v) for n, v in pr.compute().items()}, **{n: float(v) for n, v in dc.compute().items()}}
+    for name in ("precision", "recall", "density", "coverage"):
+        assert got[name] == pytest.approx(float(want[name]), abs=1e-9), name
+    assert 0 < got["precision"] < 1 and 0 < got["coverage"] < 1
+
+
+def test_class_shares_and_nearest_sample_distance_by_hand() -> None:
+    eye = torch.eye(3)
+    shares = ClassShares(torch.nn.Identity(), n_classes=3)
+    shares.update(eye[[0, 0, 1, 1, 2, 2]], real=True)  # test set: 1/3 each
+    shares.update(eye[[0, 0, 0, 1]], real=False)  # samples: 3/4, 1/4, 0
+    out = shares.compute()
+    p = np.array([0.75, 0.25])
+    assert float(out["class_kl"]) == pytest.approx(float((p * np.log(p * 3)).sum()))
+    assert float(out["class_coverage"]) == pytest.approx(2 / 3)
+    nearest = NearestSampleDistance()
+    nearest.update(torch.tensor([[0.0, 0.0], [3.0, 4.0]]), real=True)
+    nearest.update(torch.tensor([[1.0, 0.0], [3.0, 2.0], [9.0, 9.0]]), real=False)
+    assert float(nearest.compute()) == pytest.approx((1.0 + 4.0) / 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _all_metrics() -> dict:
+    return {
+        "pr": ImprovedPrecisionRecall(k=3),
+        "dc": DensityCoverage(k=5),
+        "cls": ClassShares(torch.nn.Identity(), n_classes=16),
+        "near": NearestSampleDistance(),
+    }
+
+
+def _values(metrics: dict) -> dict[str, float]:
+    out = {}
+    for name, metric in metrics.items():
+        value = metric.compute()
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        out.update({f"{name}{k}": v.tolist() for k, v in items})
+    return out
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str, real, fake) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        metrics = _all_metrics()
+        r = real[:170] if rank == 0 else real[170:]  # unequal shares: every state must be gathered, not averaged
+        f = fake[:60] if rank == 0 else fake[60:]
+        for metric in metrics.values():
+            metric.update(r, real=True)
+            metric.update(f, real=False)
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(_values(metrics)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_metrics_under_two_process_ddp_equal_one_process(features, tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    real, fake = features
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), real, fake), nprocs=2, join=True)
+    single = _all_metrics()
+    for metric in single.values():
+        metric.update(real, real=True)
+        metric.update(fake, real=False)
+    want = _values(single)
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got.keys() == want.keys()
+        for key in want:
+            assert np.allclose(got[key], want[key], atol=1e-9), key
+
+
+@pytest.mark.skipif(
+    "ADVNETS_DATA_DIR" not in os.environ, reason="needs ADVNETS_DATA_DIR (the folder holding MNIST/raw)"
+)
+def test_committed_mnist_classifier_scores_99_percent_on_the_mnist_test_set() -> None:
+    from torchvision.datasets import MNIST
+
+    test = MNIST(os.environ["ADVNETS_DATA_DIR"], train=False, download=False)
+    images = test.data.reshape(-1, 784).float() / 255.0
+    net, card = load_classifier("mnist")
+    with torch.no_grad():
+        predicted = torch.cat([ClassifierLogits(net)(images[i : i + 2000]).argmax(1) for i in range(0, 10000, 2000)])
+    accuracy = float((predicted == test.targets).float().mean())
+    assert accuracy >= 0.99 and accuracy == pytest.approx(card.test_accuracy, abs=1e-6)
+
+
+def test_committed_classifiers_are_small_and_match_their_cards() -> None:
+    assert {"mnist", "digits"} <= set(available_classifiers())
+    for name in available_classifiers():
+        net, card = load_classifier(name)  # checks the md5
+        weights = CLASSIFIER_DIR / card.weights
+        assert weights.stat().st_size <= 2 * 2**20 and card.dataset == name
+        assert ClassifierFeatures(net).num_features == card.feature_dim
+
+
+def test_suite_real_vs_real_beats_real_vs_noise_on_every_metric(digits) -> None:
+    settings = SuiteSettings(kid_subset_size=100, kid_subsets=20)
+    real = score_suite(digits.train[:297], digits.test, "digits", settings=settings)
+    noise = score_suite(
+        torch.rand(297, 64, generator=torch.Generator().manual_seed(2)), digits.test, "digits", settings=settings
+    )
+    for name, value in real.items():
+        better = registry.spec(name).better(value, noise[name])
+        assert better or (name == "class_coverage" and value == noise[name] == 1.0), (name, value, noise[name])
+
+
+def test_bad_input_is_one_clear_error(digits) -> None:
+    with pytest.raises(UserError, match="no domain classifier for dataset='cifar10'; available: .*digits.*mnist"):
+        load_classifier("cifar10")
+    net, _ = load_classifier("digits")
+    with pytest.raises(
+        UserError, match=r"images of shape \(5, 784\) do not fit .* allowed: \[N, 64\] or \[N, 1, 8, 8\]"
+    ):
+        ClassifierFeatures(net)(torch.rand(5, 784))
+    with pytest.raises(UserError, match="eval.metrics contains fd; allowed: fid"):
+        score_suite(digits.test, digits.test, "digits", names=["fd"])
+
+
+def test_registry_names_each_metric_with_its_direction() -> None:
+    assert registry.mode("val/parzen_ll") == "max" and registry.direction("val/fid") == "minimize"
+    assert registry.higher_is_better("best_val_parzen_ll") and not registry.higher_is_better("test/kid")
+    assert registry.spec("fid").failed > 0 > registry.spec("parzen_ll").failed
+    with pytest.raises(UserError, match="metric 'val/fdi' is not registered; allowed: val/parzen_ll"):
+        registry.spec("val/fdi")
+
+
+def test_checkpoint_and_sweeper_follow_the_objective_direction() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from advnets import CONF_DIR
+
+    cfg = compose_cfg([])
+    assert cfg.objective == "val/parzen_ll"
+    assert (cfg.callbacks.model_checkpoint.monitor, cfg.callbacks.model_checkpoint.mode) == ("val/parzen_ll", "max")
+    cfg = compose_cfg(["objective=val/fid"])
+    assert (cfg.callbacks.model_checkpoint.monitor, cfg.callbacks.model_checkpoint.mode) == ("val/fid", "min")
+    for objective, direction in (("val/parzen_ll", "maximize"), ("val/fid", "minimize")):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            sweep = compose("train", [f"objective={objective}", "hparams_search=optuna"], return_hydra_config=True)
+        assert sweep.hydra.sweeper.direction == direction
