@@ -1,4 +1,4 @@
-"""Speed of advnets.metrics.parzen on the paper's protocol shapes, next to scikit-learn, the 2014 algorithm and torch.mm.
+"""Speed of advnets.metrics.parzen on the protocol shapes, next to scikit-learn, the 2014 algorithm and torch.mm.
 
 Shapes (full): 10,000 samples as centres, 1,000 validation points x 10 sigmas, then 10,000 test points at the
 chosen sigma, d = 784. Data: MNIST if $ADVNETS_DATA_DIR holds MNIST/raw/ (unless --random), else uniform [0, 1].

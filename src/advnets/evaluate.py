@@ -24,8 +24,8 @@ from advnets.callbacks import generate
 from advnets.data import ImageDataModule
 from advnets.errors import UserError, cli
 from advnets.game import sample_noise
-from advnets.nets import Generator
 from advnets.metrics.parzen import nearest_neighbours, parzen_protocol
+from advnets.nets import Generator
 from advnets.pictures import save_grid, save_nearest_neighbours
 
 
