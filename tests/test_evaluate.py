@@ -43,6 +43,13 @@ def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path)
     assert results["mean_ll_per_sigma"][results["grid"].index(results["sigma"])] == max(results["mean_ll_per_sigma"])
     for picture in ("samples_grid.png", "nearest.png"):
         assert (tmp_path / "e1" / picture).read_bytes()[:4] == b"\x89PNG"
+    # beyond Parzen: every metric of eval.metrics for the samples and for real vs real, with its protocol
+    assert list(results["metrics"]) == list(results["metrics_reference"]) == results["eval"]["metrics"]
+    assert results["metrics_reference"]["fid"] < results["metrics"]["fid"]
+    assert (
+        results["metrics_protocol"]["classifier"]["dataset"] == "digits"
+        and results["metrics_protocol"]["n_fake"] == 400
+    )
 
 
 def test_saved_samples_re_derive_the_number_independently(trained: Path, tmp_path: Path) -> None:

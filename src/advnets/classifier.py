@@ -139,6 +139,7 @@ def write_classifier(
         raise UserError(
             f"classifier weights exceed {MAX_WEIGHTS_BYTES} bytes; choose smaller classifier.channels/feature_dim"
         )
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; it is package data
     os.replace(tmp, weights)
     card = ClassifierCard(
         dataset=dataset,
@@ -153,6 +154,7 @@ def write_classifier(
         seed=int(cfg.seed),
         md5=md5_of(weights),
         weights=weights.name,
+        training={k: cfg.classifier[k] for k in ("lr", "batch_size", "dropout")},
     )
     card.write(out / f"{dataset}.json")
     print(f"wrote {weights} and {out / f'{dataset}.json'}")

@@ -25,6 +25,7 @@ from advnets.data import ImageDataModule
 from advnets.errors import UserError, cli
 from advnets.game import sample_noise
 from advnets.metrics.parzen import nearest_neighbours, parzen_protocol
+from advnets.metrics.suite import evaluate_metrics
 from advnets.nets import Generator
 from advnets.pictures import save_grid, save_nearest_neighbours
 
@@ -86,6 +87,9 @@ def evaluate_run(
         precision=eval_cfg.precision,
     )
     seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    beyond = evaluate_metrics(samples, splits.train, splits.test.to(device), datamodule.name, eval_cfg)
+    metrics_seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {
         "parzen_ll": result.log_likelihood,
@@ -101,6 +105,9 @@ def evaluate_run(
         "noise": noise,
         "seed": int(eval_cfg.seed),
         "eval_seconds": round(seconds, 3),
+        **beyond,
+        "metrics_seconds": round(metrics_seconds, 3),
+        "eval": OmegaConf.to_container(eval_cfg, resolve=True),
         "hardware": hardware(device),
         "advnets_version": version("advnets"),
         **meta,
@@ -171,6 +178,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("export_to"):
         export_generator(generator, run_cfg, Path(cfg.export_to))
     print(json.dumps({k: results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}))
+    for key in ("metrics", "metrics_reference"):
+        if key in results:
+            print(json.dumps({key: {k: round(v, 4) for k, v in results[key].items()}}))
     print(f"results: {out_dir / 'results.json'}")
     return results
 

@@ -101,6 +101,8 @@ def _evaluate_best(
         print(f"advnets: evaluation skipped: {err}")
         return {"test/parzen_ll": FAILED_OBJECTIVE}
     summary = {f"test/{k}": results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
+    summary.update({f"test/{k}": v for k, v in results.get("metrics", {}).items()})  # beyond Parzen (registry)
+    summary.update({f"reference/{k}": v for k, v in results.get("metrics_reference", {}).items()})
     for logger in trainer.loggers:
         logger.log_metrics({k: float(v) for k, v in summary.items()}, step=trainer.global_step)
     return summary

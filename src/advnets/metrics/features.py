@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -84,6 +84,7 @@ class ClassifierCard:
     seed: int
     md5: str
     weights: str
+    training: dict = field(default_factory=dict)  # lr, batch_size, dropout: how to train it again
 
     @classmethod
     def read(cls, path: Path) -> ClassifierCard:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +20,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from advnets.errors import UserError
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
-from advnets.metrics.features import ClassifierCard, LeNet, as_images, load_classifier
+from advnets.metrics.features import ClassifierCard, LeNet, as_images, available_classifiers, load_classifier
 from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall
 from advnets.metrics.registry import METRICS
 
@@ -150,3 +151,23 @@ def protocol(dataset: str, names: Sequence[str], settings: SuiteSettings, n_fake
         **asdict(settings),
         "higher_is_better": {n: METRICS[n].higher_is_better for n in names},
     }
+
+
+def evaluate_metrics(samples: Tensor, train: Tensor, test: Tensor, dataset: str, eval_cfg: Any) -> dict[str, Any]:
+    """``results.json``'s view of the suite: ``metrics`` (samples vs the test set), ``metrics_reference`` (the first
+    len(samples) training images vs the test set: the real-vs-real floor) and ``metrics_protocol``; or, when the
+    dataset has no domain classifier, ``metrics_skipped`` with the reason (Parzen alone still stands)."""
+    names = check_names(list(eval_cfg.get("metrics") or []))
+    if not names:
+        return {}
+    if dataset not in available_classifiers():
+        why = f"no domain classifier for dataset={dataset!r} (train one with `advnets-classifier dataset={dataset}`)"
+        print(f"advnets: metrics beyond Parzen skipped: {why}")
+        return {"metrics_skipped": why}
+    settings = SuiteSettings(**{**dict(eval_cfg.get("suite") or {}), "seed": int(eval_cfg.seed)})
+    out: dict[str, Any] = {"metrics": score_suite(samples, test, dataset, names, settings)}
+    if eval_cfg.get("reference"):
+        real = train[: len(samples)].to(samples.device)
+        out["metrics_reference"] = score_suite(real, test, dataset, names, settings)
+    out["metrics_protocol"] = protocol(dataset, names, settings, len(samples), len(test))
+    return out
