@@ -28,7 +28,7 @@ from advnets.metrics.features import (
 from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall
 from advnets.metrics.suite import Precomputed, SuiteSettings, score_suite
 
-from conftest import compose_cfg
+from conftest import QUICK, assert_user_error, compose_cfg, run_cli, train_quick
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +231,38 @@ def test_checkpoint_and_sweeper_follow_the_objective_direction() -> None:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             sweep = compose("train", [f"objective={objective}", "hparams_search=optuna"], return_hydra_config=True)
         assert sweep.hydra.sweeper.direction == direction
+
+
+def test_a_run_can_select_its_checkpoint_by_val_fid_and_reports_the_best_score(tmp_path: Path) -> None:
+    """objective=val/fid: the monitor logs it, the checkpoint keeps the lowest, the sweep score is that one."""
+    import csv
+
+    run = train_quick(
+        tmp_path / "run",
+        "objective=val/fid",
+        "callbacks.metric_monitor.every_n_epochs=2",
+        "callbacks.metric_monitor.n_samples=300",
+        "logger=csv",
+        "evaluate=false",
+        "trainer.max_epochs=6",
+    )
+    with (run / "csv" / "metrics.csv").open() as handle:
+        fid = {int(r["epoch"]): float(r["val/fid"]) for r in csv.DictReader(handle) if r.get("val/fid")}
+    assert sorted(fid) == [1, 3, 5]  # Lightning's 0-indexed epochs of epochs 2, 4, 6
+    best_epoch = min(fid, key=fid.get)
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == best_epoch
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["objective_score"] == pytest.approx(min(fid.values()), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "override,fragments",
+    [
+        ("objective=val/fid", ["objective=val/fid is not logged", "callbacks.metric_monitor.every_n_epochs=5"]),
+        ("objective=val/fdi", ["metric 'val/fdi' is not registered; allowed: val/parzen_ll"]),
+    ],
+)
+def test_an_objective_nobody_logs_is_one_clear_error(override: str, fragments: list[str], tmp_path: Path) -> None:
+    proc = run_cli("train", *QUICK, override, "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_user_error(proc, *fragments)

@@ -1,4 +1,4 @@
-"""Training-time views of the game: the validation Parzen monitor and fixed-noise sample grids."""
+"""Training-time views of the game: the validation Parzen monitor, the metric monitor and fixed-noise sample grids."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from advnets.metrics import registry
 from advnets.metrics.parzen import SIGMA_GRID, select_sigma
+from advnets.metrics.suite import SuiteSettings, check_names, score_suite
 from advnets.pictures import save_grid
 
 
@@ -62,6 +64,33 @@ class ParzenMonitor(pl.Callback):
             if new:
                 writer.writerow(["epoch", "step", "val_parzen_ll", "sigma"])
             writer.writerow([trainer.current_epoch + 1, trainer.global_step, f"{ll:.4f}", f"{sigma:.6g}"])
+
+
+class MetricMonitor(pl.Callback):
+    """Every N epochs (0: off): a cheap part of the suite beyond Parzen, samples vs the first validation images.
+
+    Logs ``val/<name>`` for each of ``metrics`` (e.g. ``val/fid``), so the best checkpoint and sweeps can follow
+    it (``objective=val/fid``). Like the Parzen monitor, every DDP rank draws the same samples from the same
+    seed and computes the same numbers. A diverged generator scores the registry's worst value."""
+
+    def __init__(
+        self, every_n_epochs: int = 0, metrics: tuple[str, ...] = ("fid",), n_samples: int = 2000, n_valid: int = 2000
+    ) -> None:
+        self.every_n_epochs, self.n_samples, self.n_valid = every_n_epochs, n_samples, n_valid
+        self.metrics = check_names(list(metrics))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not _due(trainer, self.every_n_epochs):
+            return
+        datamodule = trainer.datamodule
+        valid = datamodule.load().valid[: self.n_valid].to(pl_module.device)
+        rng = torch.Generator(device=pl_module.device).manual_seed(pl_module.seed + 11)
+        samples = generate(pl_module.generator, pl_module.sample_z(self.n_samples, rng))
+        if torch.isfinite(samples).all():
+            values = score_suite(samples, valid, datamodule.name, self.metrics, SuiteSettings(seed=pl_module.seed))
+        else:
+            values = {name: registry.spec(name).failed for name in self.metrics}
+        pl_module.log_dict({f"val/{k}": float(v) for k, v in values.items()}, on_epoch=True, prog_bar=False)
 
 
 class SampleGrid(pl.Callback):

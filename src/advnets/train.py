@@ -113,11 +113,12 @@ def check_objective(cfg: DictConfig) -> registry.MetricSpec:
     spec = registry.spec(str(cfg.objective))
     if not str(cfg.objective).startswith("val/"):
         raise UserError(f"objective={cfg.objective}; allowed: a validation metric, val/<name> (e.g. val/fid)")
-    callbacks = cfg.get("callbacks") or {}
-    if spec.logged_by is None or not callbacks.get(spec.logged_by):
+    monitor = (cfg.get("callbacks") or {}).get(spec.logged_by or "")
+    logged = monitor and monitor.get("every_n_epochs", 0) > 0 and spec.name in monitor.get("metrics", [spec.name])
+    if not logged:
         raise UserError(
-            f"objective={cfg.objective} is logged by callbacks.{spec.logged_by}, which is off; turn it on "
-            f"(e.g. +callbacks={spec.logged_by}) or choose another objective"
+            f"objective={cfg.objective} is not logged during training: it needs callbacks.{spec.logged_by} on, "
+            f"with every_n_epochs > 0 and {spec.name} in its metrics (e.g. callbacks.metric_monitor.every_n_epochs=5)"
         )
     return spec
 
