@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from advnets.errors import UserError
-from advnets.run_records import mean_se
+from advnets.metrics.registry import spec
+from advnets.run_records import describe_eval, eval_settings, eval_signature, mean_se
 
 # Table 1 of Goodfellow et al. (2014): Parzen window log-likelihood (nats), mean ± standard error.
 PAPER_TABLE1: list[tuple[str, str, str]] = [
@@ -96,10 +97,19 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    """One row per (label, dataset, evaluation settings): runs evaluated differently are never averaged."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in results:
-        groups[(label(r), r["dataset"])].append(r)
-    return sorted((summarise(group) for group in groups.values()), key=lambda row: (row["dataset"], row["label"]))
+        groups[(label(r), r["dataset"], eval_signature(r))].append(r)
+    settings = [eval_settings(r) for r in results]
+    out = []
+    for (name, dataset, _), group in groups.items():
+        row = summarise(group)
+        same = [s for r, s in zip(results, settings, strict=True) if (label(r), r["dataset"]) == (name, dataset)]
+        note = describe_eval(eval_settings(group[0]), same)
+        row["label"] = f"{name} [{note}]" if note else name
+        out.append(row)
+    return sorted(out, key=lambda row: (row["dataset"], row["label"]))
 
 
 def markdown(our_rows: list[dict[str, Any]]) -> str:
@@ -128,6 +138,61 @@ def markdown(our_rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+BEYOND_TITLES = {  # metric -> column title (the arrow says which way is better: advnets.metrics.registry)
+    "fid": "FID",
+    "kid": "KID",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+    "inception_score": "IS",
+    "class_kl": "class KL",
+    "class_coverage": "classes ≥1%",
+    "nearest_sq_dist": "nearest sq. dist",
+}
+
+
+def _title(name: str) -> str:
+    return f"{BEYOND_TITLES.get(name, name)} {'↑' if spec(name).higher_is_better else '↓'}"
+
+
+def beyond_markdown(results: list[dict[str, Any]]) -> str:
+    """The metrics beyond Parzen (mean over seeds) per row, and per dataset the real-vs-real floor; "" if none."""
+    with_metrics = [r for r in results if r.get("metrics")]
+    if not with_metrics:
+        return ""
+    names = list(dict.fromkeys(n for r in with_metrics for n in r["metrics"] if n in BEYOND_TITLES))
+    lines = [
+        "| advnets run | dataset | " + " | ".join(_title(n) for n in names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in with_metrics:
+        groups[(label(r), r["dataset"], eval_signature(r))].append(r)
+    floors: dict[tuple[str, str], dict[str, Any]] = {}
+    for (name, dataset, signature), group in sorted(groups.items()):
+        cells = []
+        for n in names:
+            values = [r["metrics"][n] for r in group if n in r["metrics"]]
+            cells.append(_fmt(mean_se(values)[0], 3) if values else "—")
+        lines.append(f"| {name} | {dataset} | " + " | ".join(cells) + " |")
+        if group[0].get("metrics_reference"):
+            floors.setdefault((dataset, signature), group[0]["metrics_reference"])
+    for (dataset, _), floor in sorted(floors.items()):
+        cells = [_fmt(floor.get(n), 3) for n in names]
+        lines.append(f"| *real vs real (training images as samples)* | {dataset} | " + " | ".join(cells) + " |")
+    protocol = with_metrics[0].get("metrics_protocol", {})
+    lines += [
+        "",
+        f"Samples vs the {protocol.get('n_real', '?')} test images, through the dataset's domain classifier "
+        f"(features: its {protocol.get('classifier', {}).get('dataset', '?')} LeNet's penultimate layer); "
+        f"precision/recall k = {protocol.get('pr_k', '?')}, density/coverage k = {protocol.get('dc_k', '?')}; "
+        "nearest sq. dist: mean squared pixel distance from a test image to its nearest sample. "
+        "The floor row scores as many real training images as there are samples.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def report(paths: Sequence[Path]) -> tuple[str, list[str]]:
     """The Markdown, and one note per results.json that was skipped (and why)."""
     files = find_results(paths)
@@ -140,7 +205,8 @@ def report(paths: Sequence[Path]) -> tuple[str, list[str]]:
             loaded.append(data)
     if not loaded:
         raise UserError(f"no usable results.json in {', '.join(map(str, paths))}" + "".join(f"; {s}" for s in skipped))
-    return markdown(rows(loaded)), skipped
+    beyond = beyond_markdown(loaded)
+    return markdown(rows(loaded)) + (f"\n{beyond}" if beyond else ""), skipped
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -201,3 +201,40 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
             key, _, value = text.partition("=")
             out[key.lstrip("+~")] = value
     return out
+
+
+# evaluation settings that change what results.json holds (the seed of the samples excluded: seeds are averaged)
+EVAL_KEYS = ("n_samples", "n_valid", "grid", "precision")
+
+
+def eval_settings(results: dict | None) -> dict[str, Any]:
+    """The evaluation protocol a ``results.json`` was computed with: the Parzen settings, a fixed sigma if one was
+    given, and the protocol of the metrics beyond Parzen (None when it has none). Runs whose settings differ are
+    never averaged into one row by advnets-report / advnets-compare."""
+    if not results:
+        return {}
+    given = results.get("eval") or {}
+    settings = {k: results.get(k, given.get(k)) for k in EVAL_KEYS}
+    settings["fixed_sigma"] = given.get("sigma")
+    protocol = dict(results.get("metrics_protocol") or {})
+    protocol.pop("seed", None)
+    settings["metrics"] = protocol or None
+    return settings
+
+
+def eval_signature(results: dict | None) -> str:
+    """``eval_settings`` as one comparable string."""
+    return json.dumps(eval_settings(results), sort_keys=True, default=str)
+
+
+def describe_eval(settings: dict[str, Any], others: Sequence[dict[str, Any]]) -> str:
+    """The settings of ``settings`` that differ among ``others`` (all runs of a table), as ``eval: k=v, ...``."""
+    keys = [k for k in settings if len({json.dumps(o.get(k), sort_keys=True, default=str) for o in others}) > 1]
+
+    def short(key: str) -> str:
+        value = settings.get(key)
+        if key == "metrics":
+            return "none" if not value else f"classifier {value.get('classifier', {}).get('md5', '?')[:8]}"
+        return str(value)
+
+    return "eval: " + ", ".join(f"{k}={short(k)}" for k in keys) if keys else ""

@@ -63,5 +63,6 @@ class NearestSampleDistance(Metric):
     def compute(self) -> Tensor:
         if len(self.samples) == 0 or len(self.queries) == 0:
             raise UserError("the nearest-sample distance needs samples and test images")
-        _, dist = nearest_neighbours(dim_zero_cat(self.queries), dim_zero_cat(self.samples))
+        # float32 search, then the exact float64 distance to the neighbour found
+        _, dist = nearest_neighbours(dim_zero_cat(self.queries), dim_zero_cat(self.samples), precision="float32")
         return dist.pow(2).mean()

@@ -32,14 +32,16 @@ def pairwise_distance_blocks(a: Tensor, b: Tensor, rows: int = BLOCK_ROWS):
         yield r0, d2.clamp_min_(0.0).sqrt_()
 
 
-def knn_radii(x: Tensor, k: int) -> Tensor:
-    """Distance of each point of ``x`` to its k-th nearest other point of ``x``."""
-    if len(x) <= k:
-        raise UserError(f"k-NN metrics need more than k={k} points per set; got {len(x)}")
-    radii = torch.empty(len(x), dtype=torch.float64, device=x.device)
+def knn_radii(x: Tensor, ks: list[int]) -> list[Tensor]:
+    """For each k of ``ks``: the distance of each point of ``x`` to its k-th nearest other point of ``x``."""
+    if len(x) <= max(ks):
+        raise UserError(f"k-NN metrics need more than k={max(ks)} points per set; got {len(x)}")
+    radii = torch.empty(len(ks), len(x), dtype=torch.float64, device=x.device)
     for r0, d in pairwise_distance_blocks(x, x):
-        radii[r0 : r0 + len(d)] = d.topk(k + 1, dim=1, largest=False).values[:, -1]  # +1: the point itself
-    return radii
+        nearest = d.topk(max(ks) + 1, dim=1, largest=False, sorted=True).values  # +1: the point itself
+        for i, k in enumerate(ks):
+            radii[i, r0 : r0 + len(d)] = nearest[:, k]
+    return list(radii)
 
 
 class _FeatureSets(Metric):
@@ -50,8 +52,6 @@ class _FeatureSets(Metric):
 
     def __init__(self, k: int, feature: nn.Module | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        if k < 1:
-            raise UserError(f"k={k}; allowed: a positive integer")
         self.k, self.feature = k, feature
         self.add_state("real", default=[], dist_reduce_fx="cat")
         self.add_state("fake", default=[], dist_reduce_fx="cat")
@@ -73,36 +73,57 @@ def _empty(state: list[Tensor] | Tensor) -> bool:
     return len(state) == 0
 
 
-class ImprovedPrecisionRecall(_FeatureSets):
+class ManifoldMetrics(_FeatureSets):
+    """Improved precision/recall (k = ``pr_k``) and density/coverage (k = ``dc_k``) in one pass over the
+    distances: the real radii for both k from one top-k, the fake radii once, the real x fake distances once."""
+
+    def __init__(self, pr_k: int | None = 3, dc_k: int | None = 5, feature: nn.Module | None = None, **kwargs) -> None:
+        ks = [k for k in (pr_k, dc_k) if k is not None]
+        if not ks:
+            raise UserError("ManifoldMetrics needs pr_k or dc_k")
+        super().__init__(max(ks), feature, **kwargs)
+        for k in ks:
+            if k < 1:
+                raise UserError(f"k={k}; allowed: a positive integer")
+        self.pr_k, self.dc_k = pr_k, dc_k
+
+    def compute(self) -> dict[str, Tensor]:
+        real, fake = self._sets()
+        ks = sorted({k for k in (self.pr_k, self.dc_k) if k is not None})
+        real_r = dict(zip(ks, knn_radii(real, ks), strict=True))
+        out: dict[str, Tensor] = {}
+        if self.pr_k is not None:
+            (fake_r,) = knn_radii(fake, [self.pr_k])
+            fake_in = torch.zeros(len(fake), dtype=torch.bool, device=fake.device)
+            real_in = torch.empty(len(real), dtype=torch.bool, device=real.device)
+        if self.dc_k is not None:
+            counts = torch.zeros(len(fake), dtype=torch.float64, device=fake.device)
+            covered = torch.empty(len(real), dtype=torch.bool, device=real.device)
+        for r0, d in pairwise_distance_blocks(real, fake):
+            rows = slice(r0, r0 + len(d))
+            if self.pr_k is not None:
+                fake_in |= (d < real_r[self.pr_k][rows, None]).any(0)
+                real_in[rows] = (d < fake_r[None, :]).any(1)
+            if self.dc_k is not None:
+                inside = d < real_r[self.dc_k][rows, None]
+                counts += inside.sum(0)
+                covered[rows] = inside.any(1)
+        if self.pr_k is not None:
+            out.update(precision=fake_in.double().mean(), recall=real_in.double().mean())
+        if self.dc_k is not None:
+            out.update(density=counts.mean() / self.dc_k, coverage=covered.double().mean())
+        return out
+
+
+class ImprovedPrecisionRecall(ManifoldMetrics):
     """Precision: share of fake points inside the real k-NN balls; recall: share of real inside the fake balls."""
 
     def __init__(self, k: int = 3, feature: nn.Module | None = None, **kwargs) -> None:
-        super().__init__(k, feature, **kwargs)
-
-    def compute(self) -> dict[str, Tensor]:
-        real, fake = self._sets()
-        real_r, fake_r = knn_radii(real, self.k), knn_radii(fake, self.k)
-        fake_in = torch.zeros(len(fake), dtype=torch.bool, device=fake.device)
-        real_in = torch.empty(len(real), dtype=torch.bool, device=real.device)
-        for r0, d in pairwise_distance_blocks(real, fake):
-            fake_in |= (d < real_r[r0 : r0 + len(d), None]).any(0)
-            real_in[r0 : r0 + len(d)] = (d < fake_r[None, :]).any(1)
-        return {"precision": fake_in.double().mean(), "recall": real_in.double().mean()}
+        super().__init__(pr_k=k, dc_k=None, feature=feature, **kwargs)
 
 
-class DensityCoverage(_FeatureSets):
+class DensityCoverage(ManifoldMetrics):
     """Density: mean number of real k-NN balls holding a fake point, / k; coverage: share of real balls with one."""
 
     def __init__(self, k: int = 5, feature: nn.Module | None = None, **kwargs) -> None:
-        super().__init__(k, feature, **kwargs)
-
-    def compute(self) -> dict[str, Tensor]:
-        real, fake = self._sets()
-        real_r = knn_radii(real, self.k)
-        counts = torch.zeros(len(fake), dtype=torch.float64, device=fake.device)
-        covered = torch.empty(len(real), dtype=torch.bool, device=real.device)
-        for r0, d in pairwise_distance_blocks(real, fake):
-            inside = d < real_r[r0 : r0 + len(d), None]
-            counts += inside.sum(0)
-            covered[r0 : r0 + len(d)] = inside.any(1)
-        return {"density": counts.mean() / self.k, "coverage": covered.double().mean()}
+        super().__init__(pr_k=None, dc_k=k, feature=feature, **kwargs)

@@ -21,7 +21,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from advnets.errors import UserError
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
 from advnets.metrics.features import ClassifierCard, LeNet, as_images, available_classifiers, load_classifier
-from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall
+from advnets.metrics.knn import ManifoldMetrics
 from advnets.metrics.registry import METRICS
 
 SUITE = (
@@ -49,7 +49,7 @@ class SuiteSettings:
     kid_subset_size: int = 1000
     is_splits: int = 10
     seed: int = 0  # KID subsets and IS splits are drawn with this seed
-    batch: int = 2000
+    batch: int = 256  # images per classifier forward pass
 
 
 class Precomputed(nn.Module):
@@ -70,14 +70,28 @@ def check_names(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+@dataclass(frozen=True)
+class Extracted:
+    """One image set through the classifier: penultimate features, logits, and the flat pixels."""
+
+    features: Tensor
+    logits: Tensor
+    pixels: Tensor
+
+
 @torch.no_grad()
-def _extract(net: LeNet, images: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+def extract(images: Tensor, net: LeNet, card: ClassifierCard, batch: int = 256) -> Extracted:
+    """The classifier's view of ``images`` (flat or [N, C, H, W], in [0, 1]); bad shapes or NaN are clear errors."""
+    images = as_images(images, card.image_shape)
+    if not torch.isfinite(images).all():
+        raise UserError("the images contain NaN/inf (a diverged generator?); nothing to score")
+    net = net.to(images.device)
     feats, logits = [], []
     for i in range(0, len(images), batch):
         f = net.features(images[i : i + batch].float())
         feats.append(f)
         logits.append(net.head(f))
-    return torch.cat(feats), torch.cat(logits)
+    return Extracted(torch.cat(feats), torch.cat(logits), images.flatten(1))
 
 
 def score_suite(
@@ -91,51 +105,52 @@ def score_suite(
     """Every metric in ``names`` for ``fake`` against ``real`` (flat or [N, C, H, W] images in [0, 1])."""
     names = check_names(names)
     net, card = classifier or load_classifier(dataset)
-    device = fake.device
-    net = net.to(device)
-    fake, real = as_images(fake, card.image_shape), as_images(real, card.image_shape)
-    if not torch.isfinite(fake).all():
-        raise UserError("the samples contain NaN/inf (a diverged generator); nothing to score")
-    f_fake, l_fake = _extract(net, fake, settings.batch)
-    f_real, l_real = _extract(net, real, settings.batch)
-    feat = Precomputed(card.feature_dim)
+    return score_extracted(
+        extract(fake, net, card, settings.batch), extract(real, net, card, settings.batch), names, settings
+    )
+
+
+def score_extracted(
+    fake: Extracted, real: Extracted, names: Sequence[str], settings: SuiteSettings
+) -> dict[str, float]:
+    """The suite on sets already through the classifier (so a set scored twice is extracted once)."""
+    names = check_names(names)
+    device = fake.features.device
+    feat = Precomputed(fake.features.shape[1])
     out: dict[str, float] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(settings.seed)
         if "fid" in names:
-            fid = FrechetInceptionDistance(feature=feat).to(device)
-            fid.update(f_real, real=True)
-            fid.update(f_fake, real=False)
+            fid = FrechetInceptionDistance(feature=feat).to(device)  # float64 sums, as torchmetrics keeps them
+            fid.update(real.features, real=True)
+            fid.update(fake.features, real=False)
             out["fid"] = float(fid.compute())
         if "kid" in names:
-            size = min(settings.kid_subset_size, len(f_fake), len(f_real))
-            kid = KernelInceptionDistance(feature=feat, subsets=settings.kid_subsets, subset_size=size).to(device)
-            kid.update(f_real, real=True)
-            kid.update(f_fake, real=False)
+            size = min(settings.kid_subset_size, len(fake.features), len(real.features))
+            kid = KernelInceptionDistance(feature=nn.Identity(), subsets=settings.kid_subsets, subset_size=size)
+            kid.to(device).update(real.features, real=True)
+            kid.update(fake.features, real=False)
             out["kid"] = float(kid.compute()[0])
         if "inception_score" in names:
-            inception = InceptionScore(feature=Precomputed(card.n_classes), splits=settings.is_splits).to(device)
-            inception.update(l_fake)
+            inception = InceptionScore(feature=nn.Identity(), splits=settings.is_splits).to(device)
+            inception.update(fake.logits.double())
             out["inception_score"] = float(inception.compute()[0])
-    if {"precision", "recall"} & set(names):
-        pr = ImprovedPrecisionRecall(k=settings.pr_k).to(device)
-        pr.update(f_real, real=True)
-        pr.update(f_fake, real=False)
-        out.update({k: float(v) for k, v in pr.compute().items() if k in names})
-    if {"density", "coverage"} & set(names):
-        dc = DensityCoverage(k=settings.dc_k).to(device)
-        dc.update(f_real, real=True)
-        dc.update(f_fake, real=False)
-        out.update({k: float(v) for k, v in dc.compute().items() if k in names})
+    pr = {"precision", "recall"} & set(names)
+    dc = {"density", "coverage"} & set(names)
+    if pr or dc:
+        manifold = ManifoldMetrics(settings.pr_k if pr else None, settings.dc_k if dc else None).to(device)
+        manifold.update(real.features, real=True)
+        manifold.update(fake.features, real=False)
+        out.update({k: float(v) for k, v in manifold.compute().items() if k in names})
     if {"class_kl", "class_coverage"} & set(names):
-        shares = ClassShares(nn.Identity(), card.n_classes).to(device)
-        shares.update(l_real, real=True)
-        shares.update(l_fake, real=False)
+        shares = ClassShares(nn.Identity(), real.logits.shape[1]).to(device)
+        shares.update(real.logits, real=True)
+        shares.update(fake.logits, real=False)
         out.update({k: float(v) for k, v in shares.compute().items() if k in names})
     if "nearest_sq_dist" in names:
         nearest = NearestSampleDistance().to(device)
-        nearest.update(real.flatten(1), real=True)
-        nearest.update(fake.flatten(1), real=False)
+        nearest.update(real.pixels, real=True)
+        nearest.update(fake.pixels, real=False)
         out["nearest_sq_dist"] = float(nearest.compute())
     return {n: out[n] for n in names}
 
@@ -165,9 +180,13 @@ def evaluate_metrics(samples: Tensor, train: Tensor, test: Tensor, dataset: str,
         print(f"advnets: metrics beyond Parzen skipped: {why}")
         return {"metrics_skipped": why}
     settings = SuiteSettings(**{**dict(eval_cfg.get("suite") or {}), "seed": int(eval_cfg.seed)})
-    out: dict[str, Any] = {"metrics": score_suite(samples, test, dataset, names, settings)}
+    net, card = load_classifier(dataset)
+    real = extract(test, net, card, settings.batch)  # extracted once for both rows
+    out: dict[str, Any] = {
+        "metrics": score_extracted(extract(samples, net, card, settings.batch), real, names, settings)
+    }
     if eval_cfg.get("reference"):
-        real = train[: len(samples)].to(samples.device)
-        out["metrics_reference"] = score_suite(real, test, dataset, names, settings)
+        floor = extract(train[: len(samples)].to(samples.device), net, card, settings.batch)
+        out["metrics_reference"] = score_extracted(floor, real, names, settings)
     out["metrics_protocol"] = protocol(dataset, names, settings, len(samples), len(test))
     return out
