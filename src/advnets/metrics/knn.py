@@ -6,8 +6,8 @@
   is the share of real points whose ball holds at least one sample.
 
 Every rank keeps the features it saw; the states are concatenated across ranks (``dist_reduce_fx="cat"``), so
-``compute`` sees the whole sets, exactly as a single process would. Distances are Euclidean, in float64, in row
-blocks (no N x M matrix is kept).
+``compute`` sees the whole sets, exactly as a single process would. Distances are Euclidean, in row
+blocks (no N x M matrix is kept), compared as squared float32 distances.
 """
 
 from __future__ import annotations
@@ -22,22 +22,23 @@ from advnets.errors import UserError
 BLOCK_ROWS = 1024
 
 
-def pairwise_distance_blocks(a: Tensor, b: Tensor, rows: int = BLOCK_ROWS):
-    """(row offset, Euclidean distances ``[rows, len(b)]``) of ``a`` to ``b``, block by block, in float64."""
-    a, b = a.double(), b.double()
-    b2 = b.pow(2).sum(1)
+def pairwise_sq_distance_blocks(a: Tensor, b: Tensor, rows: int = BLOCK_ROWS):
+    """(row offset, squared Euclidean distances ``[rows, len(b)]``) of ``a`` to ``b``, block by block, in float32
+    (as the ``prdc`` reference computes them; comparisons on squared distances need no square root)."""
+    a, b = a.float(), b.float()
+    b2 = b.pow(2).sum(1)[None, :]
     for r0 in range(0, len(a), rows):
         x = a[r0 : r0 + rows]
-        d2 = x.pow(2).sum(1, keepdim=True) + b2 - 2.0 * x @ b.T
-        yield r0, d2.clamp_min_(0.0).sqrt_()
+        d2 = torch.addmm(b2, x, b.T, alpha=-2.0).add_(x.pow(2).sum(1, keepdim=True))
+        yield r0, d2.clamp_min_(0.0)
 
 
-def knn_radii(x: Tensor, ks: list[int]) -> list[Tensor]:
-    """For each k of ``ks``: the distance of each point of ``x`` to its k-th nearest other point of ``x``."""
+def knn_sq_radii(x: Tensor, ks: list[int]) -> list[Tensor]:
+    """For each k of ``ks``: the squared distance of each point of ``x`` to its k-th nearest other point."""
     if len(x) <= max(ks):
         raise UserError(f"k-NN metrics need more than k={max(ks)} points per set; got {len(x)}")
-    radii = torch.empty(len(ks), len(x), dtype=torch.float64, device=x.device)
-    for r0, d in pairwise_distance_blocks(x, x):
+    radii = torch.empty(len(ks), len(x), dtype=torch.float32, device=x.device)
+    for r0, d in pairwise_sq_distance_blocks(x, x):
         nearest = d.topk(max(ks) + 1, dim=1, largest=False, sorted=True).values  # +1: the point itself
         for i, k in enumerate(ks):
             radii[i, r0 : r0 + len(d)] = nearest[:, k]
@@ -90,16 +91,16 @@ class ManifoldMetrics(_FeatureSets):
     def compute(self) -> dict[str, Tensor]:
         real, fake = self._sets()
         ks = sorted({k for k in (self.pr_k, self.dc_k) if k is not None})
-        real_r = dict(zip(ks, knn_radii(real, ks), strict=True))
+        real_r = dict(zip(ks, knn_sq_radii(real, ks), strict=True))
         out: dict[str, Tensor] = {}
         if self.pr_k is not None:
-            (fake_r,) = knn_radii(fake, [self.pr_k])
+            (fake_r,) = knn_sq_radii(fake, [self.pr_k])
             fake_in = torch.zeros(len(fake), dtype=torch.bool, device=fake.device)
             real_in = torch.empty(len(real), dtype=torch.bool, device=real.device)
         if self.dc_k is not None:
             counts = torch.zeros(len(fake), dtype=torch.float64, device=fake.device)
             covered = torch.empty(len(real), dtype=torch.bool, device=real.device)
-        for r0, d in pairwise_distance_blocks(real, fake):
+        for r0, d in pairwise_sq_distance_blocks(real, fake):
             rows = slice(r0, r0 + len(d))
             if self.pr_k is not None:
                 fake_in |= (d < real_r[self.pr_k][rows, None]).any(0)
