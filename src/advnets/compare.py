@@ -23,18 +23,31 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from advnets.errors import EXIT_USER_ERROR, UserError
-from advnets.run_records import RunRecord, find_runs, mean_se, parse_overrides
+from advnets.metrics.registry import higher_is_better
+from advnets.metrics.suite import SUITE
+from advnets.run_records import (
+    RunRecord,
+    describe_eval,
+    eval_settings,
+    eval_signature,
+    find_runs,
+    mean_se,
+    parse_overrides,
+)
 
 # what train.FAILED_OBJECTIVE marks (a diverged run, an evaluation that could not run): not a score
 FAILED = -1.0e6
 # overrides that do not change what a run computes: never split groups (prefix match on the key)
 NOT_GROUPED = ("seed", "threads", "paths", "ckpt_path", "logger", "callbacks.progress_bar", "hydra")
-# metric name -> column title (higher is better for every one)
-METRICS: dict[str, str] = {
+# metric name -> column title; which way is better comes from advnets.metrics.registry
+PARZEN_METRICS: dict[str, str] = {
     "test_parzen_ll": "test LL",
     "best_val_parzen_ll": "best val LL",
     "last_val_parzen_ll": "last val LL",
 }
+# the metrics beyond Parzen, from results.json's "metrics" (shown when some run has them)
+SUITE_METRICS: dict[str, str] = {f"test_{name}": name for name in SUITE}
+METRICS: dict[str, str] = {**PARZEN_METRICS, **SUITE_METRICS}
 OUTPUTS = ("compare.csv", "compare_runs.csv", "compare.md", "compare_val_parzen.png")
 
 
@@ -44,6 +57,13 @@ def _score(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) and value > FAILED else None
+
+
+def _any_score(value: Any) -> float | None:
+    """A finite value of a metric beyond Parzen (either direction), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 @dataclass
@@ -70,6 +90,8 @@ def run_row(record: RunRecord) -> RunRow:
         "best_val_parzen_ll": max(v for _, v in curve) if curve else None,
         "last_val_parzen_ll": curve[-1][1] if curve else None,
     }
+    beyond = results.get("metrics") or {}
+    values.update({key: None if diverged else _any_score(beyond.get(name)) for key, name in SUITE_METRICS.items()})
     return RunRow(
         record,
         values,
@@ -145,17 +167,22 @@ def group_runs(records: Sequence[RunRecord]) -> tuple[dict[str, list[Group]], di
         runs = by_dataset[dataset]
         keys = differing_keys(runs)
         found: dict[tuple, Group] = {}
+        settings = [eval_settings(r.results) for r in runs]
+        split_eval = len({eval_signature(r.results) for r in runs}) > 1  # never average different protocols
         for record in runs:
             parsed = parse_overrides(record.overrides)
             key = tuple((k, parsed.get(k)) for k in keys if k in parsed)
+            if split_eval:
+                key += (("eval", describe_eval(eval_settings(record.results), settings) or "default"),)
             found.setdefault(key, Group(dataset, key)).rows.append(run_row(record))
-        groups[dataset], keys_of[dataset] = list(found.values()), keys
+        groups[dataset], keys_of[dataset] = list(found.values()), keys + (["eval"] if split_eval else [])
     return groups, keys_of
 
 
 def _sort(groups: list[Group], metric: str) -> list[Group]:
-    """Best first by ``metric`` (groups without it last), then by label."""
-    return sorted(groups, key=lambda g: (g.stat(metric)[0] is None, -(g.stat(metric)[0] or 0.0), g.label))
+    """Best first by ``metric`` in its registered direction (groups without it last), then by label."""
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    return sorted(groups, key=lambda g: (g.stat(metric)[0] is None, sign * (g.stat(metric)[0] or 0.0), g.label))
 
 
 def _fmt(mean: float | None, se: float | None = None, digits: int = 2) -> str:
@@ -195,6 +222,9 @@ def markdown(
         "Parzen log-likelihood (nats): mean ± standard error over seeds (no ± for a single run); "
         "LL SE (test images): the protocol's own error, averaged over the group's runs."
     )
+    beyond = [f"{t} {'↑' if higher_is_better(m) else '↓'}" for m, t in SUITE_METRICS.items() if m in metrics]
+    if beyond:
+        lines.append(f"Beyond Parzen (samples vs test images, domain classifier): {', '.join(beyond)}.")
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
@@ -326,12 +356,15 @@ def compare(
     for path in paths:
         if not path.exists():
             raise UserError(f"{path} does not exist; give run folders, multirun folders or folders holding runs")
-    chosen = list(dict.fromkeys(metrics or METRICS))
     records, skipped = find_runs(paths)
     if not records:
         why = "; ".join(f"{p}: {reason}" for p, reason in skipped)
         raise UserError(f"no finished runs in {', '.join(map(str, paths))}" + (f" ({why})" if why else ""))
     groups, keys_of = group_runs(records)
+    present = [
+        m for m in SUITE_METRICS if any(r.values[m] is not None for gs in groups.values() for g in gs for r in g.rows)
+    ]
+    chosen = list(dict.fromkeys(metrics or [*PARZEN_METRICS, *present]))
     groups = {d: _sort(g, chosen[0]) for d, g in groups.items()}
     notes = [f"skipped {p}: {reason}" for p, reason in skipped]
     if len(groups) > 1:

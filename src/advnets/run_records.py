@@ -218,8 +218,19 @@ def eval_settings(results: dict | None) -> dict[str, Any]:
     settings["fixed_sigma"] = given.get("sigma")
     protocol = dict(results.get("metrics_protocol") or {})
     protocol.pop("seed", None)
-    settings["metrics"] = protocol or None
+    settings["metrics"] = None if not protocol else "on"
+    settings.update(_flat(protocol, "metrics."))
     return settings
+
+
+def _flat(tree: dict, prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def eval_signature(results: dict | None) -> str:
@@ -230,11 +241,4 @@ def eval_signature(results: dict | None) -> str:
 def describe_eval(settings: dict[str, Any], others: Sequence[dict[str, Any]]) -> str:
     """The settings of ``settings`` that differ among ``others`` (all runs of a table), as ``eval: k=v, ...``."""
     keys = [k for k in settings if len({json.dumps(o.get(k), sort_keys=True, default=str) for o in others}) > 1]
-
-    def short(key: str) -> str:
-        value = settings.get(key)
-        if key == "metrics":
-            return "none" if not value else f"classifier {value.get('classifier', {}).get('md5', '?')[:8]}"
-        return str(value)
-
-    return "eval: " + ", ".join(f"{k}={short(k)}" for k in keys) if keys else ""
+    return "eval: " + ", ".join(f"{k}={settings.get(k)}" for k in keys) if keys else ""
