@@ -163,6 +163,8 @@ def beyond_markdown(results: list[dict[str, Any]]) -> str:
         return ""
     names = list(dict.fromkeys(n for r in with_metrics for n in r["metrics"] if n in BEYOND_TITLES))
     lines = [
+        "**Beyond the paper's metric** (advnets.metrics; ↑ / ↓: which way is better)",
+        "",
         "| advnets run | dataset | " + " | ".join(_title(n) for n in names) + " |",
         "|---|---|" + "---|" * len(names),
     ]

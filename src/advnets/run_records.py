@@ -241,4 +241,6 @@ def eval_signature(results: dict | None) -> str:
 def describe_eval(settings: dict[str, Any], others: Sequence[dict[str, Any]]) -> str:
     """The settings of ``settings`` that differ among ``others`` (all runs of a table), as ``eval: k=v, ...``."""
     keys = [k for k in settings if len({json.dumps(o.get(k), sort_keys=True, default=str) for o in others}) > 1]
+    if "metrics" in keys:  # with metrics on one side and none on the other, their details say nothing more
+        keys = [k for k in keys if not k.startswith("metrics.")]
     return "eval: " + ", ".join(f"{k}={settings.get(k)}" for k in keys) if keys else ""

@@ -1,0 +1,77 @@
+"""``python -m advnets.metrics.figures RUN_DIR``: what the metrics beyond Parzen see, as one picture.
+
+Left: the classifier's class shares of the samples beside the test set's. Right: for each test image, the squared
+pixel distance to its nearest sample and to its nearest of as many real training images (the real-vs-real
+reference), as histograms. Reads ``RUN_DIR/samples.npz`` and ``results.json`` (written by advnets-eval); writes
+``RUN_DIR/beyond_parzen.png`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advnets.data import load_digits, load_mnist
+from advnets.errors import UserError
+from advnets.metrics.features import load_classifier
+from advnets.metrics.parzen import nearest_neighbours
+from advnets.metrics.suite import extract
+
+
+def class_shares(images: torch.Tensor, dataset: str) -> np.ndarray:
+    net, card = load_classifier(dataset)
+    labels = extract(images, net, card).logits.argmax(1)
+    return torch.bincount(labels, minlength=card.n_classes).double().div(len(images)).numpy()
+
+
+def plot(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, dataset: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fake, real = class_shares(samples, dataset), class_shares(test, dataset)
+    d_fake = nearest_neighbours(test, samples, precision="float32")[1].pow(2).numpy()
+    d_real = nearest_neighbours(test, train[: len(samples)], precision="float32")[1].pow(2).numpy()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(fake))
+    left.bar(x - 0.2, fake, 0.4, label="samples")
+    left.bar(x + 0.2, real, 0.4, label="test images")
+    left.set(xticks=x, xlabel="class (domain classifier)", ylabel="share", title="class shares")
+    left.legend()
+    bins = np.linspace(0, float(np.percentile(np.concatenate([d_fake, d_real]), 99.5)), 60)
+    right.hist(d_real, bins, alpha=0.6, label=f"nearest of {len(samples)} training images (mean {d_real.mean():.1f})")
+    right.hist(d_fake, bins, alpha=0.6, label=f"nearest of {len(samples)} samples (mean {d_fake.mean():.1f})")
+    right.set(xlabel="squared pixel distance from a test image", ylabel="test images", title="nearest-sample distance")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m advnets.metrics.figures", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        results = json.loads((args.run_dir / "results.json").read_text())
+        samples = torch.from_numpy(np.load(args.run_dir / "samples.npz")["samples"]).float()
+    except (OSError, ValueError, KeyError) as err:
+        raise SystemExit(f"advnets: error: cannot read {args.run_dir}/results.json and samples.npz ({err})") from None
+    dataset = results["dataset"]
+    try:
+        splits = load_mnist(None, 50000, 10000, download=False) if dataset == "mnist" else load_digits(1200, 300)
+        path = plot(samples, splits.train, splits.test, dataset, args.out or args.run_dir / "beyond_parzen.png")
+    except UserError as err:
+        raise SystemExit(f"advnets: error: {err}") from None
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
