@@ -323,3 +323,19 @@ def test_runs_evaluated_with_different_settings_are_never_averaged(tmp_path: Pat
     assert "*real vs real (training images as samples)* | mnist | 2.500" in text
     groups, _, _ = compare([tmp_path], tmp_path / "out")
     assert sorted(len(g.rows) for g in groups["mnist"]) == [1, 1, 2]
+
+
+def test_classifier_cli_trains_and_writes_weights_and_card(tmp_path: Path) -> None:
+    from advnets.metrics.features import ClassifierCard, md5_of
+
+    out = tmp_path / "classifiers"
+    common = ["dataset=digits", "threads=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = run_cli("classifier", *common, "trainer.max_epochs=3", f"out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    card = ClassifierCard.read(out / "digits.json")
+    assert card.md5 == md5_of(out / "digits.pt") and card.feature_dim == 128 and 0.5 < card.test_accuracy <= 1
+    net, _ = load_classifier("digits", out)
+    assert ClassifierFeatures(net)(torch.rand(4, 64)).shape == (4, 128)
+    refused = run_cli("classifier", *common, "trainer.max_epochs=1", "classifier.min_accuracy=1.01", f"out_dir={out}")
+    assert_user_error(refused, "classifier.min_accuracy=1.01", "nothing written")
+    assert md5_of(out / "digits.pt") == card.md5  # the earlier classifier is untouched
