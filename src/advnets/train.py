@@ -21,7 +21,7 @@ from advnets.evaluate import evaluate_run
 from advnets.metrics import registry
 from advnets.runs import build_loggers, check_writable, note_sigterm, resume_path, task_overrides
 
-FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worse than any
+FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -138,9 +138,9 @@ def reported_score(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, floa
 
 
 def objective(metrics: dict[str, Any]) -> float:
-    """What sweeps optimise: the reported checkpoint's score of ``objective``; finite even for a diverged run."""
-    value = metrics.get("objective_score", FAILED_OBJECTIVE)
-    return value if math.isfinite(value) else FAILED_OBJECTIVE
+    """What sweeps optimise: the reported checkpoint's score of ``objective`` (``reported_score``: finite, and the
+    registry's worst value in the objective's direction for a diverged run)."""
+    return float(metrics["objective_score"])
 
 
 def run(cfg: DictConfig) -> float:
