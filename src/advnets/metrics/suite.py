@@ -8,6 +8,7 @@ real-vs-real run of the same function (training images as "samples") gives the f
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -118,7 +119,8 @@ def score_extracted(
     device = fake.features.device
     feat = Precomputed(fake.features.shape[1])
     out: dict[str, float] = {}
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")  # 10k x 128: fine
         torch.manual_seed(settings.seed)
         if "fid" in names:
             fid = FrechetInceptionDistance(feature=feat).to(device)  # float64 sums, as torchmetrics keeps them
