@@ -269,6 +269,11 @@ def test_an_objective_nobody_logs_is_one_clear_error(tmp_path: Path) -> None:
     )
 
 
+def test_a_misspelt_metric_fails_before_any_work(tmp_path: Path) -> None:
+    proc = run_cli("evaluate", "ckpt_path=/nonexistent.ckpt", "eval.metrics=[fid,fd]", f"hydra.run.dir={tmp_path}")
+    assert_user_error(proc, "eval.metrics contains fd; allowed: fid, kid")
+
+
 def test_classifier_cli_trains_and_writes_weights_and_card(tmp_path: Path) -> None:
     from advnets.metrics.features import ClassifierCard, md5_of
 

@@ -25,7 +25,7 @@ from advnets.data import ImageDataModule
 from advnets.errors import UserError, cli
 from advnets.game import sample_noise
 from advnets.metrics.parzen import nearest_neighbours, parzen_protocol
-from advnets.metrics.suite import evaluate_metrics
+from advnets.metrics.suite import check_names, evaluate_metrics
 from advnets.nets import Generator
 from advnets.pictures import save_grid, save_nearest_neighbours
 
@@ -159,6 +159,7 @@ def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder."""
+    check_names(list(cfg.eval.get("metrics") or []))
     ckpt = Path(cfg.ckpt_path)
     state, meta = load_generator_weights(ckpt)
     run_cfg = find_run_config(ckpt, cfg.run_config)

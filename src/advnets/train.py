@@ -19,6 +19,7 @@ from advnets import CONF_DIR
 from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
 from advnets.metrics import registry
+from advnets.metrics.suite import check_names
 from advnets.runs import build_loggers, check_writable, note_sigterm, resume_path, task_overrides
 
 FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst
@@ -48,6 +49,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     check_writable(run_dir)
     check_objective(cfg)
+    if cfg.get("eval"):
+        check_names(list(cfg.eval.get("metrics") or []))  # a typo fails now, not after hours of training
     ckpt_path = resume_path(cfg, run_dir)
     torch.set_float32_matmul_precision("highest")
     if cfg.get("threads"):
