@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from advnets.data import ImageDataModule, ShuffledIndexBatches, load_digits, load_mnist
+from advnets.data import DigitsData, ShuffledIndexBatches, load_digits, load_mnist
 
 
 def test_mnist_has_the_papers_splits_and_raw_pixels(mnist_dir: str) -> None:
@@ -44,7 +44,7 @@ def test_ranks_get_disjoint_shares_of_the_same_permutation() -> None:
 
 
 def test_data_module_serves_in_memory_batches() -> None:
-    dm = ImageDataModule("digits", 100, 1200, 300, seed=0)
+    dm = DigitsData("digits", 100, 1200, 300, seed=0)
     dm.setup()
     batches = list(dm.train_dataloader())
     assert len(batches) == 12 and all(b.shape == (100, 64) for b in batches)

@@ -1,20 +1,15 @@
-"""Datasets held in memory and served as index batches."""
+"""Datasets held in memory and served as index batches: one module per dataset, chosen by ``_target_``."""
 
-from advnets.data.base import (
-    MNIST_RAW,
-    ImageDataModule,
-    InMemory,
-    ShuffledIndexBatches,
-    Splits,
-    load_digits,
-    load_mnist,
-    resolve_root,
-)
+from advnets.data.base import ImageDataModule, InMemory, ShuffledIndexBatches, Splits, resolve_root
+from advnets.data.digits import DigitsData, load_digits
+from advnets.data.mnist import MNIST_RAW, MNISTData, load_mnist
 
 __all__ = [
     "MNIST_RAW",
+    "DigitsData",
     "ImageDataModule",
     "InMemory",
+    "MNISTData",
     "ShuffledIndexBatches",
     "Splits",
     "load_digits",
