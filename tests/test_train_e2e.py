@@ -44,6 +44,7 @@ def test_wandb_offline_run_holds_losses_and_images(quick_run: Path) -> None:
     assert "val/parzen_ll" in keys and "test/parzen_ll" in keys
     images = [r for r in rows if r.get("samples/_type") == "images/separated"]
     assert len(images) == 2 and images[0]["samples/count"] == 1
+    assert any(r.get("test/interpolation/_type") == "images/separated" for r in rows)  # Figure 3
     losses = [r["train/d_loss"] for r in rows if "train/d_loss" in r]
     assert all(0 < v < 10 for v in losses)
     run = run_info(records)
