@@ -44,6 +44,7 @@ def test_wandb_offline_run_holds_losses_and_images(quick_run: Path) -> None:
     assert "val/parzen_ll" in keys and "test/parzen_ll" in keys
     images = [r for r in rows if r.get("samples/_type") == "images/separated"]
     assert len(images) == 2 and images[0]["samples/count"] == 1
+    assert any(r.get("test/interpolation/_type") == "images/separated" for r in rows)  # Figure 3
     losses = [r["train/d_loss"] for r in rows if "train/d_loss" in r]
     assert all(0 < v < 10 for v in losses)
     run = run_info(records)
@@ -57,7 +58,9 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_continues_as_if_never_stopped(tmp_path: Path) -> None:
-    common = [*QUICK, "logger=none", "evaluate=false", "callbacks.parzen_monitor.every_n_epochs=1"]
+    # the paper's optimizer: velocities, the decayed lr and the momentum ramp all have to survive the resume
+    common = [*QUICK, "optimizer=paper_sgd", "logger=none", "evaluate=false"]
+    common.append("callbacks.parzen_monitor.every_n_epochs=1")
     straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
     _ok(run_cli("train", *common, "trainer.max_epochs=2", f"hydra.run.dir={straight}"))
     _ok(run_cli("train", *common, "trainer.max_epochs=1", f"hydra.run.dir={first}"))
@@ -72,6 +75,9 @@ def test_resume_continues_as_if_never_stopped(tmp_path: Path) -> None:
     assert full_a["global_step"] == full_b["global_step"] == 2 * 2 * 12
     for opt_a, opt_b in zip(full_a["optimizer_states"], full_b["optimizer_states"], strict=True):
         assert opt_a["param_groups"][0]["lr"] == opt_b["param_groups"][0]["lr"]
+        assert opt_a["state"].keys() == opt_b["state"].keys() and len(opt_a["state"]) > 0
+        for i in opt_a["state"]:
+            assert torch.equal(opt_a["state"][i]["velocity"], opt_b["state"][i]["velocity"])
     # the validation curve continued in the resumed run's own folder from epoch 2
     assert (resumed / "val_curve.csv").read_text().splitlines()[1].startswith("2,")
 

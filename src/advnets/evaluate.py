@@ -26,7 +26,7 @@ from advnets.errors import UserError, cli
 from advnets.game import sample_noise
 from advnets.nets import Generator
 from advnets.parzen import nearest_neighbours, parzen_protocol
-from advnets.pictures import save_grid, save_nearest_neighbours
+from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours
 
 
 def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -68,7 +68,7 @@ def evaluate_run(
     meta: dict[str, Any],
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Run the protocol, write ``results.json``, ``samples.npz``, the sample grid and Figure 2; return results."""
+    """Run the protocol, write ``results.json``, ``samples.npz``, the sample grid, Figures 2 and 3; return results."""
     splits = datamodule.load()
     generator = generator.to(device)
     rng = torch.Generator(device=device).manual_seed(int(eval_cfg.seed))
@@ -110,7 +110,27 @@ def evaluate_run(
     save_grid(samples[:100], splits.image_shape, out_dir / "samples_grid.png")
     idx, _ = nearest_neighbours(samples[:30], splits.train.to(device))
     save_nearest_neighbours(samples[:30], splits.train[idx.cpu()], splits.image_shape, out_dir / "nearest.png")
+    save_figure3(generator, noise, eval_cfg, splits.image_shape, out_dir / "interpolation.png", device)
     return results
+
+
+def save_figure3(
+    generator: Generator,
+    noise: str,
+    eval_cfg: DictConfig,
+    shape: tuple[int, int, int],
+    path: Path,
+    device: torch.device | str,
+) -> Path | None:
+    """Figure 3: G along straight lines between random pairs of z (the pairs seeded by ``eval.seed``).
+
+    An eval config without ``interpolation_rows`` (a run recorded before Figure 3 existed) skips it."""
+    if not eval_cfg.get("interpolation_rows"):
+        return None
+    rows, steps = int(eval_cfg.interpolation_rows), int(eval_cfg.interpolation_steps)
+    rng = torch.Generator(device=device).manual_seed(int(eval_cfg.seed) + 1)  # a stream apart from the samples'
+    ends = sample_noise(2 * rows, generator.noise_dim, noise, torch.device(device), rng)
+    return save_interpolation(generate(generator, interpolation_z(ends[:rows], ends[rows:], steps)), shape, path, steps)
 
 
 def hardware(device: torch.device | str) -> str:

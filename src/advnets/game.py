@@ -24,7 +24,7 @@ from torch.func import functional_call
 from torch.optim import Optimizer
 
 from advnets.errors import UserError
-from advnets.nets import Discriminator, Generator
+from advnets.nets import Generator, MaskedDropoutDiscriminator
 from advnets.schedules import PaperSchedule
 
 UPDATES = ("joint", "alternating")
@@ -66,7 +66,7 @@ class AdversarialGame(pl.LightningModule):
     def __init__(
         self,
         generator: Generator,
-        discriminator: Discriminator,
+        discriminator: MaskedDropoutDiscriminator,
         g_optimizer: partial[Optimizer],
         d_optimizer: partial[Optimizer],
         schedule: PaperSchedule | None = None,

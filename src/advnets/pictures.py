@@ -1,4 +1,4 @@
-"""Pictures people look at: sample grids and the paper's Figure 2 (samples beside their nearest neighbour)."""
+"""Pictures people look at: sample grids, Figure 2 (samples beside their nearest neighbour), Figure 3 (z lines)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,17 @@ def save_nearest_neighbours(
     """Figure 2 of the paper: each sample followed by its nearest training example, pairs laid out in rows."""
     pairs = torch.stack([to_images(samples, shape), to_images(neighbours, shape)], dim=1).flatten(0, 1)
     return save_grid(pairs, shape, path, nrow=2 * per_row)
+
+
+def interpolation_z(z_start: Tensor, z_end: Tensor, steps: int) -> Tensor:
+    """Figure 3 of the paper: ``steps`` points on the line from each ``z_start[i]`` to ``z_end[i]``, row by row.
+
+    Row i holds ``(1 - t) z_start[i] + t z_end[i]`` for t = 0, 1/(steps-1), ..., 1; returns [rows * steps, d].
+    """
+    t = torch.linspace(0.0, 1.0, steps, device=z_start.device, dtype=z_start.dtype).view(1, steps, 1)
+    return ((1 - t) * z_start.unsqueeze(1) + t * z_end.unsqueeze(1)).flatten(0, 1)
+
+
+def save_interpolation(images: Tensor, shape: tuple[int, int, int], path: Path, steps: int) -> Path:
+    """Figure 3: the generator's images along each interpolation, one row per pair of end points."""
+    return save_grid(images, shape, path, nrow=steps)

@@ -100,6 +100,8 @@ def _evaluate_best(
     summary = {f"test/{k}": results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
     for logger in trainer.loggers:
         logger.log_metrics({k: float(v) for k, v in summary.items()}, step=trainer.global_step)
+        if hasattr(logger, "log_image"):  # Figure 3 (W&B)
+            logger.log_image("test/interpolation", [str(run_dir / "interpolation.png")], step=trainer.global_step)
     return summary
 
 

@@ -1,14 +1,14 @@
-"""Datasets as in-memory tensors, served as shuffled index batches (no per-sample Python work per step)."""
+"""The in-memory data module and its shuffled index batches; each dataset subclasses it with its own ``read``.
+
+No per-sample Python work per step: a dataset is one tensor on the training device, indexed by whole batches."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
@@ -16,13 +16,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from advnets.errors import UserError
 
-# Raw MNIST files in torchvision's layout: (size in bytes, md5) — the published IDX files, uncompressed.
-MNIST_RAW = {
-    "train-images-idx3-ubyte": (47040016, "6bbc9ace898e44ae57da46a324031adb"),
-    "train-labels-idx1-ubyte": (60008, "a25bea736e30d166cdddb491f175f624"),
-    "t10k-images-idx3-ubyte": (7840016, "2646ac647ad5339dbf082846283269ea"),
-    "t10k-labels-idx1-ubyte": (10008, "27ae3e4e09519cfbb04c329615203637"),
-}
+# Run folders written before each dataset had its own class record ``_target_: advnets.data.ImageDataModule``
+# with a ``name``; they still evaluate through these classes.
+RECORDED_BEFORE_SUBCLASSES = {"mnist": "advnets.data.mnist.MNISTData", "digits": "advnets.data.digits.DigitsData"}
 
 
 @dataclass(frozen=True)
@@ -38,55 +34,6 @@ class Splits:
 def resolve_root(root: str | None) -> Path:
     """The data folder: ``root`` if given, else $ADVNETS_DATA_DIR, else ./data."""
     return Path(root or os.environ.get("ADVNETS_DATA_DIR") or "data").expanduser()
-
-
-def _check_mnist_files(raw: Path) -> None:
-    for name, (size, md5) in MNIST_RAW.items():
-        path = raw / name
-        if not path.exists():
-            continue
-        actual = path.stat().st_size
-        if actual != size:
-            raise UserError(f"corrupt MNIST file {path}: {actual} bytes, expected {size}")
-        digest = hashlib.md5(path.read_bytes()).hexdigest()
-        if digest != md5:
-            raise UserError(f"corrupt MNIST file {path}: md5 {digest}, expected {md5}")
-
-
-def load_mnist(root: str | None, n_train: int, n_valid: int, download: bool = True) -> Splits:
-    """MNIST with the paper's splits: train 0..n_train-1, valid the next n_valid, test the official 10k."""
-    from torchvision.datasets import MNIST
-
-    folder = resolve_root(root)
-    raw = folder / "MNIST" / "raw"
-    _check_mnist_files(raw)
-    missing = [n for n in MNIST_RAW if not (raw / n).exists()]
-    if missing and not download:
-        raise UserError(
-            f"MNIST files missing in {raw}: {', '.join(missing)}; put the four IDX files there "
-            "(or set dataset.download=true to let torchvision fetch them)"
-        )
-    try:
-        train_set = MNIST(str(folder), train=True, download=download)
-        test_set = MNIST(str(folder), train=False, download=download)
-    except (RuntimeError, OSError) as err:
-        raise UserError(f"cannot load MNIST from {folder}: {str(err).splitlines()[0]}") from err
-    _check_mnist_files(raw)
-    if n_train + n_valid > len(train_set.data):
-        raise UserError(f"dataset.n_train + dataset.n_valid = {n_train + n_valid}; allowed: <= 60000")
-    images = train_set.data.reshape(len(train_set.data), -1).float().div_(255.0)
-    test = test_set.data.reshape(len(test_set.data), -1).float().div_(255.0)
-    return Splits(images[:n_train], images[n_train : n_train + n_valid], test, (1, 28, 28))
-
-
-def load_digits(n_train: int, n_valid: int) -> Splits:
-    """scikit-learn's embedded 8x8 digits (1797 images, no download), pixels /16 into [0, 1]."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    images = torch.from_numpy(sk_digits().data.astype(np.float32) / 16.0)
-    if n_train + n_valid >= len(images):
-        raise UserError(f"dataset.n_train + dataset.n_valid = {n_train + n_valid}; allowed: < {len(images)}")
-    return Splits(images[:n_train], images[n_train : n_train + n_valid], images[n_train + n_valid :], (1, 8, 8))
 
 
 class InMemory(Dataset):
@@ -130,7 +77,11 @@ class ShuffledIndexBatches(Sampler[Tensor]):
 
 
 class ImageDataModule(pl.LightningDataModule):
-    """Holds a dataset's splits in memory (on the training device) and serves shuffled batches."""
+    """Holds a dataset's splits in memory (on the training device) and serves shuffled batches.
+
+    Each dataset is a subclass (chosen by ``_target_`` in ``conf/dataset/``) that implements ``read`` and, when
+    it downloads, ``fetch``; ``name`` labels the dataset in messages and results.
+    """
 
     def __init__(
         self,
@@ -144,8 +95,6 @@ class ImageDataModule(pl.LightningDataModule):
         data_dim: int | None = None,
     ) -> None:
         super().__init__()
-        if name not in ("mnist", "digits"):
-            raise UserError(f"dataset.name={name!r}; allowed: mnist, digits")
         if batch_size <= 0:
             raise UserError(f"dataset.batch_size={batch_size}; allowed: a positive integer")
         self.name, self.batch_size, self.n_train, self.n_valid = name, batch_size, n_train, n_valid
@@ -155,17 +104,30 @@ class ImageDataModule(pl.LightningDataModule):
         self._train: InMemory | None = None
         self._sampler: ShuffledIndexBatches | None = None
 
+    def read(self) -> Splits:
+        """This dataset's train / valid / test splits (subclasses implement it)."""
+        return self._recorded_class().read(self)
+
+    def fetch(self) -> None:
+        """Download what ``read`` needs (on one process, before ``setup``); nothing by default."""
+        if type(self) is ImageDataModule:
+            self._recorded_class().fetch(self)
+
+    def _recorded_class(self) -> type[ImageDataModule]:
+        """The class for a run config recorded before each dataset had one (``_target_`` was this base)."""
+        from hydra.utils import get_class
+
+        if type(self) is not ImageDataModule or self.name not in RECORDED_BEFORE_SUBCLASSES:
+            raise NotImplementedError(f"{type(self).__name__} ({self.name}) does not implement read()")
+        return get_class(RECORDED_BEFORE_SUBCLASSES[self.name])
+
     def prepare_data(self) -> None:
-        if self.name == "mnist":
-            load_mnist(self.root, self.n_train, self.n_valid, self.download)
+        self.fetch()
 
     def load(self) -> Splits:
         """Load (once) and validate the splits."""
         if self.splits is None:
-            if self.name == "mnist":
-                splits = load_mnist(self.root, self.n_train, self.n_valid, download=self.download)
-            else:
-                splits = load_digits(self.n_train, self.n_valid)
+            splits = self.read()
             if self.batch_size > len(splits.train):
                 raise UserError(
                     f"dataset.batch_size={self.batch_size} is larger than the {len(splits.train)} training "
