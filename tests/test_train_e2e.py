@@ -82,23 +82,40 @@ def test_resume_continues_as_if_never_stopped(tmp_path: Path) -> None:
     assert (resumed / "val_curve.csv").read_text().splitlines()[1].startswith("2,")
 
 
+_DDP_RUNS: dict[tuple[str, int], Path] = {}
+
+
+def _ddp_run(tmp_path_factory, update: str, updates_per_step: int = 1) -> Path:
+    """A 2-process gloo DDP quickstart run (cached per module: tests compare runs with each other)."""
+    key = (update, updates_per_step)
+    if key not in _DDP_RUNS:
+        run_dir = tmp_path_factory.mktemp("ddp") / "run"
+        proc = run_cli(
+            "train",
+            *QUICK,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.max_epochs=2",
+            f"game.update={update}",
+            f"game.updates_per_step={updates_per_step}",
+            "evaluate=false",
+            "+callbacks.digest._target_=probes.ParamDigest",
+            f"hydra.run.dir={run_dir}",
+        )
+        _ok(proc)
+        _DDP_RUNS[key] = run_dir
+    return _DDP_RUNS[key]
+
+
+def _digests(run_dir: Path) -> list[dict]:
+    return [json.loads((run_dir / f"params_rank{r}.json").read_text()) for r in (0, 1)]
+
+
 @pytest.mark.parametrize("update", ["joint", "alternating"])
-def test_ddp_two_cpu_processes_keep_identical_parameters(tmp_path: Path, update: str) -> None:
-    run_dir = tmp_path / "ddp"
-    proc = run_cli(
-        "train",
-        *QUICK,
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.max_epochs=2",
-        f"game.update={update}",
-        "evaluate=false",
-        "+callbacks.digest._target_=probes.ParamDigest",
-        f"hydra.run.dir={run_dir}",
-    )
-    _ok(proc)
-    ranks = [json.loads((run_dir / f"params_rank{r}.json").read_text()) for r in (0, 1)]
+def test_ddp_two_cpu_processes_keep_identical_parameters(tmp_path_factory, update: str) -> None:
+    run_dir = _ddp_run(tmp_path_factory, update)
+    ranks = _digests(run_dir)
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["sum"] == ranks[1]["sum"] and ranks[0]["first"] == ranks[1]["first"]
     assert ranks[0]["abs_sum"] == ranks[1]["abs_sum"]
@@ -108,3 +125,13 @@ def test_ddp_two_cpu_processes_keep_identical_parameters(tmp_path: Path, update:
     records = read_records(offline_run_file(run_dir))
     assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1  # rank zero only
     assert any("train/d_loss" in row for row in history(records))
+
+
+def test_ddp_with_several_updates_per_step_equals_one(tmp_path_factory) -> None:
+    """game.updates_per_step=4 under DDP (every update through manual_backward): K = 1's parameters exactly."""
+    one, four = (
+        _digests(_ddp_run(tmp_path_factory, "alternating")),
+        _digests(_ddp_run(tmp_path_factory, "alternating", 4)),
+    )
+    assert four[0] == {**one[0]} and four[1] == {**one[1]}
+    assert four[0]["sum"] == four[1]["sum"]

@@ -7,24 +7,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
 
 from advnets.parzen import SIGMA_GRID, select_sigma
 from advnets.pictures import save_grid
+from advnets.sampling import generate, noise_from_seed
 
 
 def _due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
     return every_n_epochs > 0 and (trainer.current_epoch + 1) % every_n_epochs == 0
-
-
-@torch.no_grad()
-def generate(generator: torch.nn.Module, z: Tensor, batch: int = 2000) -> Tensor:
-    """G(z) in eval mode, in batches."""
-    was_training = generator.training
-    generator.eval()
-    out = torch.cat([generator(z[i : i + batch]) for i in range(0, len(z), batch)])
-    generator.train(was_training)
-    return out
 
 
 class ParzenMonitor(pl.Callback):
@@ -43,8 +33,8 @@ class ParzenMonitor(pl.Callback):
             return
         splits = trainer.datamodule.load()
         valid = splits.valid[: self.n_valid].to(pl_module.device)
-        rng = torch.Generator(device=pl_module.device).manual_seed(pl_module.seed + 7)
-        samples = generate(pl_module.generator, pl_module.sample_z(self.n_samples, rng))
+        z = noise_from_seed(self.n_samples, pl_module.generator.noise_dim, pl_module.noise, pl_module.seed + 7)
+        samples = generate(pl_module.generator, z.to(pl_module.device))
         if not torch.isfinite(samples).all():
             ll, sigma = float("-inf"), float("nan")
         else:

@@ -20,13 +20,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
-from advnets.callbacks import generate
 from advnets.data import ImageDataModule
 from advnets.errors import UserError, cli
-from advnets.game import sample_noise
 from advnets.nets import Generator
 from advnets.parzen import nearest_neighbours, parzen_protocol
 from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours
+from advnets.sampling import generate, noise_from_seed
 
 
 def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -71,8 +70,7 @@ def evaluate_run(
     """Run the protocol, write ``results.json``, ``samples.npz``, the sample grid, Figures 2 and 3; return results."""
     splits = datamodule.load()
     generator = generator.to(device)
-    rng = torch.Generator(device=device).manual_seed(int(eval_cfg.seed))
-    z = sample_noise(int(eval_cfg.n_samples), generator.noise_dim, noise, torch.device(device), rng)
+    z = noise_from_seed(int(eval_cfg.n_samples), generator.noise_dim, noise, int(eval_cfg.seed), device)
     samples = generate(generator, z)
     if not torch.isfinite(samples).all():
         raise UserError("the generator's samples contain NaN/inf (a diverged run); nothing to evaluate")
@@ -128,9 +126,24 @@ def save_figure3(
     if not eval_cfg.get("interpolation_rows"):
         return None
     rows, steps = int(eval_cfg.interpolation_rows), int(eval_cfg.interpolation_steps)
-    rng = torch.Generator(device=device).manual_seed(int(eval_cfg.seed) + 1)  # a stream apart from the samples'
-    ends = sample_noise(2 * rows, generator.noise_dim, noise, torch.device(device), rng)
+    # a stream apart from the samples', drawn on the CPU: the same figure on every device
+    ends = noise_from_seed(2 * rows, generator.noise_dim, noise, int(eval_cfg.seed) + 1, device)
     return save_interpolation(generate(generator, interpolation_z(ends[:rows], ends[rows:], steps)), shape, path, steps)
+
+
+def eval_device(name: str) -> torch.device:
+    """``auto``: cuda when available, else cpu; otherwise the named device, which must exist here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name!r} but this machine has no CUDA device; allowed: auto, cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device={name!r}; allowed: auto, cpu, cuda, cuda:N")
+    return device
 
 
 def hardware(device: torch.device | str) -> str:
@@ -177,7 +190,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_cfg = find_run_config(ckpt, cfg.run_config)
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
-    device = "cuda" if torch.cuda.is_available() and cfg.device == "auto" else "cpu"
+    device = eval_device(str(cfg.device))
     out_dir = Path(cfg.paths.output_dir)
     results = evaluate_run(
         generator,

@@ -25,7 +25,7 @@ FAILED_OBJECTIVE = -1.0e6  # what a diverged run returns to a sweeper: finite, a
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Data module, game and trainer from the config."""
-    datamodule = instantiate(cfg.dataset)
+    datamodule = instantiate(cfg.dataset, updates_per_step=cfg.game.get("updates_per_step", 1))
     generator = instantiate(cfg.model.generator)
     if cfg.model.output_bias_from_data:
         generator.init_output_bias(datamodule.load().train.mean(0))

@@ -46,7 +46,9 @@ class InMemory(Dataset):
         return len(self.data)
 
     def __getitem__(self, idx: Tensor) -> Tensor:
-        return self.data.index_select(0, idx.to(self.data.device))
+        """``idx`` [B] -> images [B, D]; a group of batches ``idx`` [K, B] -> [K, B, D] in one gather."""
+        rows = self.data.index_select(0, idx.reshape(-1).to(self.data.device))
+        return rows.view(*idx.shape, *self.data.shape[1:])
 
 
 class ShuffledIndexBatches(Sampler[Tensor]):
@@ -54,26 +56,48 @@ class ShuffledIndexBatches(Sampler[Tensor]):
 
     The permutation depends only on (seed, epoch), so every rank agrees on it and a resumed run replays the
     same order without storing RNG state. Lightning calls ``set_epoch`` before each epoch.
+
+    With ``group`` K > 1 it yields [K, B] index tensors, K consecutive batches of the same order at once (the
+    game runs K updates per Lightning step); the epoch's last group holds the batches left over (fewer than
+    K), so every batch of every epoch is used exactly as with K = 1. The epoch's indices move to ``device``
+    once per epoch, so no batch waits on a host-to-device copy.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        group: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world = rank, world
+        self.rank, self.world, self.group, self.device = rank, world, group, device
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    @property
+    def n_batches(self) -> int:
         return self.n // (self.batch_size * self.world)
+
+    def __len__(self) -> int:
+        return -(-self.n_batches // self.group)
 
     def __iter__(self) -> Iterator[Tensor]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.n, generator=g)
-        step = self.batch_size * self.world
-        lo = self.rank * self.batch_size
-        for b in range(len(self)):
-            yield order[b * step + lo : b * step + lo + self.batch_size]
+        nb = self.n_batches
+        mine = order[: nb * self.batch_size * self.world].view(nb, self.world, self.batch_size)[:, self.rank]
+        mine = mine.to(self.device)
+        if self.group == 1:
+            yield from mine.unbind(0)
+            return
+        for start in range(0, nb, self.group):
+            yield mine[start : start + self.group]
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -93,10 +117,12 @@ class ImageDataModule(pl.LightningDataModule):
         download: bool = True,
         seed: int = 0,
         data_dim: int | None = None,
+        updates_per_step: int = 1,
     ) -> None:
         super().__init__()
         if batch_size <= 0:
             raise UserError(f"dataset.batch_size={batch_size}; allowed: a positive integer")
+        self.updates_per_step = updates_per_step  # batches per Lightning step (game.updates_per_step)
         self.name, self.batch_size, self.n_train, self.n_valid = name, batch_size, n_train, n_valid
         self.root, self.download, self.seed = root, download, seed
         self.expected_dim = data_dim
@@ -151,7 +177,9 @@ class ImageDataModule(pl.LightningDataModule):
         rank = trainer.global_rank if trainer is not None else 0
         world = trainer.world_size if trainer is not None else 1
         self._train = InMemory(splits.train.to(device))
-        self._sampler = ShuffledIndexBatches(len(splits.train), self.batch_size, self.seed, rank, world)
+        self._sampler = ShuffledIndexBatches(
+            len(splits.train), self.batch_size, self.seed, rank, world, self.updates_per_step, device
+        )
 
     def train_dataloader(self) -> DataLoader:
         assert self._train is not None, "call setup() first"
