@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
+from advnets import atomic
 from advnets.parzen import SIGMA_GRID, select_sigma
 from advnets.pictures import save_grid
 
@@ -56,12 +56,9 @@ class ParzenMonitor(pl.Callback):
 
     @staticmethod
     def _append(path: Path, trainer: pl.Trainer, ll: float, sigma: float) -> None:
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(["epoch", "step", "val_parzen_ll", "sigma"])
-            writer.writerow([trainer.current_epoch + 1, trainer.global_step, f"{ll:.4f}", f"{sigma:.6g}"])
+        if not path.exists():
+            atomic.write_text(path, "epoch,step,val_parzen_ll,sigma\n")
+        atomic.append_line(path, f"{trainer.current_epoch + 1},{trainer.global_step},{ll:.4f},{sigma:.6g}")
 
 
 class SampleGrid(pl.Callback):

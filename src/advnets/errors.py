@@ -15,6 +15,11 @@ class UserError(Exception):
     """A mistake in the user's input (config value, path, data file); the message names value and allowed."""
 
 
+def warn(message: str) -> None:
+    """One line on stderr that the user should see, e.g. a fallback taken."""
+    print(f"advnets: warning: {message}", file=sys.stderr)
+
+
 def find_user_error(err: BaseException) -> UserError | None:
     """The UserError behind ``err``, also when a library wrapped it (Hydra's InstantiationException does)."""
     seen: BaseException | None = err

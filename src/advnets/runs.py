@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import uuid
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.errors import UserError
+from advnets import atomic
+from advnets.checkpoints import check_complete, check_resumable
+from advnets.errors import UserError, warn
 
 
 def check_writable(run_dir: Path) -> None:
@@ -32,25 +33,30 @@ def check_writable(run_dir: Path) -> None:
         raise UserError(f"output folder {run_dir} is not writable ({err.strerror})") from None
 
 
-def check_checkpoint(path: Path) -> Path:
-    """A checkpoint that exists and is a complete torch zip archive (a truncated file is rejected)."""
-    if not path.is_file():
-        raise UserError(f"ckpt_path={path} does not exist; give the path of a .ckpt file")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if archive.testzip() is not None:
-                raise zipfile.BadZipFile("a member fails its CRC check")
-    except (zipfile.BadZipFile, OSError) as err:
-        raise UserError(f"ckpt_path={path} is truncated or not a checkpoint ({err})") from None
-    return path
-
-
 def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
-    """``ckpt_path`` if given; else the run folder's own ``last.ckpt`` (a requeued job); else a fresh start."""
+    """``ckpt_path`` if given; else the run folder's own ``last.ckpt`` (a requeued job); else a fresh start.
+
+    A given ``ckpt_path`` must be complete and safe to load. The folder's own ``last.ckpt``, if damaged, gives way
+    to the newest checkpoint of the folder that is sound, with a one-line warning."""
     if cfg.ckpt_path:
-        return str(check_checkpoint(Path(cfg.ckpt_path)))
-    last = run_dir / "checkpoints" / "last.ckpt"
-    return str(check_checkpoint(last)) if last.exists() else None
+        return str(check_resumable(Path(cfg.ckpt_path)))
+    folder = run_dir / "checkpoints"
+    last = folder / "last.ckpt"
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p != last, -p.stat().st_mtime)) if folder.is_dir() else []
+    damaged: list[str] = []
+    for ckpt in candidates:
+        try:
+            check_complete(ckpt)
+        except UserError:
+            damaged.append(ckpt.name)
+            continue
+        check_resumable(ckpt)  # complete but holding more than weights: refused, never skipped silently
+        if damaged:
+            warn(f"damaged {', '.join(damaged)} in {folder}; resuming from {ckpt.name} instead")
+        return str(ckpt)
+    if damaged:
+        warn(f"damaged {', '.join(damaged)} in {folder} and no sound checkpoint; starting afresh")
+    return None
 
 
 def task_overrides() -> list[str]:
@@ -79,7 +85,7 @@ def stable_wandb_id(run_dir: Path) -> str:
         return path.read_text().strip()
     run_id = uuid.uuid4().hex[:12]
     if rank_zero_only.rank == 0:
-        path.write_text(run_id + "\n")
+        atomic.write_text(path, run_id + "\n")
     return run_id
 
 

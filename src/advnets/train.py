@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from advnets import CONF_DIR
+from advnets import CONF_DIR, atomic
+from advnets.checkpoints import SafeCheckpointIO, safe_load
 from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
 from advnets.runs import build_loggers, check_writable, note_sigterm, resume_path, task_overrides
@@ -38,7 +38,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
         schedule=instantiate(cfg.optimizer.schedule) if cfg.optimizer.get("schedule") else None,
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []] + [SafeCheckpointIO()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False, plugins=plugins)
     return datamodule, game, trainer
 
 
@@ -55,7 +56,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     start = time.perf_counter()
-    trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if game.diverged_at is not None:
@@ -65,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.evaluate and cfg.get("eval") and game.diverged_at is None:
         metrics.update(_evaluate_best(cfg, trainer, game, datamodule, run_dir, train_seconds))
     finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
-    (run_dir / "metrics.json").write_text(json.dumps(finite, indent=2) + "\n")
+    atomic.write_json(run_dir / "metrics.json", finite)
     return metrics
 
 
@@ -87,7 +88,7 @@ def _evaluate_best(
         "run_dir": str(run_dir),
     }
     if ckpt:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = safe_load(ckpt)
         game.load_state_dict(state["state_dict"])
         meta["epoch"] = state["epoch"] + 1
     try:
