@@ -69,15 +69,6 @@ def copy_file(source: Path | str, path: Path | str) -> None:
     shutil.copystat(source, path)
 
 
-def append_line(path: Path | str, line: str) -> None:
-    """Append one complete line (rewrites the small file atomically, so a kill never leaves half a line)."""
-    path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    write_text(path, old + line.rstrip("\n") + "\n")
-
-
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the temporaries a killed writer left below ``folder``; returns what was removed."""
     removed = []

@@ -56,9 +56,12 @@ class ParzenMonitor(pl.Callback):
 
     @staticmethod
     def _append(path: Path, trainer: pl.Trainer, ll: float, sigma: float) -> None:
-        if not path.exists():
-            atomic.write_text(path, "epoch,step,val_parzen_ll,sigma\n")
-        atomic.append_line(path, f"{trainer.current_epoch + 1},{trainer.global_step},{ll:.4f},{sigma:.6g}")
+        """Add this epoch's row; rows of this or later epochs (left by a run killed before its checkpoint) go."""
+        epoch = trainer.current_epoch + 1
+        lines = path.read_text().splitlines() if path.exists() else ["epoch,step,val_parzen_ll,sigma"]
+        kept = [lines[0]] + [row for row in lines[1:] if row.split(",")[0].isdigit() and int(row.split(",")[0]) < epoch]
+        kept.append(f"{epoch},{trainer.global_step},{ll:.4f},{sigma:.6g}")
+        atomic.write_text(path, "\n".join(kept) + "\n")
 
 
 class SampleGrid(pl.Callback):

@@ -53,6 +53,7 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
         check_resumable(ckpt)  # complete but holding more than weights: refused, never skipped silently
         if damaged:
             warn(f"damaged {', '.join(damaged)} in {folder}; resuming from {ckpt.name} instead")
+        print(f"advnets: resuming from {ckpt}")
         return str(ckpt)
     if damaged:
         warn(f"damaged {', '.join(damaged)} in {folder} and no sound checkpoint; starting afresh")

@@ -47,6 +47,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics."""
     run_dir = Path(cfg.paths.output_dir)
     check_writable(run_dir)
+    atomic.remove_stale_temporaries(run_dir)
     ckpt_path = resume_path(cfg, run_dir)
     torch.set_float32_matmul_precision("highest")
     if cfg.get("threads"):
