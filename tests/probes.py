@@ -24,3 +24,11 @@ class ParamDigest(pl.Callback):
         }
         out = Path(trainer.default_root_dir) / f"params_rank{trainer.global_rank}.json"
         out.write_text(json.dumps(record))
+
+
+class ConvGenerator(torch.nn.Module):
+    """A stand-in for a new model class: the schema must check its keys by its signature alone."""
+
+    def __init__(self, noise_dim: int, channels: list[int], data_dim: int = 64) -> None:
+        super().__init__()
+        self.noise_dim, self.channels, self.data_dim = noise_dim, channels, data_dim

@@ -29,9 +29,9 @@ def finished_run(tmp_path_factory) -> Path:
     [
         (["dataset=imagenet"], ["dataset/imagenet", "digits, mnist"]),
         (["trainer=tpu"], ["trainer/tpu", "Available options", "cpu, ddp"]),
-        (["optimizer.lr=-0.1"], ["optimizer.generator.lr=-0.1", "allowed"]),
+        (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1", "allowed: a finite number > 0"]),
         (["optimizer.lr=0"], ["lr=0", "allowed"]),
-        (["optimizer.d_lr=nan"], ["optimizer.discriminator.lr=nan", "allowed"]),
+        (["optimizer.d_lr=nan"], ["optimizer.d_lr=nan", "allowed"]),
         (["dataset.batch_size=5000"], ["dataset.batch_size=5000", "1..1200"]),
         (["game.update=never"], ["game.update='never'", "joint, alternating"]),
         (["ckpt_path=/nonexistent/last.ckpt"], ["/nonexistent/last.ckpt", "does not exist"]),

@@ -28,6 +28,7 @@ from advnets.game import sample_noise
 from advnets.nets import Generator
 from advnets.parzen import nearest_neighbours, parzen_protocol
 from advnets.pictures import save_grid, save_nearest_neighbours
+from advnets.schema import EVALUATE, validate
 
 
 def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -152,6 +153,7 @@ def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder."""
+    validate(cfg, EVALUATE)
     ckpt = Path(cfg.ckpt_path)
     state, meta = load_generator_weights(ckpt)
     run_cfg = find_run_config(ckpt, cfg.run_config)

@@ -1,8 +1,10 @@
-"""Hydra callbacks: a rerun in an existing run folder never loses that folder's recorded config."""
+"""Hydra callbacks: a mistake leaves no trace (a new folder removed, an old folder's recorded config restored),
+and a sweep's search space is checked against the schema before its first job."""
 
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from advnets.errors import EXIT_USER_ERROR, UserError, defer_user_error, find_user_error
 
 
 class KeepPreviousRunConfig(Callback):
@@ -48,3 +52,47 @@ class KeepPreviousRunConfig(Callback):
             history.mkdir(exist_ok=True)
             self.stash.rename(history / time.strftime("%Y-%m-%d_%H-%M-%S"))
         self.stash = None
+
+
+class UserErrorsLeaveNoTrace(Callback):
+    """A single run that stops on a user mistake: the folder Hydra created for it (holding only Hydra's record
+    and log) is removed, and the mistake is handed to the CLI wrapper, which prints its one line (instead of
+    Hydra's extra "Error executing job" line). List it before KeepPreviousRunConfig (job-end hooks run in
+    reverse order, so this one runs after the config is restored)."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+        self.created = False
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.run_dir = Path(str(config.hydra.run.dir))
+        self.created = not self.run_dir.exists()
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if self.run_dir is None or job_return.status != JobStatus.FAILED:
+            return
+        error = find_user_error(job_return._return_value)
+        if error is None:
+            return
+        hydra_only = {str(config.hydra.output_subdir), f"{config.hydra.job.name}.log"}
+        if self.created and self.run_dir.is_dir() and {p.name for p in self.run_dir.iterdir()} <= hydra_only:
+            shutil.rmtree(self.run_dir)
+        defer_user_error(error)
+        job_return.status = JobStatus.COMPLETED
+        job_return._return_value = None
+
+
+class ValidateSearchSpace(Callback):
+    """Before a sweep's first job: every swept key exists and every value it can take passes the schema.
+
+    Hydra turns an exception raised by a callback into a warning, so a mistake ends the sweep here with its one
+    line and exit status 2 (SystemExit passes through)."""
+
+    def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
+        from advnets.schema import EVALUATE, TRAIN, validate_search_space
+
+        try:
+            validate_search_space(config, TRAIN if config_name == "train" else EVALUATE)
+        except UserError as err:
+            print(f"advnets: error: {err}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None

@@ -19,6 +19,7 @@ from advnets.checkpoints import SafeCheckpointIO, safe_load
 from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
 from advnets.runs import build_loggers, check_writable, note_sigterm, resume_path, task_overrides
+from advnets.schema import TRAIN, validate
 
 FAILED_OBJECTIVE = -1.0e6  # what a diverged run returns to a sweeper: finite, and worse than any real score
 
@@ -45,6 +46,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics."""
+    validate(cfg, TRAIN)
     run_dir = Path(cfg.paths.output_dir)
     check_writable(run_dir)
     atomic.remove_stale_temporaries(run_dir)
