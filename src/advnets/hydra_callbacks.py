@@ -56,9 +56,9 @@ class KeepPreviousRunConfig(Callback):
 
 class UserErrorsLeaveNoTrace(Callback):
     """A single run that stops on a user mistake: the folder Hydra created for it (holding only Hydra's record
-    and log) is removed, and the mistake is handed to the CLI wrapper, which prints its one line (instead of
-    Hydra's extra "Error executing job" line). List it before KeepPreviousRunConfig (job-end hooks run in
-    reverse order, so this one runs after the config is restored)."""
+    and log, the lock and the overrides record) is removed, and the mistake is handed to the CLI wrapper, which
+    prints its one line (instead of Hydra's extra "Error executing job" line). List it before
+    KeepPreviousRunConfig: job-end hooks run in reverse order, so this one runs after the config is restored."""
 
     def __init__(self) -> None:
         self.run_dir: Path | None = None
@@ -74,7 +74,7 @@ class UserErrorsLeaveNoTrace(Callback):
         error = find_user_error(job_return._return_value)
         if error is None:
             return
-        hydra_only = {str(config.hydra.output_subdir), f"{config.hydra.job.name}.log"}
+        hydra_only = {str(config.hydra.output_subdir), f"{config.hydra.job.name}.log", ".lock", "overrides.json"}
         if self.created and self.run_dir.is_dir() and {p.name for p in self.run_dir.iterdir()} <= hydra_only:
             shutil.rmtree(self.run_dir)
         defer_user_error(error)

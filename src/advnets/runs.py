@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
 import threading
@@ -31,6 +33,56 @@ def check_writable(run_dir: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise UserError(f"output folder {run_dir} is not writable ({err.strerror})") from None
+
+
+_held_lock: list[int] = []  # the file descriptor of this process's run-folder lock
+SAME_RUN_IGNORES = ("ckpt_path", "allow_config_change")
+"""Overrides that do not change what a run folder holds: a rerun may add or change them freely."""
+
+
+def lock_run_folder(run_dir: Path) -> None:
+    """One job per run folder: an exclusive ``flock`` on ``<run>/.lock``, held until ``release_run_folder`` or
+    the process ends (a killed job frees it). Rank zero takes it; other DDP ranks share their job's folder."""
+    if rank_zero_only.rank != 0:
+        return
+    release_run_folder()
+    path = run_dir / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(
+            f"run folder {run_dir} is in use by another job (pid {holder}); wait for it, or use another hydra.run.dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held_lock.append(fd)
+
+
+def release_run_folder() -> None:
+    while _held_lock:
+        os.close(_held_lock.pop())  # closing the descriptor releases the flock
+
+
+def check_same_overrides(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
+    """A rerun that continues a run folder must have the overrides it was started with (``allow_config_change=true``
+    continues anyway); the overrides are recorded in ``<run>/overrides.json``."""
+    record = run_dir / "overrides.json"
+    current = sorted(o for o in task_overrides() if o.split("=")[0].lstrip("+~") not in SAME_RUN_IGNORES)
+    if resuming and record.exists() and not cfg.get("allow_config_change"):
+        previous = json.loads(record.read_text())
+        if previous != current:
+            added = [o for o in current if o not in previous]
+            dropped = [o for o in previous if o not in current]
+            change = ", ".join([f"+{o}" for o in added] + [f"-{o}" for o in dropped])
+            raise UserError(
+                f"run folder {run_dir} was started with other overrides ({change}); continuing it would mix two "
+                "configs: use another hydra.run.dir, or pass allow_config_change=true to continue it anyway"
+            )
+    if rank_zero_only.rank == 0:
+        atomic.write_json(record, current)
 
 
 def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:

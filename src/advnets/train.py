@@ -18,7 +18,16 @@ from advnets import CONF_DIR, atomic
 from advnets.checkpoints import SafeCheckpointIO, safe_load
 from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
-from advnets.runs import build_loggers, check_writable, note_sigterm, resume_path, task_overrides
+from advnets.runs import (
+    build_loggers,
+    check_same_overrides,
+    check_writable,
+    lock_run_folder,
+    note_sigterm,
+    release_run_folder,
+    resume_path,
+    task_overrides,
+)
 from advnets.schema import TRAIN, validate
 
 FAILED_OBJECTIVE = -1.0e6  # what a diverged run returns to a sweeper: finite, and worse than any real score
@@ -49,8 +58,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     validate(cfg, TRAIN)
     run_dir = Path(cfg.paths.output_dir)
     check_writable(run_dir)
-    atomic.remove_stale_temporaries(run_dir)
+    lock_run_folder(run_dir)
     ckpt_path = resume_path(cfg, run_dir)
+    check_same_overrides(cfg, run_dir, resuming=bool(ckpt_path) and not cfg.ckpt_path)
+    atomic.remove_stale_temporaries(run_dir)
     torch.set_float32_matmul_precision("highest")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -132,6 +143,7 @@ def run(cfg: DictConfig) -> float:
         except Exception as err:  # the W&B service was killed with the job: do not mask the job's outcome
             print(f"advnets: could not close the W&B run cleanly ({type(err).__name__}: {err})")
         restore_sigterm()
+        release_run_folder()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
