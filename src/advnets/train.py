@@ -72,12 +72,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_seconds = time.perf_counter() - start
+    # run facts come through callback_metrics: ddp_spawn hands them back from its rank zero (see the game)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    if game.diverged_at is not None:
-        metrics.update({"diverged_at_epoch": game.diverged_at, "val/parzen_ll": FAILED_OBJECTIVE})
+    diverged_at = metrics.pop("run/diverged_at_epoch", None)
+    if diverged_at is not None:
+        metrics.update({"diverged_at_epoch": int(diverged_at), "val/parzen_ll": FAILED_OBJECTIVE})
     if not trainer.is_global_zero:
         return metrics
-    if cfg.evaluate and cfg.get("eval") and game.diverged_at is None:
+    if cfg.evaluate and cfg.get("eval") and diverged_at is None:
         metrics.update(_evaluate_best(cfg, trainer, game, datamodule, run_dir, train_seconds))
     finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
     atomic.write_json(run_dir / "metrics.json", finite)
@@ -87,14 +89,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 def _evaluate_best(
     cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path, train_seconds: float
 ) -> dict:
-    checkpoint = trainer.checkpoint_callback
-    ckpt = ""
-    if checkpoint is not None:
-        ckpt = checkpoint.best_model_path if cfg.eval.checkpoint == "best" else checkpoint.last_model_path
+    epochs = int(trainer.callback_metrics["run/epochs"])
+    ckpt = _checkpoint_to_evaluate(trainer, cfg.eval.checkpoint)
     meta: dict[str, Any] = {
         "checkpoint": ckpt,
-        "epoch": trainer.current_epoch,
-        "epochs_trained": trainer.current_epoch,
+        "epoch": epochs,
+        "epochs_trained": epochs,
         "train_seconds": round(train_seconds, 1),
         "experiment": cfg.name,
         "overrides": task_overrides(),
@@ -113,9 +113,22 @@ def _evaluate_best(
         print(f"advnets: evaluation skipped: {err}")
         return {"test/parzen_ll": FAILED_OBJECTIVE}
     summary = {f"test/{k}": results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
+    step = int(trainer.callback_metrics["run/global_step"])  # the run's last step, also in a ddp_spawn parent
     for logger in trainer.loggers:
-        logger.log_metrics({k: float(v) for k, v in summary.items()}, step=trainer.global_step)
+        logger.log_metrics({k: float(v) for k, v in summary.items()}, step=step)
     return summary
+
+
+def _checkpoint_to_evaluate(trainer: pl.Trainer, which: str) -> str:
+    """``best``: the monitored checkpoint callback's best file; ``last``: the file of the unmonitored one."""
+    for callback in trainer.checkpoint_callbacks:
+        if which == "best" and callback.monitor is not None and callback.best_model_path:
+            return callback.best_model_path
+        if which == "last" and callback.monitor is None and callback.dirpath:
+            path = Path(callback.dirpath) / f"{callback.filename}{callback.FILE_EXTENSION}"
+            if path.is_file():
+                return str(path)
+    return ""
 
 
 def objective(metrics: dict[str, Any]) -> float:
