@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict, read_write
 
 from advnets import CONF_DIR
@@ -93,6 +94,13 @@ def _sweep_config(*overrides: str):
     return cfg
 
 
+@pytest.fixture
+def no_hydra_config_left():
+    yield
+    HydraConfig.instance().cfg = None  # validate_search_space sets it, as Hydra does in a sweep
+
+
+@pytest.mark.usefixtures("no_hydra_config_left")
 def test_the_optuna_search_space_passes_and_a_bad_one_is_refused() -> None:
     cfg = _sweep_config("hparams_search=optuna", "experiment=quickstart")
     params = cfg.hydra.sweeper.params

@@ -347,9 +347,11 @@ class _Checker:
 
 
 def resolved(cfg: DictConfig) -> dict:
-    """The config as plain data with every interpolation resolved; a broken interpolation is a UserError."""
+    """The config without ``hydra`` as plain data, every interpolation resolved; a broken one is a UserError."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)  # type: ignore[union-attr]
     try:
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+        return OmegaConf.to_container(OmegaConf.create(plain), resolve=True)  # type: ignore[return-value]
     except Exception as err:
         key = getattr(err, "full_key", None)
         first = str(err).splitlines()[0]
@@ -358,8 +360,7 @@ def resolved(cfg: DictConfig) -> dict:
 
 def validate(cfg: DictConfig | dict, rules: dict[str, Rule]) -> None:
     """Check every key and value of ``cfg`` against ``rules``; the first mistake raises one UserError line."""
-    data = resolved(cfg) if isinstance(cfg, DictConfig) else cfg
-    data = {k: v for k, v in data.items() if k != "hydra"}
+    data = resolved(cfg) if isinstance(cfg, DictConfig) else {k: v for k, v in cfg.items() if k != "hydra"}
     _Checker(rules).group(data, "")
 
 
