@@ -17,13 +17,28 @@ from omegaconf import DictConfig
 from advnets.errors import EXIT_USER_ERROR, UserError, defer_user_error, find_user_error
 
 
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def _copy_files(source: Path, dest: Path) -> None:
+    """The record's files (not its ``history/``) from ``source`` to ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.is_file():
+            shutil.copy2(path, dest / path.name)
+
+
 class KeepPreviousRunConfig(Callback):
-    """Before Hydra rewrites ``<run>/.hydra/``, stash the old one; restore it if the job fails, else keep it
-    as ``.hydra/history/<time>/`` (a resumed or requeued run keeps the record of every start)."""
+    """Every start of a run folder keeps its record. A single run: before Hydra rewrites ``<run>/.hydra/``, the
+    old record is stashed; restored if the job fails, else kept as ``.hydra/history/<time>/``. A multirun job
+    (e.g. requeued by SLURM into the same folder), whose record Hydra writes before any callback runs: each
+    start's record is copied to ``.hydra/history/<time>/`` when it starts."""
 
     def __init__(self) -> None:
         self.stash: Path | None = None
         self.hydra_dir: Path | None = None
+        self.single_run = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra instantiates the sweeper and launcher before it sets HydraConfig in multirun mode, and the
@@ -32,25 +47,36 @@ class KeepPreviousRunConfig(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)
+        self.single_run = True
         subdir = config.hydra.output_subdir
         if subdir is None:
             return
         self.hydra_dir = Path(str(config.hydra.run.dir)) / str(subdir)
+        stash = self.hydra_dir.with_name(self.hydra_dir.name + ".previous")
+        if stash.is_dir():  # left by a killed start: the record of the start before it
+            stash.rename(self.hydra_dir / "history" / f"{_stamp()}-killed")
         if (self.hydra_dir / "config.yaml").is_file():
-            self.stash = self.hydra_dir.with_name(self.hydra_dir.name + ".previous")
-            shutil.rmtree(self.stash, ignore_errors=True)
-            shutil.copytree(self.hydra_dir, self.stash)
+            self.stash = stash
+            _copy_files(self.hydra_dir, self.stash)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        subdir = config.hydra.output_subdir
+        if self.single_run or subdir is None:
+            return
+        hydra_dir = Path(str(config.hydra.runtime.output_dir)) / str(subdir)
+        if (hydra_dir / "config.yaml").is_file():
+            _copy_files(hydra_dir, hydra_dir / "history" / _stamp())
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if self.stash is None or self.hydra_dir is None or not self.stash.exists():
             return
         if job_return.status == JobStatus.FAILED:
-            shutil.rmtree(self.hydra_dir)
-            self.stash.rename(self.hydra_dir)
+            _copy_files(self.stash, self.hydra_dir)
+            shutil.rmtree(self.stash)
         else:
             history = self.hydra_dir / "history"
             history.mkdir(exist_ok=True)
-            self.stash.rename(history / time.strftime("%Y-%m-%d_%H-%M-%S"))
+            self.stash.rename(history / _stamp())
         self.stash = None
 
 

@@ -42,7 +42,8 @@ SAME_RUN_IGNORES = ("ckpt_path", "allow_config_change")
 
 def lock_run_folder(run_dir: Path) -> None:
     """One job per run folder: an exclusive ``flock`` on ``<run>/.lock``, held until ``release_run_folder`` or
-    the process ends (a killed job frees it). Rank zero takes it; other DDP ranks share their job's folder."""
+    the process ends (a killed job frees it). Rank zero takes it (other DDP ranks share their job's folder) and
+    clears the temporaries a killed writer left."""
     if rank_zero_only.rank != 0:
         return
     release_run_folder()
@@ -59,6 +60,7 @@ def lock_run_folder(run_dir: Path) -> None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _held_lock.append(fd)
+    atomic.remove_stale_temporaries(run_dir)  # the lock holder alone: no other writer can be mid-write
 
 
 def release_run_folder() -> None:

@@ -61,7 +61,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     lock_run_folder(run_dir)
     ckpt_path = resume_path(cfg, run_dir)
     check_same_overrides(cfg, run_dir, resuming=bool(ckpt_path) and not cfg.ckpt_path)
-    atomic.remove_stale_temporaries(run_dir)
     torch.set_float32_matmul_precision("highest")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
