@@ -59,10 +59,18 @@ def test_dropout_masks_have_the_paper_rates_and_are_inverted(paper_nets) -> None
         assert abs(float((mask > 0).float().mean()) - keep) < 0.01
 
 
-def test_no_dropout_without_masks_is_deterministic(paper_nets) -> None:
+def test_no_masks_means_no_dropout_and_masks_apply_where_given(paper_nets) -> None:
     _, D = paper_nets
     x = torch.rand(3, 784)
-    assert torch.equal(D(x), D(x))
+    h = x
+    for layer in D.layers:  # the plain maxout stack, by hand: what "no dropout" must compute
+        h = (h @ layer.linear.weight.T + layer.linear.bias).view(3, layer.units, layer.pieces).amax(-1)
+    expected = (h @ D.out.weight.T + D.out.bias).squeeze(-1)
+    assert torch.allclose(D(x), expected, atol=1e-6)
+    masks = D.masks(3, torch.Generator().manual_seed(0))
+    assert not torch.allclose(D(x, masks), expected)  # dropout changes the logits
+    zero_input = [torch.zeros_like(masks[0]), *masks[1:]]
+    assert torch.allclose(D(x, zero_input), D(torch.zeros_like(x), zero_input))  # the input mask is applied to x
 
 
 def test_output_bias_is_the_logit_of_the_mean_image() -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
+from advnets import atomic
 from advnets.parzen import SIGMA_GRID, select_sigma
 from advnets.pictures import save_grid
 from advnets.sampling import generate, noise_from_seed
@@ -46,12 +46,12 @@ class ParzenMonitor(pl.Callback):
 
     @staticmethod
     def _append(path: Path, trainer: pl.Trainer, ll: float, sigma: float) -> None:
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(["epoch", "step", "val_parzen_ll", "sigma"])
-            writer.writerow([trainer.current_epoch + 1, trainer.global_step, f"{ll:.4f}", f"{sigma:.6g}"])
+        """Add this epoch's row; rows of this or later epochs (left by a run killed before its checkpoint) go."""
+        epoch = trainer.current_epoch + 1
+        lines = path.read_text().splitlines() if path.exists() else ["epoch,step,val_parzen_ll,sigma"]
+        kept = [lines[0]] + [row for row in lines[1:] if row.split(",")[0].isdigit() and int(row.split(",")[0]) < epoch]
+        kept.append(f"{epoch},{trainer.global_step},{ll:.4f},{sigma:.6g}")
+        atomic.write_text(path, "\n".join(kept) + "\n")
 
 
 class SampleGrid(pl.Callback):

@@ -19,23 +19,22 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from advnets import CONF_DIR
+from advnets import CONF_DIR, atomic
+from advnets.checkpoints import safe_load
 from advnets.data import ImageDataModule
 from advnets.errors import UserError, cli
 from advnets.nets import Generator
 from advnets.parzen import nearest_neighbours, parzen_protocol
 from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours
 from advnets.sampling import generate, noise_from_seed
+from advnets.schema import EVALUATE, validate
 
 
 def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """G's state_dict from a Lightning checkpoint (``generator.*`` keys) or a plain state_dict file."""
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # truncated or not a torch file: torch raises many types
-        raise UserError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
+    blob = safe_load(path)  # weights_only=True: a file that would run code is refused
     if isinstance(blob, dict) and "state_dict" in blob:
         state = {k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")}
         epoch = blob.get("epoch")  # Lightning stores the 0-indexed epoch it saved in: report epochs completed
@@ -103,8 +102,9 @@ def evaluate_run(
         "advnets_version": version("advnets"),
         **meta,
     }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    np.savez_compressed(out_dir / "samples.npz", samples=samples.cpu().numpy(), z=z.cpu().numpy())
+    with atomic.atomic_open(out_dir / "samples.npz", "wb") as handle:
+        np.savez_compressed(handle, samples=samples.cpu().numpy(), z=z.cpu().numpy())
+    atomic.write_json(out_dir / "results.json", results)  # last: a results.json always has its samples.npz
     save_grid(samples[:100], splits.image_shape, out_dir / "samples_grid.png")
     idx, _ = nearest_neighbours(samples[:30], splits.train.to(device))
     save_nearest_neighbours(samples[:30], splits.train[idx.cpu()], splits.image_shape, out_dir / "nearest.png")
@@ -162,8 +162,9 @@ def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -
     keep = {key: run_cfg[key] for key in ("seed", "dataset", "model", "game", "optimizer") if key in run_cfg}
     keep["paths"] = {"data_dir": run_cfg.paths.data_dir}  # left unresolved: the evaluating machine's data
     keep["name"] = OmegaConf.select(run_cfg, "name", throw_on_resolution_failure=False) or "exported"
-    OmegaConf.save(OmegaConf.create(keep), out_dir / "config.yaml")
-    torch.save({k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, target)
+    atomic.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(keep)))
+    with atomic.atomic_open(target, "wb") as handle:
+        torch.save({k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, handle)
     return target
 
 
@@ -185,6 +186,7 @@ def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder."""
+    validate(cfg, EVALUATE)
     ckpt = Path(cfg.ckpt_path)
     state, meta = load_generator_weights(ckpt)
     run_cfg = find_run_config(ckpt, cfg.run_config)

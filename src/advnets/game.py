@@ -304,8 +304,19 @@ class AdversarialGame(pl.LightningModule):
             logger.log_metrics(metrics, step=self.updates - 1)
 
     def on_train_epoch_end(self) -> None:
-        """Stop a diverged game (a non-finite loss this epoch) with one clear line, instead of training on NaN."""
-        if not bool(self.losses_finite):
+        """Stop a diverged game (a non-finite loss this epoch) with one clear line, instead of training on NaN.
+
+        The decision is reduced across DDP ranks (any rank diverged: every rank stops at this epoch), so a NaN
+        on one rank never leaves the others waiting in a collective."""
+        diverged = self.trainer.strategy.reduce_boolean_decision(not bool(self.losses_finite), all=False)
+        if diverged:
             self.diverged_at = self.current_epoch + 1
-            print(f"advnets: training diverged in epoch {self.diverged_at} (non-finite loss); stopping this run")
+            self.trainer.callback_metrics["run/diverged_at_epoch"] = torch.tensor(float(self.diverged_at))
+            if self.trainer.is_global_zero:
+                print(f"advnets: training diverged in epoch {self.diverged_at} (non-finite loss); stopping this run")
             self.trainer.should_stop = True
+
+    def on_train_end(self) -> None:
+        """The run's facts in ``callback_metrics``, which ``ddp_spawn`` hands back to the launching process."""
+        self.trainer.callback_metrics["run/epochs"] = torch.tensor(float(self.trainer.current_epoch))
+        self.trainer.callback_metrics["run/global_step"] = torch.tensor(float(self.trainer.global_step))

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from advnets import atomic
+
 
 def to_images(flat: Tensor, shape: tuple[int, int, int]) -> Tensor:
     """Flat pixel rows in [0, 1] -> a [n, c, h, w] image batch on the CPU."""
@@ -16,8 +18,8 @@ def to_images(flat: Tensor, shape: tuple[int, int, int]) -> Tensor:
 
 def save_grid(flat: Tensor, shape: tuple[int, int, int], path: Path, nrow: int = 10) -> Path:
     """Save images as one grid PNG (torchvision's ``make_grid``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(make_grid(to_images(flat, shape), nrow=nrow, padding=2, pad_value=1.0), path)
+    with atomic.atomic_open(path, "wb") as handle:
+        save_image(make_grid(to_images(flat, shape), nrow=nrow, padding=2, pad_value=1.0), handle, format="png")
     return path
 
 
