@@ -27,7 +27,7 @@ def finished_run(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "overrides,fragments",
     [
-        (["dataset=imagenet"], ["dataset/imagenet", "digits, mnist"]),
+        (["dataset=imagenet"], ["dataset/imagenet", "cifar10, digits, fashion_mnist, mnist, tfd"]),
         (["trainer=tpu"], ["trainer/tpu", "Available options", "cpu, ddp"]),
         (["optimizer.lr=-0.1"], ["optimizer.generator.lr=-0.1", "allowed"]),
         (["optimizer.lr=0"], ["lr=0", "allowed"]),

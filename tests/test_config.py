@@ -73,6 +73,6 @@ def test_every_paper_value_names_its_source(name: str) -> None:
 
 def test_cli_help_and_cfg_job_work_as_hydra_users_expect() -> None:
     out = run_cli("train", "--help")
-    assert out.returncode == 0 and "experiment: paper_mnist, quickstart" in out.stdout
+    assert out.returncode == 0 and "experiment: paper_cifar10_conv, paper_cifar10_fc, paper_fashion_mnist" in out.stdout
     job = run_cli("train", "experiment=quickstart", "--cfg", "job")
     assert job.returncode == 0 and "name: digits" in job.stdout
