@@ -186,3 +186,46 @@ def test_paper_experiment_composes_and_runs_a_few_updates(experiment: str, tmp_p
             for p in net.parameters():
                 if p.ndim == 2:
                     assert float(p.detach().norm(dim=1).max()) <= 1.9365 + 1e-5
+
+
+def test_cifar10_is_downloaded_by_torchvision_on_first_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first run with an empty data folder: torchvision fetches the archive (from a local HTTP mirror here,
+    serving synthetic batches in the real format), checks it, unpacks it, and the batches are read."""
+    import hashlib
+    import http.server
+    import tarfile
+    import threading
+    from functools import partial
+
+    from torchvision.datasets import CIFAR10
+
+    from advnets.data.cifar10 import CIFAR10Data
+
+    source = write_cifar(tmp_path / "source") / "cifar-10-batches-py"
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(source, arcname="cifar-10-batches-py")
+
+    def md5(path: Path) -> str:
+        return hashlib.md5(path.read_bytes()).hexdigest()
+
+    monkeypatch.setattr(CIFAR10, "tgz_md5", md5(served / "cifar-10-python.tar.gz"))
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5(source / n)] for n in TRAIN_BATCHES])
+    monkeypatch.setattr(CIFAR10, "test_list", [[TEST_BATCH, md5(source / TEST_BATCH)]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5(source / "batches.meta")})
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{server.server_address[1]}/cifar-10-python.tar.gz")
+        fresh = tmp_path / "fresh"
+        dm = CIFAR10Data("cifar10", 8, 40, 20, root=str(fresh), download=True, data_dim=3072)
+        dm.prepare_data()
+        splits = dm.load()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (fresh / "cifar-10-batches-py" / "data_batch_5").is_file()
+    assert (len(splits.train), len(splits.valid), len(splits.test)) == (40, 20, PER_BATCH)
