@@ -105,3 +105,29 @@ def test_cifar10_conv_nets_have_the_released_shapes() -> None:
     assert [c.conv.weight.shape for c in D.convs] == [(64, 3, 8, 8), (64, 32, 8, 8), (384, 32, 5, 5)]
     x = G(torch.randn(2, 100))
     assert x.shape == (2, 3072) and D(x, D.masks(2)).shape == (2,)
+
+
+@pytest.mark.parametrize("model", ["paper_mnist", "paper_tfd", "paper_cifar10_fc", "paper_cifar10_conv"])
+def test_every_paper_discriminator_is_what_the_game_relies_on(model: str) -> None:
+    from advnets.nets import MaskedDropoutDiscriminator
+
+    dataset = {"paper_tfd": "tfd", "paper_mnist": "mnist"}.get(model, "cifar10")
+    narrow = [] if model == "paper_cifar10_conv" else ["model.discriminator.units=[8,8]"]
+    cfg = compose_cfg([f"model={model}", f"dataset={dataset}", *narrow])
+    D = instantiate(cfg.model.discriminator)
+    assert isinstance(D, MaskedDropoutDiscriminator)
+    x = torch.rand(3, cfg.dataset.data_dim)
+    a, b = D.masks(3), D.masks(2)
+    joined = [None if m is None else torch.cat([m, n]) for m, n in zip(a, b, strict=True)]  # as the game joins them
+    assert D(torch.cat([x, x[:2]]), joined).shape == (5,)
+
+
+def test_a_sigmoid_bias_from_data_on_a_linear_output_is_one_clear_line() -> None:
+    from advnets.errors import UserError
+
+    cfg = compose_cfg(
+        ["experiment=paper_cifar10_conv", "model.generator.hidden=[16,400]", "model.generator.channels=4"]
+    )
+    G = instantiate(cfg.model.generator)
+    with pytest.raises(UserError, match="output_bias_from_data=true needs a sigmoid output"):
+        G.init_output_bias(torch.rand(3072))
