@@ -30,7 +30,7 @@ def finished_run(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "overrides,fragments",
     [
-        (["dataset=imagenet"], ["dataset/imagenet", "digits, fashion_mnist, mnist"]),
+        (["dataset=imagenet"], ["dataset/imagenet", "cifar10, digits, fashion_mnist, mnist, tfd"]),
         (["trainer=tpu"], ["trainer/tpu", "Available options", "cpu, ddp"]),
         (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1", "allowed: a finite number > 0"]),
         (["optimizer.lr=0"], ["lr=0", "allowed"]),

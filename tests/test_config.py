@@ -86,6 +86,13 @@ def test_cli_help_and_cfg_job_work_as_hydra_users_expect() -> None:
     out = run_cli("train", "--help")
     assert out.returncode == 0, out.stderr[-2000:]
     (experiments,) = [line for line in out.stdout.splitlines() if line.startswith("experiment: ")]
-    assert {"paper_mnist", "quickstart"} <= set(experiments.removeprefix("experiment: ").split(", "))
+    assert {
+        "paper_mnist",
+        "quickstart",
+        "paper_tfd",
+        "paper_cifar10_fc",
+        "paper_cifar10_conv",
+        "paper_fashion_mnist",
+    } <= set(experiments.removeprefix("experiment: ").split(", "))
     job = run_cli("train", "experiment=quickstart", "--cfg", "job")
     assert job.returncode == 0 and "name: digits" in job.stdout

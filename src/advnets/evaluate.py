@@ -95,6 +95,7 @@ def evaluate_run(
         "grid": list(eval_cfg.grid),
         "precision": eval_cfg.precision,
         "dataset": datamodule.name,
+        **({"fold": datamodule.fold} if hasattr(datamodule, "fold") else {}),  # TFD: Table 1 averages the folds
         "noise": noise,
         "seed": int(eval_cfg.seed),
         "eval_seconds": round(seconds, 3),

@@ -12,8 +12,16 @@ from advnets import atomic
 
 
 def to_images(flat: Tensor, shape: tuple[int, int, int]) -> Tensor:
-    """Flat pixel rows in [0, 1] -> a [n, c, h, w] image batch on the CPU."""
-    return flat.detach().float().cpu().clamp(0, 1).reshape(-1, *shape)
+    """Flat pixel rows -> a [n, c, h, w] image batch in [0, 1] on the CPU.
+
+    Rows in [0, 1] are shown as they are; a batch with values outside (e.g. contrast-normalised CIFAR-10) is
+    shown as pylearn2's ``adjust_for_viewer`` showed it: each image divided by its largest |value|, then
+    [-1, 1] mapped to [0, 1].
+    """
+    x = flat.detach().float().cpu()
+    if len(x) and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+        x = x / x.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) * 0.5 + 0.5
+    return x.clamp(0, 1).reshape(-1, *shape)
 
 
 def save_grid(flat: Tensor, shape: tuple[int, int, int], path: Path, nrow: int = 10) -> Path:

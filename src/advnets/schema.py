@@ -86,6 +86,11 @@ def list_of(item: Rule, min_len: int = 1) -> Rule:
     )
 
 
+def one_or_list(rule: Rule) -> Rule:
+    """A value, or a list of such values (e.g. one activation per layer)."""
+    return Rule(f"{rule.allowed}, or a list of them", lambda v: rule.test(v) or list_of(rule).test(v))
+
+
 def optional(rule: Rule) -> Rule:
     return Rule(f"null or {rule.allowed}", lambda v: v is None or rule.test(v), rule.kind)
 
@@ -113,8 +118,8 @@ COMMON: dict[str, Rule] = {
     "dataset.root": optional(text()),
     "dataset.download": boolean(),
     "dataset.batch_size": POSITIVE,
-    "dataset.n_train": POSITIVE,
-    "dataset.n_valid": POSITIVE,
+    "dataset.n_train": optional(POSITIVE),  # null: the whole set (TFD's folds fix their own sizes)
+    "dataset.n_valid": optional(POSITIVE),
     "dataset.data_dim": optional(POSITIVE),
     "dataset.seed": integer(0),
     "eval": GROUP,
@@ -142,7 +147,7 @@ TRAIN: dict[str, Rule] = {
     "model.generator.noise_dim": POSITIVE,
     "model.generator.data_dim": POSITIVE,
     "model.generator.hidden": list_of(POSITIVE),
-    "model.generator.hidden_activation": choice("relu", "sigmoid"),
+    "model.generator.hidden_activation": one_or_list(choice("relu", "sigmoid")),
     "model.generator.init_range": number(gt=0),
     "model.discriminator": TARGET,
     "model.discriminator.data_dim": POSITIVE,

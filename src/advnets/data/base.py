@@ -23,7 +23,7 @@ RECORDED_BEFORE_SUBCLASSES = {"mnist": "advnets.data.mnist.MNISTData", "digits":
 
 @dataclass(frozen=True)
 class Splits:
-    """Train / validation / test images as flat float32 tensors in [0, 1]."""
+    """Train / validation / test images as flat float32 rows: pixels in [0, 1], or contrast-normalised (cifar10)."""
 
     train: Tensor
     valid: Tensor
