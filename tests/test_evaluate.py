@@ -82,3 +82,17 @@ def test_exported_generator_alone_re_derives_the_number(trained: Path, tmp_path:
 def test_fixed_sigma_skips_selection(trained: Path, tmp_path: Path) -> None:
     results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "f", "eval.sigma=0.3")
     assert results["sigma"] == 0.3 and results["n_valid"] == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_eval_on_a_missing_device_is_refused_by_name(trained: Path, tmp_path: Path) -> None:
+    from conftest import assert_user_error
+
+    proc = run_cli(
+        "evaluate",
+        f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
+        "device=cuda",
+        f"hydra.run.dir={tmp_path / 'e'}",
+    )
+    assert_user_error(proc, "device='cuda'", "no CUDA device", "allowed")
+    assert not (tmp_path / "e" / "results.json").exists()
