@@ -98,3 +98,17 @@ def test_figure3_rows_are_straight_lines_between_seeded_pairs_of_z(trained: Path
     _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e", *figure)
     with Image.open(tmp_path / "e" / "interpolation.png") as picture:
         assert picture.size == (7 * (8 + 2) + 2, 3 * (8 + 2) + 2)  # 7 steps x 3 rows of 8x8 digits, 2-px padding
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_eval_on_a_missing_device_is_refused_by_name(trained: Path, tmp_path: Path) -> None:
+    from conftest import assert_user_error
+
+    proc = run_cli(
+        "evaluate",
+        f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
+        "device=cuda",
+        f"hydra.run.dir={tmp_path / 'e'}",
+    )
+    assert_user_error(proc, "device='cuda'", "no CUDA device", "allowed")
+    assert not (tmp_path / "e" / "results.json").exists()

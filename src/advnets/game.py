@@ -158,6 +158,9 @@ class AdversarialGame(pl.LightningModule):
             self._g_fn = torch.compile(self._g_losses, **options)
 
     def on_train_epoch_start(self) -> None:
+        self._epoch_d = torch.zeros(3, device=self.device)  # sums of [d_loss, D(x), D(G(z))] over the epoch
+        self._epoch_g = torch.zeros((), device=self.device)  # sum of g_loss
+        self._epoch_n = 0
         if self.schedule is not None:
             for opt in self.optimizers():
                 self.schedule.set_momentum(opt.optimizer, self.current_epoch)
@@ -210,6 +213,10 @@ class AdversarialGame(pl.LightningModule):
         if self.schedule is not None:
             self.schedule.decay_lr(opt.optimizer)
 
+    def _own(self, t: Tensor) -> Tensor:
+        """A CUDA-graph output copied out of the graph's memory, which the next replay overwrites."""
+        return t.clone() if self.compile_mode == "reduce-overhead" else t
+
     def _one_update(self, x: Tensor, g_opt: Any, d_opt: Any) -> tuple[Tensor, Tensor | None]:
         """One update of the configured rule on batch ``x``; returns its detached stats (and G's loss)."""
         if self.compile_mode == "reduce-overhead":
@@ -222,6 +229,7 @@ class AdversarialGame(pl.LightningModule):
         g_loss: Tensor | None = None
         if self.update == "joint":
             loss, stats = self._joint_fn(x, z, masks_real, masks_fake)
+            stats = self._own(stats)
             g_opt.zero_grad(set_to_none=True)
             d_opt.zero_grad(set_to_none=True)
             self._backward(loss)
@@ -230,6 +238,7 @@ class AdversarialGame(pl.LightningModule):
             stats, g_loss = stats[:3], stats[3]
         else:
             d_loss, stats = self._d_fn(x, z, masks_real, masks_fake)
+            stats = self._own(stats)
             d_opt.zero_grad(set_to_none=True)
             self._backward(d_loss)
             self._step(d_opt)
@@ -240,7 +249,7 @@ class AdversarialGame(pl.LightningModule):
                 g_opt.zero_grad(set_to_none=True)
                 self._backward(loss)
                 self._step(g_opt)
-                g_loss = loss.detach()
+                g_loss = self._own(loss.detach())
         self.updates += 1
         return stats, g_loss
 
@@ -250,26 +259,26 @@ class AdversarialGame(pl.LightningModule):
         group = batch.unsqueeze(0) if batch.dim() == 2 else batch
         loggers = self.trainer.loggers
         every = self.trainer.log_every_n_steps
-        d_sum = torch.zeros(3, device=self.device)
-        g_sum, g_count = torch.zeros((), device=self.device), 0
         for x in group.unbind(0):
             stats, g_loss = self._one_update(x, g_opt, d_opt)
-            d_sum += stats
+            self._epoch_d += stats
             if g_loss is not None:
-                g_sum += g_loss
-                g_count += 1
+                self._epoch_g += g_loss
             if loggers and every > 0 and self.updates % every == 0:
                 self._log_update(stats, g_loss, g_opt, d_opt)
+        self._epoch_n += len(group)
         self._advance_lightning_counters(len(group))
-        n = len(group)
-        self.log_dict(
-            {"train/d_loss_epoch": d_sum[0] / n, "train/d_fake_epoch": d_sum[2] / n},
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=n,
-        )
-        self.losses_finite &= torch.isfinite(d_sum).all() & torch.isfinite(g_sum)  # no host sync per step
+        self.losses_finite &= torch.isfinite(self._epoch_d).all() & torch.isfinite(self._epoch_g)  # no host sync
+        n_batches = self.trainer.num_training_batches
+        if not math.isfinite(n_batches) or self.trainer.fit_loop.epoch_loop.batch_progress.current.ready >= n_batches:
+            means = self._epoch_d / self._epoch_n  # the epoch's means, logged once per epoch (self.log is slow)
+            self.log_dict(
+                {"train/d_loss_epoch": means[0], "train/d_fake_epoch": means[2]},
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=1,
+            )
 
     def _advance_lightning_counters(self, n: int) -> None:
         """Keep Lightning's ``global_step`` (optimizer steps) and logging step (batches) what K = 1 gives.

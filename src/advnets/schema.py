@@ -20,6 +20,7 @@ import collections.abc
 import inspect
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -200,7 +201,9 @@ EVALUATE: dict[str, Rule] = {
     "dataset": optional(TARGET),
     "ckpt_path": text(),
     "run_config": optional(text()),
-    "device": choice("auto", "cpu", "cuda"),
+    "device": Rule(
+        "auto, cpu, cuda or cuda:N", lambda v: isinstance(v, str) and bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", v))
+    ),
     "export_to": optional(text()),
 }
 """``advnets-eval``: ``conf/evaluate.yaml``."""
