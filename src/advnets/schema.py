@@ -60,8 +60,8 @@ def number(gt: float | None = None, ge: float | None = None, lt: float | None = 
     bounds = [(gt, ">", lambda v, b: v > b), (ge, ">=", lambda v, b: v >= b)]
     bounds += [(lt, "<", lambda v, b: v < b), (le, "<=", lambda v, b: v <= b)]
     used = [(b, sign, ok) for b, sign, ok in bounds if b is not None]
-    words = "a finite number" + "".join(f" {sign} {b:g}" for b, sign, _ in used).replace(" <", " and <")
-    return Rule(words, lambda v: _is_number(v) and all(ok(v, b) for b, _, ok in used))
+    words = "a finite number " + " and ".join(f"{sign} {b:g}" for b, sign, _ in used)
+    return Rule(words.strip(), lambda v: _is_number(v) and all(ok(v, b) for b, _, ok in used))
 
 
 def probability() -> Rule:
