@@ -37,7 +37,10 @@ def cli_env(**extra: str) -> dict[str, str]:
         WANDB_MODE="offline",
         WANDB_SILENT="true",
         HYDRA_FULL_ERROR="0",
-        PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]),
+        # this checkout's src first; what PYTHONPATH held stays after it (device-check.sh's carried wheels)
+        PYTHONPATH=os.pathsep.join(
+            [str(REPO / "src"), str(REPO / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
     )
     env.pop("HYDRA_FULL_ERROR")
     env.update(extra)

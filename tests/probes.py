@@ -24,3 +24,30 @@ class ParamDigest(pl.Callback):
         }
         out = Path(trainer.default_root_dir) / f"params_rank{trainer.global_rank}.json"
         out.write_text(json.dumps(record))
+
+
+class ConvGenerator(torch.nn.Module):
+    """A stand-in for a new model class: the schema must check its keys by its signature alone."""
+
+    def __init__(self, noise_dim: int, channels: list[int], data_dim: int = 64) -> None:
+        super().__init__()
+        self.noise_dim, self.channels, self.data_dim = noise_dim, channels, data_dim
+
+
+class NanOnOneRank(pl.Callback):
+    """Rank 1 only: its last batch of epoch 1 becomes NaN (rank 0's losses stay finite that epoch). At the end
+    every rank writes when it stopped and whether it saw the divergence."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_rank == 1 and trainer.current_epoch == 0 and batch_idx == trainer.num_training_batches - 1:
+            batch.fill_(float("nan"))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        record = {
+            "diverged_at": pl_module.diverged_at,
+            "epoch": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "finite_here": bool(pl_module.losses_finite),
+        }
+        out = Path(trainer.default_root_dir) / f"stop_rank{trainer.global_rank}.json"
+        out.write_text(json.dumps(record))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import QUICK, assert_user_error, run_cli, train_quick
 
@@ -15,7 +18,7 @@ def _digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.md5(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and "wandb" not in p.parts
+        if p.is_file() and "wandb" not in p.parts and p.name != ".lock"  # the lock records who holds the folder
     }
 
 
@@ -27,11 +30,11 @@ def finished_run(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "overrides,fragments",
     [
-        (["dataset=imagenet"], ["dataset/imagenet", "digits, mnist"]),
+        (["dataset=imagenet"], ["dataset/imagenet", "cifar10, digits, fashion_mnist, mnist, tfd"]),
         (["trainer=tpu"], ["trainer/tpu", "Available options", "cpu, ddp"]),
-        (["optimizer.lr=-0.1"], ["optimizer.generator.lr=-0.1", "allowed"]),
+        (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1", "allowed: a finite number > 0"]),
         (["optimizer.lr=0"], ["lr=0", "allowed"]),
-        (["optimizer.d_lr=nan"], ["optimizer.discriminator.lr=nan", "allowed"]),
+        (["optimizer.d_lr=nan"], ["optimizer.d_lr=nan", "allowed"]),
         (["dataset.batch_size=5000"], ["dataset.batch_size=5000", "1..1200"]),
         (["game.update=never"], ["game.update='never'", "joint, alternating"]),
         (["ckpt_path=/nonexistent/last.ckpt"], ["/nonexistent/last.ckpt", "does not exist"]),
@@ -102,3 +105,28 @@ def test_eval_refuses_a_checkpoint_of_another_shape(finished_run: Path, tmp_path
 def test_eval_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
     proc = run_cli("evaluate", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert_user_error(proc, "none.ckpt", "not found")
+
+
+def test_a_second_job_on_a_folder_in_use_stops_with_one_line(finished_run: Path) -> None:
+    before = _digest(finished_run)
+    with open(finished_run / ".lock", "w") as held:  # this test process is the job holding the folder
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        proc = run_cli("train", *QUICK, "trainer.max_epochs=2", "logger=none", f"hydra.run.dir={finished_run}")
+    assert_user_error(proc, str(finished_run), "in use by another job", f"pid {os.getpid()}")
+    assert _digest(finished_run) == before
+
+
+def test_a_rerun_with_other_overrides_says_so(finished_run: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    before = _digest(run_dir)
+    proc = run_cli("train", *QUICK, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={run_dir}")
+    assert_user_error(proc, "started with other overrides", "+trainer.max_epochs=3, -trainer.max_epochs=2")
+    assert _digest(run_dir) == before
+    proc = run_cli(
+        "train", *QUICK, "trainer.max_epochs=3", "logger=none", "allow_config_change=true", f"hydra.run.dir={run_dir}"
+    )
+    assert proc.returncode == 0 and "advnets: resuming from" in proc.stdout, proc.stderr[-2000:]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+
+from advnets import CONF_DIR
+from advnets.schema import TRAIN, validate
 
 from conftest import compose_cfg, run_cli
 
@@ -18,10 +23,16 @@ GROUP_OPTIONS = {
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUP_OPTIONS.items() for o in opts])
-def test_every_group_option_composes(group: str, option: str) -> None:
-    cfg = compose_cfg([f"{group}={option}"])
-    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
-    assert cfg.game["update"] in ("joint", "alternating")
+def test_every_group_option_composes_and_passes_the_schema(group: str, option: str) -> None:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        overrides = [f"{group}={option}", "paths.output_dir=/tmp/unused"]
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.runtime.choices[group] == option
+    HydraConfig.instance().set_config(cfg)  # ${name} reads the experiment's name from Hydra
+    try:
+        validate(cfg, TRAIN)  # every key known, every value typed and in range, every _target_ importable
+    finally:
+        HydraConfig.instance().cfg = None
 
 
 def test_paper_mnist_is_the_default_and_carries_the_released_values() -> None:
@@ -73,6 +84,15 @@ def test_every_paper_value_names_its_source(name: str) -> None:
 
 def test_cli_help_and_cfg_job_work_as_hydra_users_expect() -> None:
     out = run_cli("train", "--help")
-    assert out.returncode == 0 and "experiment: paper_mnist, quickstart" in out.stdout
+    assert out.returncode == 0, out.stderr[-2000:]
+    (experiments,) = [line for line in out.stdout.splitlines() if line.startswith("experiment: ")]
+    assert {
+        "paper_mnist",
+        "quickstart",
+        "paper_tfd",
+        "paper_cifar10_fc",
+        "paper_cifar10_conv",
+        "paper_fashion_mnist",
+    } <= set(experiments.removeprefix("experiment: ").split(", "))
     job = run_cli("train", "experiment=quickstart", "--cfg", "job")
     assert job.returncode == 0 and "name: digits" in job.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from advnets.data import ImageDataModule, ShuffledIndexBatches, load_digits, load_mnist
+from advnets.data import DigitsData, ShuffledIndexBatches, load_digits, load_mnist
 
 
 def test_mnist_has_the_papers_splits_and_raw_pixels(mnist_dir: str) -> None:
@@ -44,9 +44,25 @@ def test_ranks_get_disjoint_shares_of_the_same_permutation() -> None:
 
 
 def test_data_module_serves_in_memory_batches() -> None:
-    dm = ImageDataModule("digits", 100, 1200, 300, seed=0)
+    dm = DigitsData("digits", 100, 1200, 300, seed=0)
     dm.setup()
     batches = list(dm.train_dataloader())
     assert len(batches) == 12 and all(b.shape == (100, 64) for b in batches)
     seen = torch.cat(batches)
     assert len(torch.unique(seen, dim=0)) == len(torch.unique(dm.load().train, dim=0))
+
+
+def test_a_run_config_recorded_with_the_common_base_still_loads() -> None:
+    """Run folders from before the per-dataset classes name ``advnets.data.ImageDataModule`` and a ``name``."""
+    from hydra.utils import instantiate
+
+    dm = instantiate(
+        {
+            "_target_": "advnets.data.ImageDataModule",
+            "name": "digits",
+            "batch_size": 100,
+            "n_train": 1200,
+            "n_valid": 300,
+        }
+    )
+    assert torch.equal(dm.load().valid, load_digits(1200, 300).valid)

@@ -41,7 +41,7 @@ def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path)
     )
     assert results["sigma"] in results["grid"]
     assert results["mean_ll_per_sigma"][results["grid"].index(results["sigma"])] == max(results["mean_ll_per_sigma"])
-    for picture in ("samples_grid.png", "nearest.png"):
+    for picture in ("samples_grid.png", "nearest.png", "interpolation.png"):
         assert (tmp_path / "e1" / picture).read_bytes()[:4] == b"\x89PNG"
     # beyond Parzen: every metric of eval.metrics for the samples and for real vs real, with its protocol
     assert list(results["metrics"]) == list(results["metrics_reference"]) == results["eval"]["metrics"]
@@ -89,3 +89,33 @@ def test_exported_generator_alone_re_derives_the_number(trained: Path, tmp_path:
 def test_fixed_sigma_skips_selection(trained: Path, tmp_path: Path) -> None:
     results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "f", "eval.sigma=0.3")
     assert results["sigma"] == 0.3 and results["n_valid"] == 0
+
+
+def test_figure3_rows_are_straight_lines_between_seeded_pairs_of_z(trained: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from advnets.pictures import interpolation_z
+
+    a, b = torch.randn(3, 5), torch.randn(3, 5)
+    z = interpolation_z(a, b, 4).view(3, 4, 5)
+    torch.testing.assert_close(z[:, 0], a)
+    torch.testing.assert_close(z[:, -1], b)
+    torch.testing.assert_close(z[:, 1], a + (b - a) / 3)
+    figure = ["eval.interpolation_rows=3", "eval.interpolation_steps=7"]
+    _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e", *figure)
+    with Image.open(tmp_path / "e" / "interpolation.png") as picture:
+        assert picture.size == (7 * (8 + 2) + 2, 3 * (8 + 2) + 2)  # 7 steps x 3 rows of 8x8 digits, 2-px padding
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_eval_on_a_missing_device_is_refused_by_name(trained: Path, tmp_path: Path) -> None:
+    from conftest import assert_user_error
+
+    proc = run_cli(
+        "evaluate",
+        f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
+        "device=cuda",
+        f"hydra.run.dir={tmp_path / 'e'}",
+    )
+    assert_user_error(proc, "device='cuda'", "no CUDA device", "allowed")
+    assert not (tmp_path / "e" / "results.json").exists()

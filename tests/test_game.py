@@ -9,7 +9,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from advnets.game import d_loss_fn, g_loss_fn, sample_noise
+from advnets.game import d_loss_fn, g_loss_fn
+from advnets.sampling import sample_noise
 from advnets.schedules import PaperSchedule
 from advnets.train import build
 

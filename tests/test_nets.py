@@ -59,10 +59,18 @@ def test_dropout_masks_have_the_paper_rates_and_are_inverted(paper_nets) -> None
         assert abs(float((mask > 0).float().mean()) - keep) < 0.01
 
 
-def test_no_dropout_without_masks_is_deterministic(paper_nets) -> None:
+def test_no_masks_means_no_dropout_and_masks_apply_where_given(paper_nets) -> None:
     _, D = paper_nets
     x = torch.rand(3, 784)
-    assert torch.equal(D(x), D(x))
+    h = x
+    for layer in D.layers:  # the plain maxout stack, by hand: what "no dropout" must compute
+        h = (h @ layer.linear.weight.T + layer.linear.bias).view(3, layer.units, layer.pieces).amax(-1)
+    expected = (h @ D.out.weight.T + D.out.bias).squeeze(-1)
+    assert torch.allclose(D(x), expected, atol=1e-6)
+    masks = D.masks(3, torch.Generator().manual_seed(0))
+    assert not torch.allclose(D(x, masks), expected)  # dropout changes the logits
+    zero_input = [torch.zeros_like(masks[0]), *masks[1:]]
+    assert torch.allclose(D(x, zero_input), D(torch.zeros_like(x), zero_input))  # the input mask is applied to x
 
 
 def test_output_bias_is_the_logit_of_the_mean_image() -> None:
@@ -82,3 +90,52 @@ def test_output_bias_is_the_logit_of_the_mean_image() -> None:
 def test_bad_dropout_keep_is_refused() -> None:
     with pytest.raises(ValueError, match="input_keep=1.5"):
         Discriminator(4, [2], 2, 0.1, input_keep=1.5, hidden_keep=0.5)
+
+
+def test_tfd_generator_output_has_pylearn2s_sparse_init() -> None:
+    from advnets.nets.mlp import Generator as MLPGenerator
+
+    G = MLPGenerator(10, [300, 300], 50, 0.05, ["relu", "sigmoid"], [0.0, -2.0], output_sparse_init=100)
+    nonzero = (G.out.weight != 0).sum(dim=1)
+    assert bool((nonzero == 100).all())  # exactly 100 incoming weights per output unit, N(0, 1)
+    assert 0.7 < float(G.out.weight[G.out.weight != 0].std()) < 1.3
+    assert torch.equal(G.body[2].bias, torch.full((300,), -2.0))
+    assert isinstance(G.body[3], torch.nn.Sigmoid) and isinstance(G.body[1], torch.nn.ReLU)
+
+
+def test_cifar10_conv_nets_have_the_released_shapes() -> None:
+    cfg = compose_cfg(["experiment=paper_cifar10_conv"])
+    torch.manual_seed(0)
+    G, D = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
+    assert G.deconv.weight.shape == (80, 3, 5, 5) and G.deconv_bias.shape == (3, 32, 32)  # untied bias
+    assert D.input_shapes == [(3, 32, 32), (32, 16, 16), (32, 7, 7), (192 * 5 * 5,), (500,)]
+    assert D.keeps == [0.8, 0.5, 0.5, 0.5, 0.5]
+    assert [c.conv.weight.shape for c in D.convs] == [(64, 3, 8, 8), (64, 32, 8, 8), (384, 32, 5, 5)]
+    x = G(torch.randn(2, 100))
+    assert x.shape == (2, 3072) and D(x, D.masks(2)).shape == (2,)
+
+
+@pytest.mark.parametrize("model", ["paper_mnist", "paper_tfd", "paper_cifar10_fc", "paper_cifar10_conv"])
+def test_every_paper_discriminator_is_what_the_game_relies_on(model: str) -> None:
+    from advnets.nets import MaskedDropoutDiscriminator
+
+    dataset = {"paper_tfd": "tfd", "paper_mnist": "mnist"}.get(model, "cifar10")
+    narrow = [] if model == "paper_cifar10_conv" else ["model.discriminator.units=[8,8]"]
+    cfg = compose_cfg([f"model={model}", f"dataset={dataset}", *narrow])
+    D = instantiate(cfg.model.discriminator)
+    assert isinstance(D, MaskedDropoutDiscriminator)
+    x = torch.rand(3, cfg.dataset.data_dim)
+    a, b = D.masks(3), D.masks(2)
+    joined = [None if m is None else torch.cat([m, n]) for m, n in zip(a, b, strict=True)]  # as the game joins them
+    assert D(torch.cat([x, x[:2]]), joined).shape == (5,)
+
+
+def test_a_sigmoid_bias_from_data_on_a_linear_output_is_one_clear_line() -> None:
+    from advnets.errors import UserError
+
+    cfg = compose_cfg(
+        ["experiment=paper_cifar10_conv", "model.generator.hidden=[16,400]", "model.generator.channels=4"]
+    )
+    G = instantiate(cfg.model.generator)
+    with pytest.raises(UserError, match="output_bias_from_data=true needs a sigmoid output"):
+        G.init_output_bias(torch.rand(3072))

@@ -96,3 +96,18 @@ def test_broken_files_are_named(tmp_path: Path, bad: str) -> None:
 def test_a_published_label_names_the_row_as_given() -> None:
     text, _ = report([FIXTURES / "labelled"])
     assert ["advnets: Gaussian noise, 20 epochs", "**150.0 ± 1.5**", "—"] in table_rows(text)
+
+
+def test_tfd_folds_fill_the_tfd_column_with_mean_and_se_across_folds(tmp_path: Path) -> None:
+    """Table 1's TFD protocol: one run per fold (sigma chosen on that fold's validation set), mean ± SE over folds."""
+    for fold, ll in enumerate([2000.0, 2010.0, 2020.0, 2030.0, 2040.0]):
+        run = tmp_path / f"fold{fold}"
+        run.mkdir()
+        overrides = ["experiment=paper_tfd"] + ([f"dataset.fold={fold}"] if fold else [])
+        result = {"parzen_ll": ll, "parzen_se": 30.0, "sigma": 0.05 + 0.01 * fold, "dataset": "tfd", "fold": fold}
+        result.update({"seed": 0, "experiment": "paper_tfd", "overrides": overrides})
+        (run / "results.json").write_text(json.dumps(result))
+    rows = table_rows(report([tmp_path])[0])
+    assert ["advnets: paper_tfd", "—", "**2020.0 ± 7.1**"] in rows  # sd 15.81 / sqrt 5
+    detail = [r for r in rows if r[0] == "paper_tfd"][0]
+    assert detail[2:4] == ["2020.00 ± 7.07", "5 folds"] and detail[4] == "0.05, 0.06, 0.07, 0.08, 0.09"

@@ -127,12 +127,13 @@ def test_optuna_study_survives_a_diverged_and_a_crashed_trial_and_resumes(tmp_pa
     with warnings.catch_warnings():  # enqueue_trial is "experimental" in optuna 2.x
         warnings.simplefilter("ignore")
         for lr in (1e12, 0.01, 0.01):  # trial 0: SGD with lr 1e12 diverges to NaN in epoch 1
-            study.enqueue_trial({"optimizer.lr": lr})
+            study.enqueue_trial({"optimizer.lr": lr, "dataset.batch_size": 100})
     common = [
         "hparams_search=optuna",
         *QUICK,
         "optimizer=paper_sgd",
-        "optimizer.lr=choice(0.01,1e12,-1.0)",
+        "optimizer.lr=choice(0.01,1e12)",
+        "dataset.batch_size=choice(100,5000)",  # 5000 passes the schema but not the data (1200 images): a crash
         f"hydra.sweeper.storage={storage}",
         f"hydra.sweeper.study_name={name}",
     ]
@@ -147,19 +148,19 @@ def test_optuna_study_survives_a_diverged_and_a_crashed_trial_and_resumes(tmp_pa
     assert diverged["diverged_at_epoch"] == 1 and not (tmp_path / "s1" / "0" / "results.json").exists()
     assert "best_value" in (tmp_path / "s1" / "optimization_results.yaml").read_text()
 
-    # the same command again continues the study; a trial that raises (lr < 0 -> UserError) is a counted
-    # failure, not the end of the study (max_failure_rate 0.5 per batch of n_jobs=2)
+    # the same command again continues the study; a trial that raises (batch larger than the data -> UserError)
+    # is a counted failure, not the end of the study (max_failure_rate 0.5 per batch of n_jobs=2)
     study = _study(storage, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for lr in (-1.0, 0.01):
-            study.enqueue_trial({"optimizer.lr": lr})
+        for batch in (5000, 100):
+            study.enqueue_trial({"optimizer.lr": 0.01, "dataset.batch_size": batch})
     second = run_cli("train", "-m", *common, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}/s2")
     _ok(second)
     trials = _study(storage, name).trials
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
-    assert "optimizer.generator.lr=-1.0" in second.stdout + second.stderr
+    assert "dataset.batch_size=5000" in second.stdout + second.stderr
 
     # advnets-compare reports the diverged trial as such, next to the others
     proc = run_cli("compare", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "cmp"))

@@ -45,6 +45,7 @@ def test_wandb_offline_run_holds_losses_and_images(quick_run: Path) -> None:
     assert {"test/fid", "test/precision", "reference/fid", "test/nearest_sq_dist"} <= keys  # beyond Parzen
     images = [r for r in rows if r.get("samples/_type") == "images/separated"]
     assert len(images) == 2 and images[0]["samples/count"] == 1
+    assert any(r.get("test/interpolation/_type") == "images/separated" for r in rows)  # Figure 3
     losses = [r["train/d_loss"] for r in rows if "train/d_loss" in r]
     assert all(0 < v < 10 for v in losses)
     run = run_info(records)
@@ -53,53 +54,96 @@ def test_wandb_offline_run_holds_losses_and_images(quick_run: Path) -> None:
     assert cfg["dataset"]["name"] == "digits" and cfg["seed"] == 0
 
 
-def _state(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+def _ckpt(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_resume_continues_as_if_never_stopped(tmp_path: Path) -> None:
-    common = [*QUICK, "logger=none", "evaluate=false", "callbacks.parzen_monitor.every_n_epochs=1"]
+def test_resume_continues_the_paper_schedule_as_if_never_stopped(tmp_path: Path) -> None:
+    """optimizer=paper_sgd with a fast decay and ramp, so that a resume that lost either would show."""
+    common = [
+        *QUICK,
+        "logger=none",
+        "evaluate=false",
+        "callbacks.parzen_monitor.every_n_epochs=1",
+        "optimizer=paper_sgd",
+        "optimizer.lr=0.01",
+        "optimizer.schedule.lr_decay=1.01",
+        "optimizer.schedule.momentum_saturate_epoch=3",  # momentum 0.5, 0.6, 0.7 in epochs 0, 1, 2
+    ]
     straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
     _ok(run_cli("train", *common, "trainer.max_epochs=2", f"hydra.run.dir={straight}"))
     _ok(run_cli("train", *common, "trainer.max_epochs=1", f"hydra.run.dir={first}"))
     ckpt = first / "checkpoints" / "last.ckpt"
     _ok(run_cli("train", *common, "trainer.max_epochs=2", f"ckpt_path={ckpt}", f"hydra.run.dir={resumed}"))
-    a, b = _state(straight / "checkpoints" / "last.ckpt"), _state(resumed / "checkpoints" / "last.ckpt")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    full_a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)
-    full_b = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)
-    assert full_a["global_step"] == full_b["global_step"] == 2 * 2 * 12
-    for opt_a, opt_b in zip(full_a["optimizer_states"], full_b["optimizer_states"], strict=True):
-        assert opt_a["param_groups"][0]["lr"] == opt_b["param_groups"][0]["lr"]
+    a, b = _ckpt(straight / "checkpoints" / "last.ckpt"), _ckpt(resumed / "checkpoints" / "last.ckpt")
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert a["global_step"] == b["global_step"] == 2 * 2 * 12
+    halfway = [group["param_groups"][0] for group in _ckpt(ckpt)["optimizer_states"]]
+    assert [(g["lr"], g["momentum"]) for g in halfway] == [(pytest.approx(0.01 / 1.01**12, rel=1e-12), 0.5)] * 2
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        group_a, group_b = opt_a["param_groups"][0], opt_b["param_groups"][0]
+        assert group_a["lr"] == group_b["lr"] == pytest.approx(0.01 / 1.01**24, rel=1e-12)  # decay went on
+        assert group_a["momentum"] == group_b["momentum"] == pytest.approx(0.6)  # the ramp went on
+        assert len(opt_a["state"]) > 0
+        for state_a, state_b in zip(opt_a["state"].values(), opt_b["state"].values(), strict=True):
+            assert torch.equal(state_a["velocity"], state_b["velocity"])
     # the validation curve continued in the resumed run's own folder from epoch 2
     assert (resumed / "val_curve.csv").read_text().splitlines()[1].startswith("2,")
 
 
-@pytest.mark.parametrize("update", ["joint", "alternating"])
-def test_ddp_two_cpu_processes_keep_identical_parameters(tmp_path: Path, update: str) -> None:
-    run_dir = tmp_path / "ddp"
-    proc = run_cli(
-        "train",
-        *QUICK,
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.max_epochs=2",
-        f"game.update={update}",
-        "evaluate=false",
-        "+callbacks.digest._target_=probes.ParamDigest",
-        f"hydra.run.dir={run_dir}",
-    )
-    _ok(proc)
-    ranks = [json.loads((run_dir / f"params_rank{r}.json").read_text()) for r in (0, 1)]
+_DDP_RUNS: dict[tuple[str, int, int], Path] = {}
+
+
+def _ddp_run(tmp_path_factory, update: str, k: int, updates_per_step: int = 1) -> Path:
+    """A 2-process gloo DDP quickstart run (cached per module: tests compare runs with each other)."""
+    key = (update, k, updates_per_step)
+    if key not in _DDP_RUNS:
+        run_dir = tmp_path_factory.mktemp("ddp") / "run"
+        proc = run_cli(
+            "train",
+            *QUICK,
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.max_epochs=2",
+            f"game.update={update}",
+            f"game.k={k}",
+            f"game.updates_per_step={updates_per_step}",
+            "evaluate=false",
+            "+callbacks.digest._target_=probes.ParamDigest",
+            f"hydra.run.dir={run_dir}",
+        )
+        _ok(proc)
+        _DDP_RUNS[key] = run_dir
+    return _DDP_RUNS[key]
+
+
+def _digests(run_dir: Path) -> list[dict]:
+    return [json.loads((run_dir / f"params_rank{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.parametrize("update,k,steps", [("joint", 1, 2 * 6 * 2), ("alternating", 2, 2 * 6 + 6)])
+def test_ddp_two_cpu_processes_keep_identical_parameters(tmp_path_factory, update: str, k: int, steps: int) -> None:
+    run_dir = _ddp_run(tmp_path_factory, update, k)
+    ranks = _digests(run_dir)
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["sum"] == ranks[1]["sum"] and ranks[0]["first"] == ranks[1]["first"]
     assert ranks[0]["abs_sum"] == ranks[1]["abs_sum"]
-    # each rank sees half the data: 1200 images / (100 x 2) = 6 batches per epoch
-    steps_per_batch = 2 if update == "joint" else 2  # joint: G + D; alternating k=1: D + G
-    assert ranks[0]["global_step"] == 2 * 6 * steps_per_batch
+    # each rank sees half the data: 1200 images / (100 x 2) = 6 batches per epoch, 12 in 2 epochs;
+    # joint: a G and a D step per batch; alternating k=2: a D step per batch, a G step every 2nd batch
+    assert ranks[0]["global_step"] == ranks[1]["global_step"] == steps
     records = read_records(offline_run_file(run_dir))
     assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1  # rank zero only
     assert any("train/d_loss" in row for row in history(records))
+
+
+def test_ddp_with_several_updates_per_step_equals_one(tmp_path_factory) -> None:
+    """game.updates_per_step=4 under DDP (every update through manual_backward): K = 1's parameters exactly."""
+    one, four = (
+        _digests(_ddp_run(tmp_path_factory, "alternating", 2)),
+        _digests(_ddp_run(tmp_path_factory, "alternating", 2, 4)),
+    )
+    assert four[0] == {**one[0]} and four[1] == {**one[1]}
+    assert four[0]["sum"] == four[1]["sum"]

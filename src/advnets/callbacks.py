@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
 
+from advnets import atomic
 from advnets.metrics import registry
 from advnets.metrics.parzen import SIGMA_GRID, select_sigma
 from advnets.metrics.suite import SuiteSettings, check_names, score_suite
 from advnets.pictures import save_grid
+from advnets.sampling import generate, noise_from_seed
 
 
 def _due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
     return every_n_epochs > 0 and (trainer.current_epoch + 1) % every_n_epochs == 0
-
-
-@torch.no_grad()
-def generate(generator: torch.nn.Module, z: Tensor, batch: int = 2000) -> Tensor:
-    """G(z) in eval mode, in batches."""
-    was_training = generator.training
-    generator.eval()
-    out = torch.cat([generator(z[i : i + batch]) for i in range(0, len(z), batch)])
-    generator.train(was_training)
-    return out
 
 
 class ParzenMonitor(pl.Callback):
@@ -45,8 +35,8 @@ class ParzenMonitor(pl.Callback):
             return
         splits = trainer.datamodule.load()
         valid = splits.valid[: self.n_valid].to(pl_module.device)
-        rng = torch.Generator(device=pl_module.device).manual_seed(pl_module.seed + 7)
-        samples = generate(pl_module.generator, pl_module.sample_z(self.n_samples, rng))
+        z = noise_from_seed(self.n_samples, pl_module.generator.noise_dim, pl_module.noise, pl_module.seed + 7)
+        samples = generate(pl_module.generator, z.to(pl_module.device))
         if not torch.isfinite(samples).all():
             ll, sigma = float("-inf"), float("nan")
         else:
@@ -58,12 +48,12 @@ class ParzenMonitor(pl.Callback):
 
     @staticmethod
     def _append(path: Path, trainer: pl.Trainer, ll: float, sigma: float) -> None:
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            if new:
-                writer.writerow(["epoch", "step", "val_parzen_ll", "sigma"])
-            writer.writerow([trainer.current_epoch + 1, trainer.global_step, f"{ll:.4f}", f"{sigma:.6g}"])
+        """Add this epoch's row; rows of this or later epochs (left by a run killed before its checkpoint) go."""
+        epoch = trainer.current_epoch + 1
+        lines = path.read_text().splitlines() if path.exists() else ["epoch,step,val_parzen_ll,sigma"]
+        kept = [lines[0]] + [row for row in lines[1:] if row.split(",")[0].isdigit() and int(row.split(",")[0]) < epoch]
+        kept.append(f"{epoch},{trainer.global_step},{ll:.4f},{sigma:.6g}")
+        atomic.write_text(path, "\n".join(kept) + "\n")
 
 
 class MetricMonitor(pl.Callback):
@@ -84,8 +74,8 @@ class MetricMonitor(pl.Callback):
             return
         datamodule = trainer.datamodule
         valid = datamodule.load().valid[: self.n_valid].to(pl_module.device)
-        rng = torch.Generator(device=pl_module.device).manual_seed(pl_module.seed + 11)
-        samples = generate(pl_module.generator, pl_module.sample_z(self.n_samples, rng))
+        z = noise_from_seed(self.n_samples, pl_module.generator.noise_dim, pl_module.noise, pl_module.seed + 11)
+        samples = generate(pl_module.generator, z.to(pl_module.device))
         if torch.isfinite(samples).all():
             values = score_suite(samples, valid, datamodule.name, self.metrics, SuiteSettings(seed=pl_module.seed))
         else:

@@ -15,6 +15,19 @@ class UserError(Exception):
     """A mistake in the user's input (config value, path, data file); the message names value and allowed."""
 
 
+_deferred: list[UserError] = []
+
+
+def defer_user_error(err: UserError) -> None:
+    """A mistake the CLI wrapper reports after Hydra returns (see hydra_callbacks.UserErrorsLeaveNoTrace)."""
+    _deferred.append(err)
+
+
+def warn(message: str) -> None:
+    """One line on stderr that the user should see, e.g. a fallback taken."""
+    print(f"advnets: warning: {message}", file=sys.stderr)
+
+
 def find_user_error(err: BaseException) -> UserError | None:
     """The UserError behind ``err``, also when a library wrapped it (Hydra's InstantiationException does)."""
     seen: BaseException | None = err
@@ -75,5 +88,8 @@ def cli(hydra_main: Callable[[], Any]) -> Callable[[], None]:
                 raise
             print(f"advnets: error: {message}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
+        if _deferred:
+            print(f"advnets: error: {_deferred.pop()}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR)
 
     return entry

@@ -19,25 +19,23 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from advnets import CONF_DIR
-from advnets.callbacks import generate
+from advnets import CONF_DIR, atomic
+from advnets.checkpoints import safe_load
 from advnets.data import ImageDataModule
 from advnets.errors import UserError, cli
-from advnets.game import sample_noise
 from advnets.metrics.parzen import nearest_neighbours, parzen_protocol
 from advnets.metrics.suite import check_names, evaluate_metrics
 from advnets.nets import Generator
-from advnets.pictures import save_grid, save_nearest_neighbours
+from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours
+from advnets.sampling import generate, noise_from_seed
+from advnets.schema import EVALUATE, validate
 
 
 def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """G's state_dict from a Lightning checkpoint (``generator.*`` keys) or a plain state_dict file."""
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # truncated or not a torch file: torch raises many types
-        raise UserError(f"cannot read checkpoint {path}: {str(err).splitlines()[0]}") from None
+    blob = safe_load(path)  # weights_only=True: a file that would run code is refused
     if isinstance(blob, dict) and "state_dict" in blob:
         state = {k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")}
         epoch = blob.get("epoch")  # Lightning stores the 0-indexed epoch it saved in: report epochs completed
@@ -69,11 +67,10 @@ def evaluate_run(
     meta: dict[str, Any],
     device: torch.device | str = "cpu",
 ) -> dict[str, Any]:
-    """Run the protocol, write ``results.json``, ``samples.npz``, the sample grid and Figure 2; return results."""
+    """Run the protocol, write ``results.json``, ``samples.npz``, the sample grid, Figures 2 and 3; return results."""
     splits = datamodule.load()
     generator = generator.to(device)
-    rng = torch.Generator(device=device).manual_seed(int(eval_cfg.seed))
-    z = sample_noise(int(eval_cfg.n_samples), generator.noise_dim, noise, torch.device(device), rng)
+    z = noise_from_seed(int(eval_cfg.n_samples), generator.noise_dim, noise, int(eval_cfg.seed), device)
     samples = generate(generator, z)
     if not torch.isfinite(samples).all():
         raise UserError("the generator's samples contain NaN/inf (a diverged run); nothing to evaluate")
@@ -102,6 +99,7 @@ def evaluate_run(
         "grid": list(eval_cfg.grid),
         "precision": eval_cfg.precision,
         "dataset": datamodule.name,
+        **({"fold": datamodule.fold} if hasattr(datamodule, "fold") else {}),  # TFD: Table 1 averages the folds
         "noise": noise,
         "seed": int(eval_cfg.seed),
         "eval_seconds": round(seconds, 3),
@@ -112,12 +110,48 @@ def evaluate_run(
         "advnets_version": version("advnets"),
         **meta,
     }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    np.savez_compressed(out_dir / "samples.npz", samples=samples.cpu().numpy(), z=z.cpu().numpy())
+    with atomic.atomic_open(out_dir / "samples.npz", "wb") as handle:
+        np.savez_compressed(handle, samples=samples.cpu().numpy(), z=z.cpu().numpy())
+    atomic.write_json(out_dir / "results.json", results)  # last: a results.json always has its samples.npz
     save_grid(samples[:100], splits.image_shape, out_dir / "samples_grid.png")
     idx, _ = nearest_neighbours(samples[:30], splits.train.to(device))
     save_nearest_neighbours(samples[:30], splits.train[idx.cpu()], splits.image_shape, out_dir / "nearest.png")
+    save_figure3(generator, noise, eval_cfg, splits.image_shape, out_dir / "interpolation.png", device)
     return results
+
+
+def save_figure3(
+    generator: Generator,
+    noise: str,
+    eval_cfg: DictConfig,
+    shape: tuple[int, int, int],
+    path: Path,
+    device: torch.device | str,
+) -> Path | None:
+    """Figure 3: G along straight lines between random pairs of z (the pairs seeded by ``eval.seed``).
+
+    An eval config without ``interpolation_rows`` (a run recorded before Figure 3 existed) skips it."""
+    if not eval_cfg.get("interpolation_rows"):
+        return None
+    rows, steps = int(eval_cfg.interpolation_rows), int(eval_cfg.interpolation_steps)
+    # a stream apart from the samples', drawn on the CPU: the same figure on every device
+    ends = noise_from_seed(2 * rows, generator.noise_dim, noise, int(eval_cfg.seed) + 1, device)
+    return save_interpolation(generate(generator, interpolation_z(ends[:rows], ends[rows:], steps)), shape, path, steps)
+
+
+def eval_device(name: str) -> torch.device:
+    """``auto``: cuda when available, else cpu; otherwise the named device, which must exist here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name!r}; allowed: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name!r} but this machine has no CUDA device; allowed: auto, cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"device={name!r}; allowed: auto, cpu, cuda, cuda:N")
+    return device
 
 
 def hardware(device: torch.device | str) -> str:
@@ -136,8 +170,9 @@ def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -
     keep = {key: run_cfg[key] for key in ("seed", "dataset", "model", "game", "optimizer") if key in run_cfg}
     keep["paths"] = {"data_dir": run_cfg.paths.data_dir}  # left unresolved: the evaluating machine's data
     keep["name"] = OmegaConf.select(run_cfg, "name", throw_on_resolution_failure=False) or "exported"
-    OmegaConf.save(OmegaConf.create(keep), out_dir / "config.yaml")
-    torch.save({k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, target)
+    atomic.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(keep)))
+    with atomic.atomic_open(target, "wb") as handle:
+        torch.save({k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, handle)
     return target
 
 
@@ -159,13 +194,14 @@ def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder."""
+    validate(cfg, EVALUATE)
     check_names(list(cfg.eval.get("metrics") or []))
     ckpt = Path(cfg.ckpt_path)
     state, meta = load_generator_weights(ckpt)
     run_cfg = find_run_config(ckpt, cfg.run_config)
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
-    device = "cuda" if torch.cuda.is_available() and cfg.device == "auto" else "cpu"
+    device = eval_device(str(cfg.device))
     out_dir = Path(cfg.paths.output_dir)
     results = evaluate_run(
         generator,

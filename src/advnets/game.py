@@ -13,23 +13,27 @@ step on fresh noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import Tensor
 from torch.func import functional_call
 from torch.optim import Optimizer
 
 from advnets.errors import UserError
-from advnets.nets import Discriminator, Generator
+from advnets.nets import Generator, MaskedDropoutDiscriminator
+from advnets.sampling import sample_noise
 from advnets.schedules import PaperSchedule
 
 UPDATES = ("joint", "alternating")
 G_LOSSES = ("non_saturating", "minimax")
 NOISES = ("uniform", "gaussian")
+COMPILE_MODES = ("none", "default", "reduce-overhead")
 
 
 def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -49,11 +53,10 @@ def g_loss_fn(logit_fake: Tensor, kind: str) -> Tensor:
     return -F.softplus(logit_fake).mean()
 
 
-def sample_noise(n: int, dim: int, kind: str, device: torch.device, generator: torch.Generator) -> Tensor:
-    """``uniform``: U(-sqrt 3, sqrt 3) (unit variance, the released code); ``gaussian``: N(0, 1)."""
-    if kind == "uniform":
-        return (torch.rand(n, dim, device=device, generator=generator) * 2.0 - 1.0) * math.sqrt(3.0)
-    return torch.randn(n, dim, device=device, generator=generator)
+def _stats(d_loss: Tensor, logit_real: Tensor, logit_fake: Tensor, g_loss: Tensor | None = None) -> Tensor:
+    """[d_loss, mean D(x), mean D(G(z))(, g_loss)] detached, as one tensor: one add per update to sum them."""
+    parts = [d_loss, torch.sigmoid(logit_real).mean(), torch.sigmoid(logit_fake).mean()]
+    return torch.stack([p.detach() for p in (parts if g_loss is None else [*parts, g_loss])])
 
 
 def _concat_masks(a: list[Tensor | None], b: list[Tensor | None]) -> list[Tensor | None]:
@@ -61,12 +64,21 @@ def _concat_masks(a: list[Tensor | None], b: list[Tensor | None]) -> list[Tensor
 
 
 class AdversarialGame(pl.LightningModule):
-    """G and D, their optimizers, and the paper's update rules; the nets and optimizers come from config."""
+    """G and D, their optimizers, and the paper's update rules; the nets and optimizers come from config.
+
+    Each Lightning step runs ``updates_per_step`` (K) updates on the K batches the data module hands over at
+    once, with the random keys, schedules and step counts K = 1 uses: the game counts its own updates
+    (``self.updates``, stored in checkpoints) and keys every update's noise and dropout by it. On one device
+    the inner loop calls no Lightning API (plain backward, the raw torch optimizers); under DDP or a gradient
+    scaler (16-mixed) every update goes through ``manual_backward`` and the Lightning optimizers, which DDP
+    and AMP need. ``compile`` compiles the forward and backward of an update (torch.compile; ``reduce-overhead``
+    uses CUDA graphs on CUDA); noise, masks and optimizer steps stay eager, so the random stream is the same.
+    """
 
     def __init__(
         self,
         generator: Generator,
-        discriminator: Discriminator,
+        discriminator: MaskedDropoutDiscriminator,
         g_optimizer: partial[Optimizer],
         d_optimizer: partial[Optimizer],
         schedule: PaperSchedule | None = None,
@@ -76,13 +88,18 @@ class AdversarialGame(pl.LightningModule):
         noise: str = "uniform",
         seed: int = 0,
         n_fixed_samples: int = 100,
+        updates_per_step: int = 1,
+        compile: str = "none",
     ) -> None:
         super().__init__()
         _check_choice("game.update", update, UPDATES)
         _check_choice("game.g_loss", g_loss, G_LOSSES)
         _check_choice("game.noise", noise, NOISES)
+        _check_choice("game.compile", compile, COMPILE_MODES)
         if k < 1:
             raise UserError(f"game.k={k}; allowed: a positive integer")
+        if not isinstance(updates_per_step, int) or updates_per_step < 1:
+            raise UserError(f"game.updates_per_step={updates_per_step}; allowed: a positive integer")
         for name, opt in (("generator", g_optimizer), ("discriminator", d_optimizer)):
             lr = opt.keywords.get("lr", 1.0)
             if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
@@ -91,18 +108,30 @@ class AdversarialGame(pl.LightningModule):
         self.generator, self.discriminator = generator, discriminator
         self.g_optimizer, self.d_optimizer, self.schedule = g_optimizer, d_optimizer, schedule
         self.update, self.k, self.g_loss, self.noise, self.seed = update, k, g_loss, noise, seed
+        self.updates_per_step, self.compile_mode = updates_per_step, compile
         fixed = torch.Generator().manual_seed(seed)
         self.register_buffer("fixed_z", sample_noise(n_fixed_samples, generator.noise_dim, noise, "cpu", fixed))
         self._rng: torch.Generator | None = None
         self.register_buffer("losses_finite", torch.tensor(True), persistent=False)
         self.diverged_at: int | None = None
+        self.updates = 0  # updates done (batches seen), across epochs and resumes
+        self._fast = False  # set in on_fit_start: True where no Lightning API is needed per update
+        self._joint_fn: Callable[..., tuple[Tensor, Tensor]] = self._joint_losses
+        self._d_fn: Callable[..., tuple[Tensor, Tensor]] = self._d_losses
+        self._g_fn: Callable[..., Tensor] = self._g_losses
 
     # -- randomness: a counter-based stream, so a resumed run and every DDP rank draw reproducibly ----------
-    def rng(self) -> torch.Generator:
-        """The generator for this update's noise and dropout, seeded by (seed, rank, global step)."""
+    def optimizer_steps(self, updates: int) -> int:
+        """Optimizer steps (G + D, Lightning's ``global_step``) after ``updates`` updates."""
+        return 2 * updates if self.update == "joint" else updates + updates // self.k
+
+    def rng(self, step: int | None = None) -> torch.Generator:
+        """The generator for one update's noise and dropout, seeded by (seed, rank, optimizer step)."""
         if self._rng is None or self._rng.device != self.device:
             self._rng = torch.Generator(device=self.device)
-        key = (self.seed * 1_000_003 + self.global_rank) * 10_000_019 + self.global_step
+        if step is None:
+            step = self.optimizer_steps(self.updates)
+        key = (self.seed * 1_000_003 + self.global_rank) * 10_000_019 + step
         return self._rng.manual_seed(key % (2**63))
 
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -118,85 +147,185 @@ class AdversarialGame(pl.LightningModule):
             self.d_optimizer(self.discriminator.parameters()),
         ]
 
+    def on_fit_start(self) -> None:
+        trainer = self.trainer
+        scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self._fast = isinstance(trainer.strategy, SingleDeviceStrategy) and scaler is None
+        if self.compile_mode != "none":
+            options = {} if self.compile_mode == "default" else {"mode": self.compile_mode}
+            self._joint_fn = torch.compile(self._joint_losses, **options)
+            self._d_fn = torch.compile(self._d_losses, **options)
+            self._g_fn = torch.compile(self._g_losses, **options)
+
     def on_train_epoch_start(self) -> None:
+        self._epoch_d = torch.zeros(3, device=self.device)  # sums of [d_loss, D(x), D(G(z))] over the epoch
+        self._epoch_g = torch.zeros((), device=self.device)  # sum of g_loss
+        self._epoch_n = 0
         if self.schedule is not None:
             for opt in self.optimizers():
                 self.schedule.set_momentum(opt.optimizer, self.current_epoch)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["advnets_updates"] = self.updates
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "advnets_updates" in checkpoint:
+            self.updates = int(checkpoint["advnets_updates"])
+        else:  # written before the game counted its updates: one update per Lightning batch then
+            loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+            self.updates = int(loop.get("_batches_that_stepped", 0))
 
     def _g_logits(self, fake: Tensor, masks: list[Tensor | None]) -> Tensor:
         """D's logits for G's loss: gradient flows into ``fake`` only, never into D's parameters."""
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
         return functional_call(self.discriminator, frozen, (fake,), {"masks": masks})
 
+    # The pure parts of an update (no randomness, no optimizer): what ``compile`` compiles.
+    def _joint_losses(self, x: Tensor, z: Tensor, masks_real: list, masks_fake: list) -> tuple[Tensor, Tensor]:
+        """d_loss + g_loss (one routed backward) and the stats [d_loss, d_real, d_fake, g_loss], detached."""
+        n = x.shape[0]
+        fake = self.generator(z)
+        logits = self.discriminator(torch.cat([x, fake.detach()]), _concat_masks(masks_real, masks_fake))
+        d_loss = d_loss_fn(logits[:n], logits[n:])
+        g_loss = g_loss_fn(self._g_logits(fake, masks_fake), self.g_loss)
+        return d_loss + g_loss, _stats(d_loss, logits[:n], logits[n:], g_loss)
+
+    def _d_losses(self, x: Tensor, z: Tensor, masks_real: list, masks_fake: list) -> tuple[Tensor, Tensor]:
+        """Algorithm 1's D loss (no graph in G) and the stats [d_loss, d_real, d_fake]."""
+        n = x.shape[0]
+        with torch.no_grad():
+            fake = self.generator(z)
+        logits = self.discriminator(torch.cat([x, fake]), _concat_masks(masks_real, masks_fake))
+        d_loss = d_loss_fn(logits[:n], logits[n:])
+        return d_loss, _stats(d_loss, logits[:n], logits[n:])
+
+    def _g_losses(self, z: Tensor, masks: list) -> Tensor:
+        return g_loss_fn(self._g_logits(self.generator(z), masks), self.g_loss)
+
+    def _backward(self, loss: Tensor) -> None:
+        if self._fast:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+
     def _step(self, opt: Any) -> None:
-        opt.step()
+        (opt.optimizer if self._fast else opt).step()
         if self.schedule is not None:
             self.schedule.decay_lr(opt.optimizer)
 
-    def training_step(self, batch: Tensor) -> None:
-        g_opt, d_opt = self.optimizers()
-        rng = self.rng()
-        n = batch.shape[0]
-        with torch.set_grad_enabled(self.update == "joint"):  # alternating: the D step needs no graph in G
-            fake = self.generator(self.sample_z(n, rng))
+    def _own(self, t: Tensor) -> Tensor:
+        """A CUDA-graph output copied out of the graph's memory, which the next replay overwrites."""
+        return t.clone() if self.compile_mode == "reduce-overhead" else t
+
+    def _one_update(self, x: Tensor, g_opt: Any, d_opt: Any) -> tuple[Tensor, Tensor | None]:
+        """One update of the configured rule on batch ``x``; returns its detached stats (and G's loss)."""
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        n, step = x.shape[0], self.optimizer_steps(self.updates)
+        rng = self.rng(step)
+        z = self.sample_z(n, rng)
         masks_real = self.discriminator.masks(n, rng)
         masks_fake = self.discriminator.masks(n, rng)
-        logits = self.discriminator(torch.cat([batch, fake.detach()]), _concat_masks(masks_real, masks_fake))
-        logit_real, logit_fake = logits[:n], logits[n:]
-        d_loss = d_loss_fn(logit_real, logit_fake)
+        g_loss: Tensor | None = None
         if self.update == "joint":
-            g_loss = g_loss_fn(self._g_logits(fake, masks_fake), self.g_loss)
+            loss, stats = self._joint_fn(x, z, masks_real, masks_fake)
+            stats = self._own(stats)
             g_opt.zero_grad(set_to_none=True)
             d_opt.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss + g_loss)
+            self._backward(loss)
             self._step(d_opt)
             self._step(g_opt)
+            stats, g_loss = stats[:3], stats[3]
         else:
+            d_loss, stats = self._d_fn(x, z, masks_real, masks_fake)
+            stats = self._own(stats)
             d_opt.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
+            self._backward(d_loss)
             self._step(d_opt)
-            g_loss = None
-            if (self.trainer.fit_loop.epoch_loop.batch_progress.total.ready) % self.k == 0:
-                g_rng = self.rng()  # global_step moved on: fresh noise and masks for the G step
-                g_fake = self.generator(self.sample_z(n, g_rng))
-                g_loss = g_loss_fn(self._g_logits(g_fake, self.discriminator.masks(n, g_rng)), self.g_loss)
+            if (self.updates + 1) % self.k == 0:
+                g_rng = self.rng(step + 1)  # one optimizer step on: fresh noise and masks for the G step
+                g_z = self.sample_z(n, g_rng)
+                loss = self._g_fn(g_z, self.discriminator.masks(n, g_rng))
                 g_opt.zero_grad(set_to_none=True)
-                self.manual_backward(g_loss)
+                self._backward(loss)
                 self._step(g_opt)
-        self._log_step(d_loss, g_loss, logit_real, logit_fake, g_opt, d_opt)
-        finite = torch.isfinite(d_loss) if g_loss is None else torch.isfinite(d_loss) & torch.isfinite(g_loss)
-        self.losses_finite &= finite  # no host sync per step; checked once per epoch
+                g_loss = self._own(loss.detach())
+        self.updates += 1
+        return stats, g_loss
 
-    def on_train_epoch_end(self) -> None:
-        """Stop a diverged game (a non-finite loss this epoch) with one clear line, instead of training on NaN."""
-        if not bool(self.losses_finite):
-            self.diverged_at = self.current_epoch + 1
-            print(f"advnets: training diverged in epoch {self.diverged_at} (non-finite loss); stopping this run")
-            self.trainer.should_stop = True
+    def training_step(self, batch: Tensor) -> None:
+        """K updates, one per batch of the group ([K, B, D]; a single [B, D] batch is K = 1)."""
+        g_opt, d_opt = self.optimizers()
+        group = batch.unsqueeze(0) if batch.dim() == 2 else batch
+        loggers = self.trainer.loggers
+        every = self.trainer.log_every_n_steps
+        for x in group.unbind(0):
+            stats, g_loss = self._one_update(x, g_opt, d_opt)
+            self._epoch_d += stats
+            if g_loss is not None:
+                self._epoch_g += g_loss
+            if loggers and every > 0 and self.updates % every == 0:
+                self._log_update(stats, g_loss, g_opt, d_opt)
+        self._epoch_n += len(group)
+        self._advance_lightning_counters(len(group))
+        self.losses_finite &= torch.isfinite(self._epoch_d).all() & torch.isfinite(self._epoch_g)  # no host sync
+        n_batches = self.trainer.num_training_batches
+        if not math.isfinite(n_batches) or self.trainer.fit_loop.epoch_loop.batch_progress.current.ready >= n_batches:
+            means = self._epoch_d / self._epoch_n  # the epoch's means, logged once per epoch (self.log is slow)
+            self.log_dict(
+                {"train/d_loss_epoch": means[0], "train/d_fake_epoch": means[2]},
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=1,
+            )
 
-    def _log_step(
-        self,
-        d_loss: Tensor,
-        g_loss: Tensor | None,
-        logit_real: Tensor,
-        logit_fake: Tensor,
-        g_opt: Any,
-        d_opt: Any,
-    ) -> None:
+    def _advance_lightning_counters(self, n: int) -> None:
+        """Keep Lightning's ``global_step`` (optimizer steps) and logging step (batches) what K = 1 gives.
+
+        The raw optimizers bypass Lightning's step counting; ``max_steps`` and checkpoint or log cadences
+        therefore see the same counts as with K = 1 (checked once per Lightning step, so ``max_steps`` may be
+        overshot by up to K - 1 updates)."""
+        loop = self.trainer.fit_loop.epoch_loop
+        if self._fast:
+            progress = loop.manual_optimization.optim_step_progress
+            done = self.optimizer_steps(self.updates) - progress.total.completed
+            for tracker in (progress.total, progress.current):
+                tracker.ready += done
+                tracker.completed += done
+        loop._batches_that_stepped += n - 1  # Lightning adds the last one after this step
+
+    def _log_update(self, stats: Tensor, g_loss: Tensor | None, g_opt: Any, d_opt: Any) -> None:
+        """Step metrics of the update just done, straight to the loggers (one host sync per logged update)."""
+        d_loss, d_real, d_fake = stats.tolist()
         metrics = {
-            "train/d_loss": d_loss.detach(),
-            "train/d_real": torch.sigmoid(logit_real.detach()).mean(),
-            "train/d_fake": torch.sigmoid(logit_fake.detach()).mean(),
+            "train/d_loss": d_loss,
+            "train/d_real": d_real,
+            "train/d_fake": d_fake,
             "train/lr_g": g_opt.optimizer.param_groups[0]["lr"],
             "train/lr_d": d_opt.optimizer.param_groups[0]["lr"],
             "train/momentum": d_opt.optimizer.param_groups[0].get("momentum", 0.0),
+            "epoch": self.current_epoch,
         }
         if g_loss is not None:
-            metrics["train/g_loss"] = g_loss.detach()
-        self.log_dict(metrics, on_step=True, on_epoch=False)
-        self.log_dict(
-            {"train/d_loss_epoch": d_loss.detach(), "train/d_fake_epoch": metrics["train/d_fake"]},
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-        )
+            metrics["train/g_loss"] = float(g_loss)
+        for logger in self.trainer.loggers:
+            logger.log_metrics(metrics, step=self.updates - 1)
+
+    def on_train_epoch_end(self) -> None:
+        """Stop a diverged game (a non-finite loss this epoch) with one clear line, instead of training on NaN.
+
+        The decision is reduced across DDP ranks (any rank diverged: every rank stops at this epoch), so a NaN
+        on one rank never leaves the others waiting in a collective."""
+        diverged = self.trainer.strategy.reduce_boolean_decision(not bool(self.losses_finite), all=False)
+        if diverged:
+            self.diverged_at = self.current_epoch + 1
+            self.trainer.callback_metrics["run/diverged_at_epoch"] = torch.tensor(float(self.diverged_at))
+            if self.trainer.is_global_zero:
+                print(f"advnets: training diverged in epoch {self.diverged_at} (non-finite loss); stopping this run")
+            self.trainer.should_stop = True
+
+    def on_train_end(self) -> None:
+        """The run's facts in ``callback_metrics``, which ``ddp_spawn`` hands back to the launching process."""
+        self.trainer.callback_metrics["run/epochs"] = torch.tensor(float(self.trainer.current_epoch))
+        self.trainer.callback_metrics["run/global_step"] = torch.tensor(float(self.trainer.global_step))

@@ -16,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from advnets import atomic
 from advnets.evaluate import build_generator, evaluate_run, export_generator, load_generator_weights
 
 CHECK = {"n_samples": 1000, "seed": 0}
@@ -45,13 +46,13 @@ def publish(
     results["run_dir"] = run_dir.name
     if label:
         results["label"] = label
-    (dest / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    shutil.copy2(run_dir / "val_curve.csv", dest / "val_curve.csv")
+    atomic.write_json(dest / "results.json", results)
+    atomic.copy_file(run_dir / "val_curve.csv", dest / "val_curve.csv")
     (dest / ".hydra").mkdir(exist_ok=True)  # the composed config: advnets-compare reads DEST as a run folder
     for name in ("config.yaml", "overrides.yaml"):
-        shutil.copy2(run_dir / ".hydra" / name, dest / ".hydra" / name)
+        atomic.copy_file(run_dir / ".hydra" / name, dest / ".hydra" / name)
     for name in ("samples_grid.png", "nearest.png"):
-        shutil.copy2(results_path.parent / name, dest / name)
+        atomic.copy_file(results_path.parent / name, dest / name)
     return dest
 
 
@@ -76,7 +77,7 @@ def _publish_generator(run_dir: Path, ckpt: Path, dest: Path, sigma: float) -> N
     check = evaluate_run(generator, datamodule, run_cfg.game.noise, eval_cfg, scratch, {}, torch.device("cpu"))
     shutil.rmtree(scratch)
     summary = {**CHECK, "sigma": sigma, "parzen_ll": check["parzen_ll"], "parzen_se": check["parzen_se"]}
-    (dest / "check.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic.write_json(dest / "check.json", summary)
 
 
 def main() -> None:

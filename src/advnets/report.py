@@ -29,6 +29,8 @@ PAPER_TABLE1: list[tuple[str, str, str]] = [
 ]
 DATASET_COLUMNS = ("mnist", "tfd")
 REQUIRED = ("parzen_ll", "parzen_se", "sigma", "dataset")
+# Overrides that do not change what a run is (a TFD fold is one part of one Table 1 entry)
+NOT_A_CHANGE = ("seed", "paths", "eval", "experiment", "threads", "dataset.fold")
 
 
 def find_results(paths: Sequence[Path]) -> list[Path]:
@@ -61,11 +63,7 @@ def label(result: dict[str, Any]) -> str:
     other than seed, paths and evaluation settings."""
     if result.get("label"):
         return str(result["label"])
-    changes = [
-        o
-        for o in result.get("overrides", [])
-        if not o.split("=")[0].lstrip("+~").startswith(("seed", "paths", "eval", "experiment", "threads"))
-    ]
+    changes = [o for o in result.get("overrides", []) if not o.split("=")[0].lstrip("+~").startswith(NOT_A_CHANGE)]
     name = result.get("experiment") or "advnets"
     return f"{name} ({', '.join(changes)})" if changes else str(name)
 
@@ -75,12 +73,21 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row from runs that differ only in seed: mean ± SE over seeds, or the single run's own SE."""
-    mean, se = mean_se([r["parzen_ll"] for r in results])
+    """One row from runs that differ only in seed (or TFD fold): mean ± SE over seeds, or the single run's own SE.
+
+    Runs on several folds (TFD, Table 1's protocol [paper]: sigma chosen per fold on that fold's validation set)
+    give the mean over folds ± the standard error across folds, each fold first averaged over its seeds."""
+    by_fold: dict[Any, list[float]] = defaultdict(list)
+    for r in results:
+        by_fold[r.get("fold")].append(r["parzen_ll"])
+    if len(by_fold) > 1:
+        mean, se = mean_se([math.fsum(v) / len(v) for v in by_fold.values()])
+        se_kind = f"{len(by_fold)} folds"
+    else:
+        mean, se = mean_se([r["parzen_ll"] for r in results])
+        se_kind = f"{len(results)} seeds"
     if se is None:
         se, se_kind = results[0]["parzen_se"], "test images"
-    else:
-        se_kind = f"{len(results)} seeds"
     hours = [r["train_seconds"] / 3600 for r in results if r.get("train_seconds") is not None]
     return {
         "label": label(results[0]),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
 import threading
 import uuid
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.errors import UserError
+from advnets import atomic
+from advnets.checkpoints import check_complete, check_resumable
+from advnets.errors import UserError, warn
 
 
 def check_writable(run_dir: Path) -> None:
@@ -32,25 +35,83 @@ def check_writable(run_dir: Path) -> None:
         raise UserError(f"output folder {run_dir} is not writable ({err.strerror})") from None
 
 
-def check_checkpoint(path: Path) -> Path:
-    """A checkpoint that exists and is a complete torch zip archive (a truncated file is rejected)."""
-    if not path.is_file():
-        raise UserError(f"ckpt_path={path} does not exist; give the path of a .ckpt file")
+_held_lock: list[int] = []  # the file descriptor of this process's run-folder lock
+SAME_RUN_IGNORES = ("ckpt_path", "allow_config_change")
+"""Overrides that do not change what a run folder holds: a rerun may add or change them freely."""
+
+
+def lock_run_folder(run_dir: Path) -> None:
+    """One job per run folder: an exclusive ``flock`` on ``<run>/.lock``, held until ``release_run_folder`` or
+    the process ends (a killed job frees it). Rank zero takes it (other DDP ranks share their job's folder) and
+    clears the temporaries a killed writer left."""
+    if rank_zero_only.rank != 0:
+        return
+    release_run_folder()
+    path = run_dir / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        with zipfile.ZipFile(path) as archive:
-            if archive.testzip() is not None:
-                raise zipfile.BadZipFile("a member fails its CRC check")
-    except (zipfile.BadZipFile, OSError) as err:
-        raise UserError(f"ckpt_path={path} is truncated or not a checkpoint ({err})") from None
-    return path
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(
+            f"run folder {run_dir} is in use by another job (pid {holder}); wait for it, or use another hydra.run.dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held_lock.append(fd)
+    atomic.remove_stale_temporaries(run_dir)  # the lock holder alone: no other writer can be mid-write
+
+
+def release_run_folder() -> None:
+    while _held_lock:
+        os.close(_held_lock.pop())  # closing the descriptor releases the flock
+
+
+def check_same_overrides(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
+    """A rerun that continues a run folder must have the overrides it was started with (``allow_config_change=true``
+    continues anyway); the overrides are recorded in ``<run>/overrides.json``."""
+    record = run_dir / "overrides.json"
+    current = sorted(o for o in task_overrides() if o.split("=")[0].lstrip("+~") not in SAME_RUN_IGNORES)
+    if resuming and record.exists() and not cfg.get("allow_config_change"):
+        previous = json.loads(record.read_text())
+        if previous != current:
+            added = [o for o in current if o not in previous]
+            dropped = [o for o in previous if o not in current]
+            change = ", ".join([f"+{o}" for o in added] + [f"-{o}" for o in dropped])
+            raise UserError(
+                f"run folder {run_dir} was started with other overrides ({change}); continuing it would mix two "
+                "configs: use another hydra.run.dir, or pass allow_config_change=true to continue it anyway"
+            )
+    if rank_zero_only.rank == 0:
+        atomic.write_json(record, current)
 
 
 def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
-    """``ckpt_path`` if given; else the run folder's own ``last.ckpt`` (a requeued job); else a fresh start."""
+    """``ckpt_path`` if given; else the run folder's own ``last.ckpt`` (a requeued job); else a fresh start.
+
+    A given ``ckpt_path`` must be complete and safe to load. The folder's own ``last.ckpt``, if damaged, gives way
+    to the newest checkpoint of the folder that is sound, with a one-line warning."""
     if cfg.ckpt_path:
-        return str(check_checkpoint(Path(cfg.ckpt_path)))
-    last = run_dir / "checkpoints" / "last.ckpt"
-    return str(check_checkpoint(last)) if last.exists() else None
+        return str(check_resumable(Path(cfg.ckpt_path)))
+    folder = run_dir / "checkpoints"
+    last = folder / "last.ckpt"
+    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p != last, -p.stat().st_mtime)) if folder.is_dir() else []
+    damaged: list[str] = []
+    for ckpt in candidates:
+        try:
+            check_complete(ckpt)
+        except UserError:
+            damaged.append(ckpt.name)
+            continue
+        check_resumable(ckpt)  # complete but holding more than weights: refused, never skipped silently
+        if damaged:
+            warn(f"damaged {', '.join(damaged)} in {folder}; resuming from {ckpt.name} instead")
+        print(f"advnets: resuming from {ckpt}")
+        return str(ckpt)
+    if damaged:
+        warn(f"damaged {', '.join(damaged)} in {folder} and no sound checkpoint; starting afresh")
+    return None
 
 
 def task_overrides() -> list[str]:
@@ -79,7 +140,7 @@ def stable_wandb_id(run_dir: Path) -> str:
         return path.read_text().strip()
     run_id = uuid.uuid4().hex[:12]
     if rank_zero_only.rank == 0:
-        path.write_text(run_id + "\n")
+        atomic.write_text(path, run_id + "\n")
     return run_id
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -15,19 +14,30 @@ import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from advnets import CONF_DIR
+from advnets import CONF_DIR, atomic
+from advnets.checkpoints import SafeCheckpointIO, safe_load
 from advnets.errors import UserError, cli
 from advnets.evaluate import evaluate_run
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
-from advnets.runs import build_loggers, check_writable, note_sigterm, resume_path, task_overrides
+from advnets.runs import (
+    build_loggers,
+    check_same_overrides,
+    check_writable,
+    lock_run_folder,
+    note_sigterm,
+    release_run_folder,
+    resume_path,
+    task_overrides,
+)
+from advnets.schema import TRAIN, validate
 
 FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Data module, game and trainer from the config."""
-    datamodule = instantiate(cfg.dataset)
+    datamodule = instantiate(cfg.dataset, updates_per_step=cfg.game.get("updates_per_step", 1))
     generator = instantiate(cfg.model.generator)
     if cfg.model.output_bias_from_data:
         generator.init_output_bias(datamodule.load().train.mean(0))
@@ -40,18 +50,22 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
         schedule=instantiate(cfg.optimizer.schedule) if cfg.optimizer.get("schedule") else None,
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False)
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []] + [SafeCheckpointIO()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False, plugins=plugins)
     return datamodule, game, trainer
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics."""
-    run_dir = Path(cfg.paths.output_dir)
-    check_writable(run_dir)
+    validate(cfg, TRAIN)
     check_objective(cfg)
     if cfg.get("eval"):
         check_names(list(cfg.eval.get("metrics") or []))  # a typo fails now, not after hours of training
+    run_dir = Path(cfg.paths.output_dir)
+    check_writable(run_dir)
+    lock_run_folder(run_dir)
     ckpt_path = resume_path(cfg, run_dir)
+    check_same_overrides(cfg, run_dir, resuming=bool(ckpt_path) and not cfg.ckpt_path)
     torch.set_float32_matmul_precision("highest")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -60,32 +74,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     start = time.perf_counter()
-    trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     train_seconds = time.perf_counter() - start
+    # run facts come through callback_metrics: ddp_spawn hands them back from its rank zero (see the game)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    if game.diverged_at is not None:
-        metrics.update({"diverged_at_epoch": game.diverged_at, "val/parzen_ll": FAILED_OBJECTIVE})
-    metrics["objective_score"] = reported_score(cfg, trainer, metrics, game.diverged_at is not None)
+    diverged_at = metrics.pop("run/diverged_at_epoch", None)
+    if diverged_at is not None:
+        metrics.update({"diverged_at_epoch": int(diverged_at), "val/parzen_ll": FAILED_OBJECTIVE})
+    metrics["objective_score"] = reported_score(cfg, trainer, metrics, diverged_at is not None)
     if not trainer.is_global_zero:
         return metrics
-    if cfg.evaluate and cfg.get("eval") and game.diverged_at is None:
+    if cfg.evaluate and cfg.get("eval") and diverged_at is None:
         metrics.update(_evaluate_best(cfg, trainer, game, datamodule, run_dir, train_seconds))
     finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
-    (run_dir / "metrics.json").write_text(json.dumps(finite, indent=2) + "\n")
+    atomic.write_json(run_dir / "metrics.json", finite)
     return metrics
 
 
 def _evaluate_best(
     cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path, train_seconds: float
 ) -> dict:
-    checkpoint = trainer.checkpoint_callback
-    ckpt = ""
-    if checkpoint is not None:
-        ckpt = checkpoint.best_model_path if cfg.eval.checkpoint == "best" else checkpoint.last_model_path
+    epochs = int(trainer.callback_metrics["run/epochs"])
+    ckpt = _checkpoint_to_evaluate(trainer, cfg.eval.checkpoint)
     meta: dict[str, Any] = {
         "checkpoint": ckpt,
-        "epoch": trainer.current_epoch,
-        "epochs_trained": trainer.current_epoch,
+        "epoch": epochs,
+        "epochs_trained": epochs,
         "train_seconds": round(train_seconds, 1),
         "experiment": cfg.name,
         "overrides": task_overrides(),
@@ -93,7 +107,7 @@ def _evaluate_best(
         "run_dir": str(run_dir),
     }
     if ckpt:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = safe_load(ckpt)
         game.load_state_dict(state["state_dict"])
         meta["epoch"] = state["epoch"] + 1
     try:
@@ -106,8 +120,11 @@ def _evaluate_best(
     summary = {f"test/{k}": results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
     summary.update({f"test/{k}": v for k, v in results.get("metrics", {}).items()})  # beyond Parzen (registry)
     summary.update({f"reference/{k}": v for k, v in results.get("metrics_reference", {}).items()})
+    step = int(trainer.callback_metrics["run/global_step"])  # the run's last step, also in a ddp_spawn parent
     for logger in trainer.loggers:
-        logger.log_metrics({k: float(v) for k, v in summary.items()}, step=trainer.global_step)
+        logger.log_metrics({k: float(v) for k, v in summary.items()}, step=step)
+        if hasattr(logger, "log_image"):  # Figure 3 (W&B)
+            logger.log_image("test/interpolation", [str(run_dir / "interpolation.png")], step=step)
     return summary
 
 
@@ -140,6 +157,18 @@ def reported_score(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, floa
     return value
 
 
+def _checkpoint_to_evaluate(trainer: pl.Trainer, which: str) -> str:
+    """``best``: the monitored checkpoint callback's best file; ``last``: the file of the unmonitored one."""
+    for callback in trainer.checkpoint_callbacks:
+        if which == "best" and callback.monitor is not None and callback.best_model_path:
+            return callback.best_model_path
+        if which == "last" and callback.monitor is None and callback.dirpath:
+            path = Path(callback.dirpath) / f"{callback.filename}{callback.FILE_EXTENSION}"
+            if path.is_file():
+                return str(path)
+    return ""
+
+
 def objective(metrics: dict[str, Any]) -> float:
     """What sweeps optimise: the reported checkpoint's score of ``objective`` (``reported_score``: finite, and the
     registry's worst value in the objective's direction for a diverged run)."""
@@ -165,6 +194,7 @@ def run(cfg: DictConfig) -> float:
         except Exception as err:  # the W&B service was killed with the job: do not mask the job's outcome
             print(f"advnets: could not close the W&B run cleanly ({type(err).__name__}: {err})")
         restore_sigterm()
+        release_run_folder()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

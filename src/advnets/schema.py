@@ -1,0 +1,426 @@
+"""One schema for the whole config, checked before anything is built or written.
+
+Every key of the composed config must be known, and every value must fit:
+
+- ``RULES`` (one line per key, dotted path, ``*`` matches one level) gives a type and range: ``integer(1)``,
+  ``number(gt=0)``, ``probability()``, ``choice(...)``, ``list_of(...)``, ``optional(...)``, ``text()``,
+  ``boolean()``. ``GROUP`` marks a plain group (its keys must have rules), ``TARGET`` a node built from
+  ``_target_``, ``ENTRIES`` a mapping of named ``_target_`` nodes (callbacks, loggers; ``null`` switches one off).
+- A ``_target_`` node is checked against its class: the target must import; every key must be a parameter
+  (unless it takes ``**kwargs``) and fit the parameter's type annotation; a ``RULES`` line adds a range.
+  So a new keyword of a built class (or a new class, e.g. a new model) is validated by its signature with no
+  schema change; a new key of a plain group, or a range, is one line in ``RULES``.
+
+A mistake is one ``UserError`` line naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from advnets.errors import UserError
+
+HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a key allows: ``test(value)`` is true for a good value; ``allowed`` says it in words."""
+
+    allowed: str
+    test: Callable[[Any], bool]
+    kind: str = "leaf"  # leaf | group | target | entries
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Rule:
+    words = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
+    return Rule(words, lambda v: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi))
+
+
+def number(gt: float | None = None, ge: float | None = None, lt: float | None = None, le: float | None = None) -> Rule:
+    bounds = [(gt, ">", lambda v, b: v > b), (ge, ">=", lambda v, b: v >= b)]
+    bounds += [(lt, "<", lambda v, b: v < b), (le, "<=", lambda v, b: v <= b)]
+    used = [(b, sign, ok) for b, sign, ok in bounds if b is not None]
+    words = "a finite number " + " and ".join(f"{sign} {b:g}" for b, sign, _ in used)
+    return Rule(words.strip(), lambda v: _is_number(v) and all(ok(v, b) for b, _, ok in used))
+
+
+def probability() -> Rule:
+    return Rule("a probability in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1)
+
+
+def boolean() -> Rule:
+    return Rule("true or false", lambda v: isinstance(v, bool))
+
+
+def text() -> Rule:
+    return Rule("a string", lambda v: isinstance(v, str))
+
+
+def choice(*options: Any) -> Rule:
+    return Rule("one of " + ", ".join(map(str, options)), lambda v: isinstance(v, str | int) and v in options)
+
+
+def list_of(item: Rule, min_len: int = 1) -> Rule:
+    return Rule(
+        f"a list of at least {min_len} items, each {item.allowed}",
+        lambda v: isinstance(v, list) and len(v) >= min_len and all(item.test(x) for x in v),
+    )
+
+
+def one_or_list(rule: Rule) -> Rule:
+    """A value, or a list of such values (e.g. one activation per layer)."""
+    return Rule(f"{rule.allowed}, or a list of them", lambda v: rule.test(v) or list_of(rule).test(v))
+
+
+def optional(rule: Rule) -> Rule:
+    return Rule(f"null or {rule.allowed}", lambda v: v is None or rule.test(v), rule.kind)
+
+
+def anything() -> Rule:
+    return Rule("anything", lambda v: True)
+
+
+GROUP = Rule("a group of keys", lambda v: isinstance(v, dict), "group")
+TARGET = Rule("a node with _target_", lambda v: isinstance(v, dict) and "_target_" in v, "target")
+ENTRIES = Rule("named _target_ nodes (null switches one off)", lambda v: v is None or isinstance(v, dict), "entries")
+
+POSITIVE = integer(1)
+EPOCHS_EVERY = integer(0)  # every N epochs; 0 switches it off
+
+COMMON: dict[str, Rule] = {
+    "name": text(),
+    "seed": integer(0),
+    "paths": GROUP,
+    "paths.log_dir": text(),
+    "paths.data_dir": text(),
+    "paths.output_dir": text(),
+    "dataset": TARGET,
+    "dataset.name": text(),
+    "dataset.root": optional(text()),
+    "dataset.download": boolean(),
+    "dataset.batch_size": POSITIVE,
+    "dataset.n_train": optional(POSITIVE),  # null: the whole set (TFD's folds fix their own sizes)
+    "dataset.n_valid": optional(POSITIVE),
+    "dataset.data_dim": optional(POSITIVE),
+    "dataset.seed": integer(0),
+    "eval": GROUP,
+    "eval.n_samples": POSITIVE,
+    "eval.n_valid": POSITIVE,
+    "eval.grid": list_of(number(gt=0)),
+    "eval.sigma": optional(number(gt=0)),
+    "eval.seed": integer(0),
+    "eval.precision": choice("float32", "float64"),
+    "eval.checkpoint": choice("best", "last"),
+    "eval.interpolation_rows": integer(0),
+    "eval.interpolation_steps": integer(2),
+    "eval.metrics": list_of(text(), 0),  # names checked against advnets.metrics.suite.SUITE (check_names)
+    "eval.reference": boolean(),
+    "eval.suite": GROUP,
+    "eval.suite.pr_k": POSITIVE,
+    "eval.suite.dc_k": POSITIVE,
+    "eval.suite.kid_subsets": POSITIVE,
+    "eval.suite.kid_subset_size": integer(2),
+    "eval.suite.is_splits": POSITIVE,
+}
+
+TRAIN: dict[str, Rule] = {
+    **COMMON,
+    "ckpt_path": optional(text()),
+    "threads": optional(POSITIVE),
+    "evaluate": boolean(),
+    "allow_config_change": boolean(),
+    "objective": text(),  # a registered val/<metric>, checked against advnets.metrics.registry (check_objective)
+    "model": GROUP,
+    "model.noise_dim": POSITIVE,
+    "model.output_bias_from_data": boolean(),
+    "model.generator": TARGET,
+    "model.generator.noise_dim": POSITIVE,
+    "model.generator.data_dim": POSITIVE,
+    "model.generator.hidden": list_of(POSITIVE),
+    "model.generator.hidden_activation": one_or_list(choice("relu", "sigmoid")),
+    "model.generator.init_range": number(gt=0),
+    "model.discriminator": TARGET,
+    "model.discriminator.data_dim": POSITIVE,
+    "model.discriminator.units": list_of(POSITIVE),
+    "model.discriminator.pieces": POSITIVE,
+    "model.discriminator.init_range": number(gt=0),
+    "model.discriminator.input_keep": probability(),
+    "model.discriminator.hidden_keep": probability(),
+    "optimizer": GROUP,
+    "optimizer.lr": number(gt=0),
+    "optimizer.g_lr": number(gt=0),
+    "optimizer.d_lr": number(gt=0),
+    "optimizer.max_norm": optional(number(gt=0)),
+    "optimizer.generator": TARGET,
+    "optimizer.discriminator": TARGET,
+    "optimizer.*.lr": number(gt=0),
+    "optimizer.*.momentum": number(ge=0, lt=1),
+    "optimizer.*.betas": list_of(number(ge=0, lt=1), 2),
+    "optimizer.schedule": optional(TARGET),
+    "optimizer.schedule.lr_decay": number(ge=1),
+    "optimizer.schedule.min_lr": number(ge=0),
+    "optimizer.schedule.momentum_start": number(ge=0, lt=1),
+    "optimizer.schedule.momentum_final": number(ge=0, lt=1),
+    "optimizer.schedule.momentum_saturate_epoch": POSITIVE,
+    "game": TARGET,
+    "game.update": choice("joint", "alternating"),
+    "game.k": POSITIVE,
+    "game.g_loss": choice("non_saturating", "minimax"),
+    "game.noise": choice("uniform", "gaussian"),
+    "game.seed": integer(0),
+    "game.n_fixed_samples": POSITIVE,
+    "game.updates_per_step": POSITIVE,
+    "game.compile": choice("none", "default", "reduce-overhead"),
+    "trainer": TARGET,
+    "trainer.max_epochs": POSITIVE,
+    "trainer.num_nodes": POSITIVE,
+    "trainer.log_every_n_steps": POSITIVE,
+    "logger": ENTRIES,
+    "callbacks": ENTRIES,
+    "callbacks.*.every_n_epochs": EPOCHS_EVERY,
+    "callbacks.*.n_samples": POSITIVE,
+    "callbacks.*.n_valid": POSITIVE,
+    "callbacks.sample_grid.nrow": POSITIVE,
+    "slurm": anything(),  # the SLURM launcher's lookup table (conf/hydra/launcher/slurm.yaml)
+}
+"""``advnets-train``: every key of ``conf/train.yaml`` and its groups."""
+
+EVALUATE: dict[str, Rule] = {
+    **COMMON,
+    "dataset": optional(TARGET),
+    "ckpt_path": text(),
+    "run_config": optional(text()),
+    "device": Rule(
+        "auto, cpu, cuda or cuda:N", lambda v: isinstance(v, str) and bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", v))
+    ),
+    "export_to": optional(text()),
+}
+"""``advnets-eval``: ``conf/evaluate.yaml``."""
+
+
+def _rule_for(rules: dict[str, Rule], key: str) -> Rule | None:
+    if key in rules:
+        return rules[key]
+    parts = key.split(".")
+    for pattern, rule in rules.items():
+        pattern_parts = pattern.split(".")
+        if "*" in pattern_parts and len(pattern_parts) == len(parts):
+            if all(p in ("*", k) for p, k in zip(pattern_parts, parts, strict=True)):
+                return rule
+    return None
+
+
+def _fail(key: str, value: Any, allowed: str) -> UserError:
+    return UserError(f"{key}={value!r}; allowed: {allowed}")
+
+
+# -- _target_ nodes: the target's signature is the schema of its keys ---------------------------------------
+def _locate(key: str, target: Any) -> Any:
+    from hydra._internal.utils import _locate as hydra_locate
+
+    if not isinstance(target, str):
+        raise _fail(f"{key}._target_", target, "the dotted name of a class or function")
+    try:
+        return hydra_locate(target)
+    except Exception:
+        raise _fail(f"{key}._target_", target, "an importable class or function (this one does not import)") from None
+
+
+def _signature(target: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+    """(parameters, resolved annotations, takes **kwargs) of a class or function."""
+    try:
+        params = dict(inspect.signature(target).parameters)
+    except (TypeError, ValueError):
+        return {}, {}, True
+    try:
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:
+        hints = {}
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return params, hints, var_kw
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    """Can a YAML value stand for ``annotation``? Unknown annotations accept; classes need a _target_ node."""
+    if annotation in (Any, inspect.Parameter.empty) or isinstance(annotation, typing.TypeVar | str):
+        return True
+    if isinstance(value, dict) and "_target_" in value:
+        return True  # built by Hydra; its own node is checked separately
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return _is_int(value)
+    if annotation is float:
+        return _is_number(value) or (isinstance(value, float) and math.isinf(value))
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        if not isinstance(value, list):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(x, args[0]) for x in value)
+        return not args or (len(args) == len(value) and all(_fits(x, a) for x, a in zip(value, args, strict=True)))
+    sequences = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.MutableSequence)
+    if origin in sequences or annotation in (list, tuple):
+        return isinstance(value, list) and (not args or all(_fits(x, args[0]) for x in value))
+    if origin in (dict, collections.abc.Mapping) or annotation is dict:
+        return isinstance(value, dict)
+    if inspect.isclass(annotation):
+        if issubclass(annotation, os.PathLike):
+            return isinstance(value, str)
+        return False  # a class that YAML cannot spell without _target_
+    return True
+
+
+def _words(annotation: Any) -> str:
+    """An annotation in words: ``int or null``, ``one of 'a', 'b'``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_words(a) for a in args))
+    if origin is typing.Literal:
+        return ", ".join(map(repr, args))
+    if annotation is type(None):
+        return "null"
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_words(a) for a in args)}]"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+# -- the walk ----------------------------------------------------------------------------------------------
+class _Checker:
+    def __init__(self, rules: dict[str, Rule]) -> None:
+        self.rules = rules
+
+    def group(self, node: dict, prefix: str) -> None:
+        for name, value in node.items():
+            self.key(f"{prefix}{name}", value, None)
+
+    def key(self, key: str, value: Any, known_by: str | None) -> None:
+        rule = _rule_for(self.rules, key)
+        if rule is None:
+            if known_by is None:
+                parent = key.rpartition(".")[0]
+                siblings = [k.rpartition(".")[2] for k in self.rules if k.rpartition(".")[0] == parent and "*" not in k]
+                raise UserError(f"unknown key {key}; known here: {', '.join(siblings) or 'none'}")
+            if isinstance(value, dict) and "_target_" in value:
+                self.target(key, value)
+            return
+        if not rule.test(value):
+            raise _fail(key, value, rule.allowed)
+        if value is None:
+            return
+        if rule.kind == "group":
+            self.group(value, f"{key}.")
+        elif rule.kind == "target":
+            self.target(key, value)
+        elif rule.kind == "entries":
+            for name, entry in value.items():
+                if entry is None:
+                    continue
+                if not (isinstance(entry, dict) and "_target_" in entry):
+                    raise _fail(f"{key}.{name}", entry, "a node with _target_, or null to switch it off")
+                self.target(f"{key}.{name}", entry)
+
+    def target(self, key: str, node: dict) -> None:
+        target = _locate(key, node["_target_"])
+        params, hints, var_kw = _signature(target)
+        for name, value in node.items():
+            if name in HYDRA_KEYS:
+                continue
+            sub = f"{key}.{name}"
+            if name not in params and not var_kw:
+                known = ", ".join(p for p in params if p not in ("self", "args", "kwargs"))
+                raise UserError(f"unknown key {sub}: {node['_target_']} takes {known}")
+            annotation = hints.get(name, params[name].annotation if name in params else Any)
+            if _rule_for(self.rules, sub) is None and not _fits(value, annotation):
+                raise _fail(sub, value, f"{_words(annotation)} ({node['_target_']}'s {name})")
+            if isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict) and "_target_" in item:
+                        self.target(f"{sub}[{i}]", item)
+            self.key(sub, value, known_by=node["_target_"])
+
+
+def resolved(cfg: DictConfig) -> dict:
+    """The config without ``hydra`` as plain data, every interpolation resolved; a broken one is a UserError."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)  # type: ignore[union-attr]
+    try:
+        return OmegaConf.to_container(OmegaConf.create(plain), resolve=True)  # type: ignore[return-value]
+    except Exception as err:
+        key = getattr(err, "full_key", None)
+        first = str(err).splitlines()[0]
+        raise UserError(f"{key}: {first}" if key else first) from None
+
+
+def validate(cfg: DictConfig | dict, rules: dict[str, Rule]) -> None:
+    """Check every key and value of ``cfg`` against ``rules``; the first mistake raises one UserError line."""
+    data = resolved(cfg) if isinstance(cfg, DictConfig) else {k: v for k, v in cfg.items() if k != "hydra"}
+    _Checker(rules).group(data, "")
+
+
+def validate_search_space(config: DictConfig, rules: dict[str, Rule]) -> None:
+    """Every swept key (``hydra.sweeper.params`` and sweeps on the command line, e.g. ``seed=1,2``) exists, and
+    every value it can take (each choice, both ends of an interval or range) passes the schema."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    HydraConfig.instance().set_config(config)  # ${name} etc. read hydra:runtime.choices
+    parser = OverridesParser.create()
+    specs = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
+    specs += [o for o in OmegaConf.select(config, "hydra.overrides.task") or [] if not o.startswith("hydra")]
+    base = OmegaConf.create({k: v for k, v in config.items() if k != "hydra"})
+    OmegaConf.update(base, "paths.output_dir", "sweep", force_add=True)
+    for spec in specs:
+        try:
+            override = parser.parse_override(spec)
+        except Exception as err:
+            raise UserError(f"{spec}: {str(err).splitlines()[0]}") from None
+        if not override.is_sweep_override():
+            continue
+        key, sweep = override.key_or_group, override.value()
+        if OmegaConf.select(base, key, default="<missing>") == "<missing>":
+            raise UserError(f"sweep {spec}: {key} is not a config key")
+        if isinstance(sweep, ChoiceSweep):
+            values = list(sweep.list)
+        elif isinstance(sweep, RangeSweep):
+            values = [sweep.start, sweep.stop - (sweep.step or 1)]
+        elif isinstance(sweep, IntervalSweep):
+            values = [sweep.start, sweep.end]
+        else:
+            values = [sweep]
+        for value in values:
+            trial = base.copy()
+            OmegaConf.update(trial, key, value)
+            try:
+                validate(trial, rules)
+            except UserError as err:
+                raise UserError(f"sweep {spec}: {err}") from None

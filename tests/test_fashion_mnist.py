@@ -1,0 +1,60 @@
+"""Fashion-MNIST: the real files through the real loader, and a real training run of a few updates."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from advnets.data import load_fashion_mnist, load_mnist
+
+from conftest import run_cli
+
+
+@pytest.fixture
+def data_dir() -> str:
+    """The folder holding FashionMNIST/raw (CI sets ADVNETS_DATA_DIR to ../shared/data)."""
+    path = os.environ.get("ADVNETS_DATA_DIR")
+    if not path or not (Path(path) / "FashionMNIST" / "raw").is_dir():
+        pytest.skip("set ADVNETS_DATA_DIR to a folder with FashionMNIST/raw (CI sets it)")
+    return path
+
+
+def test_fashion_mnist_has_mnists_splits_and_its_own_images(data_dir: str) -> None:
+    from torchvision.datasets import FashionMNIST
+
+    splits = load_fashion_mnist(data_dir, 50000, 10000, download=False)
+    assert splits.train.shape == (50000, 784) and splits.valid.shape == (10000, 784)
+    assert splits.test.shape == (10000, 784) and splits.image_shape == (1, 28, 28)
+    assert float(splits.train.min()) == 0.0 and float(splits.train.max()) == 1.0
+    raw = FashionMNIST(data_dir, train=True, download=False).data
+    assert torch.equal(splits.valid[0], raw[50000].flatten().float() / 255)
+    mnist = load_mnist(data_dir, 10, 0, download=False)
+    assert not torch.equal(splits.train[:10], mnist.train)  # really another dataset
+
+
+def test_paper_fashion_mnist_trains_a_few_updates_and_evaluates(data_dir: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = run_cli(
+        "train",
+        "experiment=paper_fashion_mnist",
+        "trainer=cpu",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=4",
+        "logger=csv",
+        "callbacks.parzen_monitor.every_n_epochs=1",
+        "callbacks.parzen_monitor.n_samples=200",
+        "callbacks.progress_bar=null",
+        "eval.n_samples=200",
+        "threads=1",
+        f"hydra.run.dir={run}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["dataset"] == "fashion_mnist" and results["n_test"] == 10000 and results["n_samples"] == 200
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2 * 4  # four joint updates (two optimizer steps each)
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.1 / 1.000004**4)

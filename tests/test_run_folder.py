@@ -1,0 +1,24 @@
+"""Run folders: a multirun job started again in its folder (as SLURM requeues it) keeps every start's record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from conftest import QUICK, run_cli
+
+
+def test_a_rerun_multirun_job_keeps_the_record_of_every_start(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    command = ["train", "-m", *QUICK, "trainer.max_epochs=1", "logger=none", "evaluate=false", "seed=3"]
+    first = run_cli(*command, f"hydra.sweep.dir={sweep}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_cli(*command, f"hydra.sweep.dir={sweep}")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "advnets: resuming from" in second.stdout
+    starts = sorted((sweep / "0" / ".hydra" / "history").iterdir())
+    assert len(starts) == 2
+    for start in starts:
+        assert OmegaConf.load(start / "config.yaml").seed == 3
+        assert "seed=3" in OmegaConf.load(start / "overrides.yaml")

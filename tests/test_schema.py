@@ -1,0 +1,147 @@
+"""One schema for the whole config: every key known, every value typed and in range, checked before anything is
+built or written; one line naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict, read_write
+
+from advnets import CONF_DIR
+from advnets.errors import UserError
+from advnets.schema import EVALUATE, TRAIN, validate, validate_search_space
+
+from conftest import QUICK, assert_user_error, compose_cfg, run_cli
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.noise_dim=0", "model.noise_dim=0; allowed: an integer >= 1"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc'; allowed: an integer >= 1"),
+        ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5; allowed: an integer >= 1"),
+        ("dataset.batch_size=0", "dataset.batch_size=0; allowed: an integer >= 1"),
+        ("model.discriminator.input_keep=0", "model.discriminator.input_keep=0; allowed: a probability in (0, 1]"),
+        ("model.discriminator.hidden_keep=1.5", "hidden_keep=1.5; allowed: a probability in (0, 1]"),
+        ("model.generator.hidden=[100,0]", "model.generator.hidden=[100, 0]; allowed: a list of at least 1 items"),
+        ("game.noise=cauchy", "game.noise='cauchy'; allowed: one of uniform, gaussian"),
+        ("game.k=true", "game.k=True; allowed: an integer >= 1"),
+        ("eval.checkpoint=worst", "eval.checkpoint='worst'; allowed: one of best, last"),
+        ("eval.grid=[]", "eval.grid=[]; allowed: a list of at least 1 items"),
+        ("optimizer.schedule.lr_decay=0.5", "optimizer.schedule.lr_decay=0.5; allowed: a finite number >= 1"),
+        ("optimizer.generator.momentum=1.0", "optimizer.generator.momentum=1.0; allowed: a finite number >= 0 and < 1"),
+        ("callbacks.parzen_monitor.n_samples=-5", "callbacks.parzen_monitor.n_samples=-5; allowed: an integer >= 1"),
+        ("threads=0", "threads=0; allowed: null or an integer >= 1"),
+        ("evaluate=maybe", "evaluate='maybe'; allowed: true or false"),
+        ("trainer.precision=17", "trainer.precision=17; allowed: 64, 32, 16 or"),
+        ("trainer.deterministic=[1]", "trainer.deterministic=[1]; allowed: bool or"),
+        ("+model.extra=1", "unknown key model.extra; known here: noise_dim, output_bias_from_data"),
+        ("+game.speed=1", "unknown key game.speed: advnets.game.AdversarialGame takes generator,"),
+        ("+trainer.max_epoch=3", "unknown key trainer.max_epoch: pytorch_lightning.Trainer takes"),
+        ("+colour=red", "unknown key colour; known here:"),
+        ("+callbacks.mine._target_=no.such.Callback", "callbacks.mine._target_='no.such.Callback'; allowed: an"),
+        ("+callbacks.mine=3", "callbacks.mine=3; allowed: a node with _target_, or null"),
+    ],
+)
+def test_a_bad_value_names_key_value_and_what_is_allowed(override: str, message: str) -> None:
+    cfg = compose_cfg([override])
+    with pytest.raises(UserError) as caught:
+        validate(cfg, TRAIN)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_required_argument_of_a_target_is_not_the_schemas_business() -> None:
+    # CSVLogger's save_dir is required; the schema checks keys and values, instantiate reports missing ones
+    validate(compose_cfg(["+logger.csv2._target_=pytorch_lightning.loggers.CSVLogger"]), TRAIN)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[f"{group}={option}"] for group, option in [("experiment", "quickstart"), ("trainer", "ddp"), ("logger", "csv")]]
+    + [["hydra/launcher=slurm"], ["+callbacks.digest._target_=probes.ParamDigest"], ["optimizer=adam"]],
+)
+def test_the_shipped_configs_pass(overrides: list[str]) -> None:
+    validate(compose_cfg(overrides), TRAIN)
+
+
+def test_a_new_target_class_is_checked_by_its_signature() -> None:
+    """A new model (or any _target_-built node) needs no schema change: keys and types come from its signature."""
+    cfg = compose_cfg(["experiment=quickstart"])
+    cfg.model.generator = OmegaConf.create({"_target_": "probes.ConvGenerator", "noise_dim": 16, "channels": [8, 4]})
+    validate(cfg, TRAIN)
+    cfg.model.generator.channels = "eight"
+    with pytest.raises(UserError, match=r"model.generator.channels='eight'; allowed: list\[int\]"):
+        validate(cfg, TRAIN)
+    cfg.model.generator.channels = [8]
+    cfg.model.generator.noise_dim = 0  # the RULES line model.generator.noise_dim still applies to a new class
+    with pytest.raises(UserError, match="model.generator.noise_dim=0; allowed: an integer >= 1"):
+        validate(cfg, TRAIN)
+    cfg.model.generator.noise_dim = 16
+    with open_dict(cfg):
+        cfg.model.generator.depth = 3
+    with pytest.raises(UserError, match="unknown key model.generator.depth: probes.ConvGenerator takes"):
+        validate(cfg, TRAIN)
+
+
+def _sweep_config(*overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    return cfg
+
+
+@pytest.fixture
+def no_hydra_config_left():
+    yield
+    HydraConfig.instance().cfg = None  # validate_search_space sets it, as Hydra does in a sweep
+
+
+@pytest.mark.usefixtures("no_hydra_config_left")
+def test_the_optuna_search_space_passes_and_a_bad_one_is_refused() -> None:
+    cfg = _sweep_config("hparams_search=optuna", "experiment=quickstart")
+    params = cfg.hydra.sweeper.params
+    assert set(params) == {"optimizer.lr", "game.update", "game.k"}
+    validate_search_space(cfg, TRAIN)
+    for key, space, message in [
+        ("game.k", "choice(1, 2, 0)", "game.k=0; allowed: an integer >= 1"),
+        ("optimizer.lr", "interval(-1, 0.1)", "optimizer.lr=-1.0; allowed: a finite number > 0"),
+        ("game.kk", "choice(1, 2)", "game.kk is not a config key"),
+    ]:
+        with read_write(params), open_dict(params):
+            old = params.get(key)
+            params[key] = space
+        with pytest.raises(UserError, match=re.escape(message)):
+            validate_search_space(cfg, TRAIN)
+        with read_write(params), open_dict(params):
+            if old is None:
+                del params[key]
+            else:
+                params[key] = old
+
+
+def test_cli_one_line_exit_2_and_no_run_folder(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", *QUICK, "model.noise_dim=0", f"hydra.run.dir={run_dir}")
+    assert_user_error(proc, "model.noise_dim=0", "an integer >= 1")
+    assert proc.stderr.strip().splitlines() == ["advnets: error: model.noise_dim=0; allowed: an integer >= 1"]
+    assert not run_dir.exists()
+
+
+def test_cli_refuses_a_bad_sweep_before_any_job(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_cli("train", "-m", *QUICK, "seed=1,-2", f"hydra.sweep.dir={sweep}")
+    assert_user_error(proc, "sweep seed=1,-2", "seed=-2; allowed: an integer >= 0")
+    assert not sweep.exists()
+
+
+def test_eval_config_is_checked_too(tmp_path: Path) -> None:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("evaluate", overrides=["ckpt_path=x.ckpt", "paths.output_dir=/tmp/x"])
+    validate(cfg, EVALUATE)
+    proc = run_cli("evaluate", "ckpt_path=x.ckpt", "eval.n_samples=0", f"hydra.run.dir={tmp_path / 'e'}")
+    assert_user_error(proc, "eval.n_samples=0; allowed: an integer >= 1")
+    assert not (tmp_path / "e").exists()
