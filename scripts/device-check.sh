@@ -10,7 +10,7 @@
 #   4. runs the throughput benchmark on cuda (plain loop, Lightning K=1, best K, compiled);
 #   5. trains experiment=paper_mnist trainer=gpu with the fastest settings found, for the time left (max_epochs
 #      from the measured speed, max_time as a guard), checkpointing; the full Parzen protocol on the best
-#      checkpoint (results.json on the GPU), then publishes it (python -m advnets.publish: generator.pt,
+#      checkpoint (results.json on the GPU), then publishes it (python -m advnets.cli.publish: generator.pt,
 #      val_curve.csv, pictures, check.json);
 #   6. $OUT gets at most 8 files (the device tool's limit): device-check.log, summary.json, throughput.json,
 #      paper_mnist_gpu.tar.gz (the published folder, for results/paper_mnist_gpu/), run.tar.gz (the run folder
@@ -150,7 +150,7 @@ STATUS[settings]="updates_per_step=$K compile=$COMPILE max_epochs=$EPOCHS max_ti
 
 stage "train: ${BASE[0]} ${STATUS[settings]}"
 RUN=$WORK/run
-timeout $((TRAIN_S + RESERVE - 10)) $PY -m advnets.train "${BASE[@]}" logger=$LOGGER callbacks.progress_bar=null \
+timeout $((TRAIN_S + RESERVE - 10)) $PY -m advnets.cli.train "${BASE[@]}" logger=$LOGGER callbacks.progress_bar=null \
   ++trainer.enable_progress_bar=false \
   game.updates_per_step="$K" game.compile="$COMPILE" trainer.max_epochs="$EPOCHS" ++trainer.max_time="$MAX_TIME" \
   hydra.run.dir="$RUN" 2>&1 | grep -v -i "warn\|litlogger" | tail -40
@@ -159,7 +159,7 @@ STATUS[train]=${PIPESTATUS[0]}
 stage "publish"
 PUB=$WORK/publish/paper_mnist_gpu
 if [ -f "$RUN/results.json" ]; then
-  $PY -m advnets.publish "$RUN" "$PUB" --label "paper recipe on one GPU (device-check.sh)" 2>&1 | tail -5
+  $PY -m advnets.cli.publish "$RUN" "$PUB" --label "paper recipe on one GPU (device-check.sh)" 2>&1 | tail -5
   STATUS[publish]=${PIPESTATUS[0]}
   tar czf "$OUT/paper_mnist_gpu.tar.gz" -C "$WORK/publish" paper_mnist_gpu
 else

@@ -48,9 +48,9 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(module: str, *args: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
-    """Run ``python -m advnets.<module> ARGS`` for real, from the repository root."""
+    """Run ``python -m advnets.cli.<module> ARGS`` for real, from the repository root."""
     return subprocess.run(
-        [sys.executable, "-m", f"advnets.{module}", *args],
+        [sys.executable, "-m", f"advnets.cli.{module}", *args],
         cwd=REPO,
         env=cli_env(**env),
         capture_output=True,

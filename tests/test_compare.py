@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advnets.compare import main
-from advnets.run_records import find_runs, mean_se, parse_overrides
+from advnets.cli.compare import main
+from advnets.runs.records import find_runs, mean_se, parse_overrides
 
 from conftest import run_cli
 

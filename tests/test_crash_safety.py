@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from advnets.checkpoints import safe_load
-from advnets.runs import resume_path
+from advnets.runs.checkpoints import safe_load
+from advnets.runs.folders import resume_path
 
 from conftest import REPO, cli_env
 
@@ -41,7 +41,7 @@ def _mtime(path: Path) -> float:
 def _start(run_dir: Path, log: Path) -> subprocess.Popen:
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "advnets.train", *COMMAND, f"hydra.run.dir={run_dir}"],
+            [sys.executable, "-m", "advnets.cli.train", *COMMAND, f"hydra.run.dir={run_dir}"],
             cwd=REPO,
             env=cli_env(),
             stdout=out,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from advnets.publish import publish
+from advnets.cli.publish import publish
 
 from conftest import run_cli, train_quick
 

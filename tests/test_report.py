@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from advnets.report import main, report
+from advnets.cli.report import main, report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 
@@ -78,7 +78,7 @@ def test_cli_writes_markdown_and_refuses_nothing_to_report(tmp_path: Path) -> No
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-m", "advnets.report", str(empty)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "advnets.cli.report", str(empty)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 2 and proc.stderr.startswith("advnets: error: no usable results.json")
     assert "Traceback" not in proc.stderr
@@ -88,7 +88,7 @@ def test_cli_writes_markdown_and_refuses_nothing_to_report(tmp_path: Path) -> No
 def test_broken_files_are_named(tmp_path: Path, bad: str) -> None:
     (tmp_path / "results.json").write_text(bad)
     proc = subprocess.run(
-        [sys.executable, "-m", "advnets.report", str(tmp_path)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "advnets.cli.report", str(tmp_path)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 2 and str(tmp_path / "results.json") in proc.stderr
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from advnets.cli.report import report
 from advnets.metrics.parzen import SIGMA_GRID
-from advnets.report import report
-from advnets.run_records import read_curve
+from advnets.runs.records import read_curve
 
 from conftest import REPO, run_cli
 

@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from advnets import CONF_DIR
-from advnets.run_records import read_curve
+from advnets.runs.records import read_curve
 
 from conftest import QUICK, REPO, cli_env
 from wandb_log import history, read_records, run_info
@@ -119,7 +119,7 @@ def _sacct(job: str) -> dict[str, tuple[str, int]]:
 SLURM_SWEEP = [
     sys.executable,
     "-m",
-    "advnets.train",
+    "advnets.cli.train",
     "-m",
     "hydra/launcher=slurm",
     "hydra.launcher.cpus_per_task=1",

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from advnets import atomic
 from advnets.metrics import registry
 from advnets.metrics.parzen import SIGMA_GRID, select_sigma
 from advnets.metrics.suite import SuiteSettings, check_names, score_suite
 from advnets.pictures import save_grid
+from advnets.runs import atomic
 from advnets.sampling import generate, noise_from_seed
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from advnets import atomic
+from advnets.runs import atomic
 
 
 def to_images(flat: Tensor, shape: tuple[int, int, int]) -> Tensor:

@@ -19,14 +19,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from advnets import CONF_DIR, atomic
-from advnets.checkpoints import safe_load
+from advnets import CONF_DIR
 from advnets.data import ImageDataModule
 from advnets.errors import UserError, cli
 from advnets.metrics.parzen import nearest_neighbours, parzen_protocol
 from advnets.metrics.suite import check_names, evaluate_metrics
 from advnets.nets import Generator
 from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours
+from advnets.runs import atomic
+from advnets.runs.checkpoints import safe_load
 from advnets.sampling import generate, noise_from_seed
 from advnets.schema import EVALUATE, validate
 

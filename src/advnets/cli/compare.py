@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from advnets.errors import EXIT_USER_ERROR, UserError
 from advnets.metrics.registry import higher_is_better
 from advnets.metrics.suite import SUITE
-from advnets.run_records import (
+from advnets.runs.records import (
     RunRecord,
     describe_eval,
     eval_settings,
@@ -35,7 +35,7 @@ from advnets.run_records import (
     parse_overrides,
 )
 
-# what train.FAILED_OBJECTIVE marks (a diverged run, an evaluation that could not run): not a score
+# what cli.train.FAILED_OBJECTIVE marks (a diverged run, an evaluation that could not run): not a score
 FAILED = -1.0e6
 # overrides that do not change what a run computes: never split groups (prefix match on the key)
 NOT_GROUPED = ("seed", "threads", "paths", "ckpt_path", "logger", "callbacks.progress_bar", "hydra")

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from advnets import atomic
 from advnets.errors import UserError
+from advnets.runs import atomic
 
 ALLOWLIST: tuple[Any, ...] = ()
 """Classes (beyond torch's own safe set) a checkpoint may hold. Keep it empty unless a real need appears."""

@@ -19,9 +19,9 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets import atomic
-from advnets.checkpoints import check_complete, check_resumable
 from advnets.errors import UserError, warn
+from advnets.runs import atomic
+from advnets.runs.checkpoints import check_complete, check_resumable
 
 
 def check_writable(run_dir: Path) -> None:

@@ -14,13 +14,14 @@ import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from advnets import CONF_DIR, atomic
-from advnets.checkpoints import SafeCheckpointIO, safe_load
+from advnets import CONF_DIR
+from advnets.cli.evaluate import evaluate_run
 from advnets.errors import UserError, cli
-from advnets.evaluate import evaluate_run
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
-from advnets.runs import (
+from advnets.runs import atomic
+from advnets.runs.checkpoints import SafeCheckpointIO, safe_load
+from advnets.runs.folders import (
     build_loggers,
     check_same_overrides,
     check_writable,

@@ -18,7 +18,7 @@ from typing import Any
 
 from advnets.errors import UserError
 from advnets.metrics.registry import spec
-from advnets.run_records import describe_eval, eval_settings, eval_signature, mean_se
+from advnets.runs.records import describe_eval, eval_settings, eval_signature, mean_se
 
 # Table 1 of Goodfellow et al. (2014): Parzen window log-likelihood (nats), mean ± standard error.
 PAPER_TABLE1: list[tuple[str, str, str]] = [

@@ -1,4 +1,4 @@
-"""``python -m advnets.publish RUN DEST``: the small, committable record of a finished run.
+"""``python -m advnets.cli.publish RUN DEST``: the small, committable record of a finished run.
 
 Copies ``results.json`` (paths made relative), ``val_curve.csv`` and the pictures, exports the generator alone
 (a plain ``state_dict``) with the run's config, and records a reduced-size re-evaluation (``check.json``) that
@@ -16,8 +16,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from advnets import atomic
-from advnets.evaluate import build_generator, evaluate_run, export_generator, load_generator_weights
+from advnets.cli.evaluate import build_generator, evaluate_run, export_generator, load_generator_weights
+from advnets.runs import atomic
 
 CHECK = {"n_samples": 1000, "seed": 0}
 """The re-evaluation CI repeats on the committed generator: small enough to take seconds."""
@@ -81,7 +81,7 @@ def _publish_generator(run_dir: Path, ckpt: Path, dest: Path, sigma: float) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m advnets.publish", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m advnets.cli.publish", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("dest", type=Path)
     parser.add_argument("--label", help="the row name in the report (default: the experiment and overrides)")
