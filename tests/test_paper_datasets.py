@@ -13,11 +13,11 @@ import pytorch_lightning as pl
 import torch
 from scipy.io import savemat
 
-from advnets.cli.evaluate import evaluate_run
 from advnets.cli.train import build
 from advnets.data.cifar10 import TEST_BATCH, TRAIN_BATCHES, load_cifar10
 from advnets.data.tfd import load_tfd
 from advnets.errors import UserError
+from advnets.evaluation import evaluate_run
 
 from conftest import assert_user_error, compose_cfg, run_cli
 

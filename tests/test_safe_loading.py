@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from advnets.cli.evaluate import load_generator_weights
 from advnets.errors import UserError
+from advnets.evaluation import load_generator_weights
 
 from conftest import QUICK, assert_user_error, run_cli
 

@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from advnets.cli.evaluate import build_generator, evaluate_run, export_generator, load_generator_weights
+from advnets.evaluation import build_generator, evaluate_run, export_generator, load_generator_weights
 from advnets.runs import atomic
 
 CHECK = {"n_samples": 1000, "seed": 0}

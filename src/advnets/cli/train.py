@@ -15,8 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
-from advnets.cli.evaluate import evaluate_run
 from advnets.errors import UserError, cli
+from advnets.evaluation import evaluate_run
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
 from advnets.runs import atomic
