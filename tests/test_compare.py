@@ -1,4 +1,4 @@
-"""advnets-compare and run_records on run folders written here (no training): grouping over seeds, mean ± SE,
+"""advnets-compare and advnets.runs.records on run folders written here (no training): grouping over seeds, mean ± SE,
 the CSV/Markdown/PNG, and bad input (empty folder, half-finished run, mixed datasets, bad arguments)."""
 
 from __future__ import annotations
