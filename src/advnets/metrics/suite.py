@@ -95,6 +95,12 @@ def extract(images: Tensor, net: LeNet, card: ClassifierCard, batch: int = 256) 
     return Extracted(torch.cat(feats), torch.cat(logits), images.flatten(1))
 
 
+LOCAL = {"sync_on_compute": False}
+"""The suite scores whole sets held by one process: it runs on rank zero after training (the other ranks may
+be gone) and on every rank alike in the monitor (each holds the same samples), so ``compute`` must never
+gather across DDP ranks. Sharded use across ranks builds the Metric classes directly."""
+
+
 def score_suite(
     fake: Tensor,
     real: Tensor,
@@ -123,34 +129,36 @@ def score_extracted(
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")  # 10k x 128: fine
         torch.manual_seed(settings.seed)
         if "fid" in names:
-            fid = FrechetInceptionDistance(feature=feat).to(device)  # float64 sums, as torchmetrics keeps them
+            fid = FrechetInceptionDistance(feature=feat, **LOCAL).to(device)  # float64 sums, as torchmetrics keeps them
             fid.update(real.features, real=True)
             fid.update(fake.features, real=False)
             out["fid"] = float(fid.compute())
         if "kid" in names:
             size = min(settings.kid_subset_size, len(fake.features), len(real.features))
-            kid = KernelInceptionDistance(feature=nn.Identity(), subsets=settings.kid_subsets, subset_size=size)
+            kid = KernelInceptionDistance(
+                feature=nn.Identity(), subsets=settings.kid_subsets, subset_size=size, **LOCAL
+            )
             kid.to(device).update(real.features, real=True)
             kid.update(fake.features, real=False)
             out["kid"] = float(kid.compute()[0])
         if "inception_score" in names:
-            inception = InceptionScore(feature=nn.Identity(), splits=settings.is_splits).to(device)
+            inception = InceptionScore(feature=nn.Identity(), splits=settings.is_splits, **LOCAL).to(device)
             inception.update(fake.logits.double())
             out["inception_score"] = float(inception.compute()[0])
     pr = {"precision", "recall"} & set(names)
     dc = {"density", "coverage"} & set(names)
     if pr or dc:
-        manifold = ManifoldMetrics(settings.pr_k if pr else None, settings.dc_k if dc else None).to(device)
+        manifold = ManifoldMetrics(settings.pr_k if pr else None, settings.dc_k if dc else None, **LOCAL).to(device)
         manifold.update(real.features, real=True)
         manifold.update(fake.features, real=False)
         out.update({k: float(v) for k, v in manifold.compute().items() if k in names})
     if {"class_kl", "class_coverage"} & set(names):
-        shares = ClassShares(nn.Identity(), real.logits.shape[1]).to(device)
+        shares = ClassShares(nn.Identity(), real.logits.shape[1], **LOCAL).to(device)
         shares.update(real.logits, real=True)
         shares.update(fake.logits, real=False)
         out.update({k: float(v) for k, v in shares.compute().items() if k in names})
     if "nearest_sq_dist" in names:
-        nearest = NearestSampleDistance().to(device)
+        nearest = NearestSampleDistance(**LOCAL).to(device)
         nearest.update(real.pixels, real=True)
         nearest.update(fake.pixels, real=False)
         out["nearest_sq_dist"] = float(nearest.compute())
