@@ -8,12 +8,28 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from advnets import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def quiet_trainer(**overrides: object) -> pl.Trainer:
+    """A CPU Trainer without logger, checkpoints, progress bar, summary or validation, for tests that fit the game
+    directly; ``overrides`` are further Trainer arguments."""
+    settings: dict[str, object] = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "use_distributed_sampler": False,
+        "limit_val_batches": 0,
+    }
+    return pl.Trainer(**{**settings, **overrides})
 
 
 def compose_cfg(overrides: list[str], output_dir: Path | str = "/tmp/advnets-unused") -> DictConfig:

@@ -9,7 +9,7 @@ import torch
 
 from advnets.cli.train import build
 
-from conftest import compose_cfg
+from conftest import compose_cfg, quiet_trainer
 
 
 def flat(game: pl.LightningModule) -> torch.Tensor:
@@ -31,16 +31,9 @@ def fifty_updates(tmp_path: Path, compile_mode: str) -> tuple[torch.Tensor, torc
     )
     pl.seed_everything(cfg.seed, verbose=False)
     datamodule, game, _ = build(cfg)
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_epochs=5,
         limit_train_batches=1,  # one group of 10 updates per epoch
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
         default_root_dir=tmp_path,
     )
     start = flat(game).clone()

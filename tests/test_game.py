@@ -14,7 +14,7 @@ from advnets.game import d_loss_fn, g_loss_fn
 from advnets.sampling import sample_noise
 from advnets.schedules import PaperSchedule
 
-from conftest import compose_cfg
+from conftest import compose_cfg, quiet_trainer
 
 
 def small_game(tmp_path, *overrides: str):
@@ -24,16 +24,9 @@ def small_game(tmp_path, *overrides: str):
 
 
 def fit(game, datamodule, tmp_path, batches: int, epochs: int = 1) -> pl.Trainer:
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_epochs=epochs,
         limit_train_batches=batches,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
         default_root_dir=tmp_path,
     )
     trainer.fit(game, datamodule=datamodule)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 from scipy.io import savemat
 
@@ -19,7 +18,7 @@ from advnets.data.tfd import load_tfd
 from advnets.errors import UserError
 from advnets.evaluation import evaluate_run
 
-from conftest import assert_user_error, compose_cfg, run_cli
+from conftest import assert_user_error, compose_cfg, quiet_trainer, run_cli
 
 PER_BATCH = 12  # real batches hold 10,000 images; the format is the same
 
@@ -156,16 +155,9 @@ def test_paper_experiment_composes_and_runs_a_few_updates(experiment: str, tmp_p
     cfg = compose_cfg(overrides, tmp_path / "run")
     datamodule, game, _ = build(cfg)
     before = [p.detach().clone() for p in game.parameters()]
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_epochs=1,
         limit_train_batches=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
     )
     trainer.fit(game, datamodule=datamodule)
     assert trainer.global_step == 2 * 3

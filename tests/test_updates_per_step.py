@@ -11,7 +11,7 @@ import torch
 
 from advnets.cli.train import build
 
-from conftest import compose_cfg
+from conftest import compose_cfg, quiet_trainer
 
 RULES = {"joint": [], "alternating k=3": ["game.update=alternating", "game.k=3"]}
 
@@ -21,16 +21,10 @@ def train(tmp_path: Path, overrides: list[str], epochs: int, ckpt: Path | None =
     cfg = compose_cfg(["experiment=quickstart", "optimizer=paper_sgd", "logger=none", *overrides], tmp_path)
     pl.seed_everything(cfg.seed, verbose=False)  # as advnets-train does: the same initial nets
     datamodule, game, _ = build(cfg)
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_epochs=epochs,
         logger=pl.loggers.CSVLogger(tmp_path, name="log", version=0) if log else False,
         log_every_n_steps=5,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
         default_root_dir=tmp_path,
     )
     trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from advnets.errors import UserError
 from advnets.nets.maxout import Maxout
-from advnets.nets.mlp import ACTIVATIONS, _per_layer
+from advnets.nets.mlp import hidden_stack
 
 
 class DeconvGenerator(nn.Module):
@@ -37,7 +37,6 @@ class DeconvGenerator(nn.Module):
         init_range: float,
     ) -> None:
         super().__init__()
-        kinds = _per_layer(hidden_activation, len(hidden), "hidden_activation")
         if channels * side * side != hidden[-1]:
             raise UserError(f"model.generator: channels*side*side = {channels * side * side}; must be {hidden[-1]}")
         out_c, out_h, out_w = image_shape
@@ -48,12 +47,7 @@ class DeconvGenerator(nn.Module):
             )
         self.noise_dim, self.data_dim = noise_dim, out_c * out_h * out_w
         self.channels, self.side = channels, side
-        layers: list[nn.Module] = []
-        width = noise_dim
-        for units, kind in zip(hidden, kinds, strict=True):
-            layers += [nn.Linear(width, units), ACTIVATIONS[kind]()]
-            width = units
-        self.body = nn.Sequential(*layers)
+        self.body = hidden_stack(noise_dim, hidden, hidden_activation)
         self.deconv = nn.ConvTranspose2d(channels, out_c, kernel, stride=stride, bias=False)
         self.deconv_bias = nn.Parameter(torch.zeros(out_c, out_h, out_w))  # untied: one per output unit
         for module in [*self.body, self.deconv]:

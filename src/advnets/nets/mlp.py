@@ -26,6 +26,20 @@ def _per_layer(value: object, n: int, key: str) -> list:
     return values
 
 
+def hidden_stack(noise_dim: int, hidden: Sequence[int], activation: str | Sequence[str]) -> nn.Sequential:
+    """z -> one Linear + activation per hidden layer (``activation``: one name, or one per layer)."""
+    kinds = _per_layer(activation, len(hidden), "hidden_activation")
+    for kind in kinds:
+        if kind not in ACTIVATIONS:
+            raise UserError(f"model.generator.hidden_activation={kind!r}; allowed: {', '.join(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    width = noise_dim
+    for units, kind in zip(hidden, kinds, strict=True):
+        layers += [nn.Linear(width, units), ACTIVATIONS[kind]()]
+        width = units
+    return nn.Sequential(*layers)
+
+
 @torch.no_grad()
 def sparse_init_(weight: Tensor, nonzero: int, generator: torch.Generator | None = None) -> None:
     """pylearn2's ``sparse_init``: each output unit gets ``nonzero`` distinct random inputs with N(0, 1) weights."""
@@ -59,21 +73,12 @@ class Generator(nn.Module):
         output_sparse_init: int | None = None,
     ) -> None:
         super().__init__()
-        kinds = _per_layer(hidden_activation, len(hidden), "hidden_activation")
-        for kind in kinds:
-            if kind not in ACTIVATIONS:
-                raise UserError(f"model.generator.hidden_activation={kind!r}; allowed: {', '.join(ACTIVATIONS)}")
         if output_activation not in OUTPUTS:
             raise UserError(f"model.generator.output_activation={output_activation!r}; allowed: {', '.join(OUTPUTS)}")
         biases = _per_layer(hidden_init_bias, len(hidden), "hidden_init_bias")
         self.noise_dim, self.data_dim, self.output_activation = noise_dim, data_dim, output_activation
-        layers: list[nn.Module] = []
-        width = noise_dim
-        for units, kind in zip(hidden, kinds, strict=True):
-            layers += [nn.Linear(width, units), ACTIVATIONS[kind]()]
-            width = units
-        self.body = nn.Sequential(*layers)
-        self.out = nn.Linear(width, data_dim)
+        self.body = hidden_stack(noise_dim, hidden, hidden_activation)
+        self.out = nn.Linear(hidden[-1] if hidden else noise_dim, data_dim)
         hidden_linears = [m for m in self.body if isinstance(m, nn.Linear)]
         for module, bias in zip(hidden_linears, biases, strict=True):
             nn.init.uniform_(module.weight, -init_range, init_range)
