@@ -32,6 +32,14 @@ def quiet_trainer(**overrides: object) -> pl.Trainer:
     return pl.Trainer(**{**settings, **overrides})
 
 
+@pytest.fixture(autouse=True, scope="session")
+def metric_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The metric cache of the whole session (and of its subprocesses) in a fresh folder, not in ~/.cache."""
+    folder = tmp_path_factory.mktemp("metric-cache")
+    os.environ["ADVNETS_CACHE_DIR"] = str(folder)
+    return folder
+
+
 def compose_cfg(overrides: list[str], output_dir: Path | str = "/tmp/advnets-unused") -> DictConfig:
     """The composed training config, as the CLI would build it (without a Hydra run)."""
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):

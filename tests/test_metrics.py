@@ -16,7 +16,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from advnets.data import load_digits
 from advnets.errors import UserError
-from advnets.metrics import registry
+from advnets.metrics import cache, registry
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
 from advnets.metrics.features import (
     CLASSIFIER_DIR,
@@ -25,7 +25,8 @@ from advnets.metrics.features import (
     available_classifiers,
     load_classifier,
 )
-from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall
+from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall, manifold_scores
+from advnets.metrics.parzen import parzen_protocol
 from advnets.metrics.suite import Precomputed, SuiteSettings, score_suite
 
 from conftest import QUICK, assert_user_error, compose_cfg, run_cli, train_quick
@@ -290,3 +291,51 @@ def test_classifier_cli_trains_and_writes_weights_and_card(tmp_path: Path) -> No
     refused = run_cli("classifier", *common, "trainer.max_epochs=1", "classifier.min_accuracy=1.01", f"out_dir={out}")
     assert_user_error(refused, "classifier.min_accuracy=1.01", "nothing written")
     assert md5_of(out / "digits.pt") == card.md5  # the earlier classifier is untouched
+
+
+def test_parzen_test_pass_gives_the_nearest_sample_distance() -> None:
+    g = torch.Generator().manual_seed(3)
+    samples, test = torch.rand(700, 20, generator=g), torch.rand(300, 20, generator=g)
+    result = parzen_protocol(samples, None, test, sigma=0.3)
+    brute = torch.cdist(test.double(), samples.double()).pow(2).amin(1).mean()
+    nearest = NearestSampleDistance()
+    nearest.update(test, real=True)
+    nearest.update(samples, real=False)
+    assert result.nearest_sq_dist == pytest.approx(float(brute), rel=1e-12)
+    assert result.nearest_sq_dist == pytest.approx(float(nearest.compute()), rel=1e-9)
+
+
+def test_duplicates_with_a_zero_radius_match_prdc() -> None:
+    from prdc import compute_prdc
+
+    g = torch.Generator().manual_seed(1)
+    real = torch.cat([torch.randn(60, 8, generator=g), torch.ones(4, 8)])  # 4 copies: their 3-NN radius is 0
+    fake = torch.cat([torch.randn(50, 8, generator=g), torch.ones(2, 8)])  # on the copies, inside no ball
+    want = compute_prdc(real.numpy(), fake.numpy(), nearest_k=3)
+    got = manifold_scores(real, fake, pr_k=3, dc_k=3)
+    for name in ("precision", "recall", "density", "coverage"):
+        assert float(got[name]) == pytest.approx(float(want[name]), abs=1e-12), name
+
+
+def test_the_real_side_is_cached_by_content(digits, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ADVNETS_CACHE_DIR", str(tmp_path))
+    cache.clear_memory()
+    settings = SuiteSettings(kid_subsets=5, kid_subset_size=100)
+    fresh = score_suite(digits.train[:297], digits.test, "digits", settings=settings)
+    (entry,) = tmp_path.glob("real-*.pt")
+    cache.clear_memory()
+    assert score_suite(digits.train[:297], digits.test, "digits", settings=settings) == fresh  # read back: same
+    stored = torch.load(entry, weights_only=True)
+    torch.save({**stored, "logits": -stored["logits"]}, entry)  # a planted entry is what the next run reads
+    cache.clear_memory()
+    planted = score_suite(digits.train[:297], digits.test, "digits", settings=settings)
+    assert planted["class_kl"] != fresh["class_kl"] and planted["fid"] == fresh["fid"]
+    changed = digits.test.clone()
+    changed[0, 0] += 0.5  # one pixel: another key, computed afresh
+    cache.clear_memory()
+    score_suite(digits.train[:297], changed, "digits", settings=settings)
+    assert len(list(tmp_path.glob("real-*.pt"))) == 2
+    entry.write_bytes(b"not a torch file")  # damaged: recomputed and replaced, never an error
+    cache.clear_memory()
+    assert score_suite(digits.train[:297], digits.test, "digits", settings=settings) == fresh
+    assert torch.load(entry, weights_only=True)["logits"].shape == stored["logits"].shape

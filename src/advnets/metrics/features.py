@@ -46,10 +46,15 @@ class LeNet(nn.Module):
         flat = channels[1] * (h // 4) * (w // 4)
         self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(flat, feature_dim), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, n_classes))
+        self.to(memory_format=torch.channels_last)  # conv weights channels-last too (see ``features``)
 
     def features(self, x: Tensor) -> Tensor:
-        """Penultimate activations of images ``[N, C, H, W]`` or flat ``[N, C*H*W]`` in [0, 1]."""
-        return self.hidden(self.convs(as_images(x, self.image_shape)))
+        """Penultimate activations of images ``[N, C, H, W]`` or flat ``[N, C*H*W]`` in [0, 1].
+
+        Channels-last: the same numbers to float32 rounding, twice as fast on a CPU (the pooling and the
+        one-channel convolution are slow in NCHW there)."""
+        images = as_images(x, self.image_shape).contiguous(memory_format=torch.channels_last)
+        return self.hidden(self.convs(images))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))

@@ -7,7 +7,8 @@
 
 Every rank keeps the features it saw; the states are concatenated across ranks (``dist_reduce_fx="cat"``), so
 ``compute`` sees the whole sets, exactly as a single process would. Distances are Euclidean, in row
-blocks (no N x M matrix is kept), compared as squared float32 distances.
+blocks (no N x M matrix is kept), compared as squared float32 distances; ``manifold_scores`` is the
+function behind the metrics, for callers that already hold whole sets (and the real set's radii).
 """
 
 from __future__ import annotations
@@ -23,18 +24,20 @@ BLOCK_ROWS = 1024
 
 
 def pairwise_sq_distance_blocks(a: Tensor, b: Tensor, rows: int = BLOCK_ROWS):
-    """(row offset, squared Euclidean distances ``[rows, len(b)]``) of ``a`` to ``b``, block by block, in float32
-    (as the ``prdc`` reference computes them; comparisons on squared distances need no square root)."""
+    """(row offset, squared Euclidean distances ``[rows, len(b)]``) of ``a`` to ``b``, block by block, in float32.
+
+    One matrix product of augmented rows [a, ||a||^2, 1] . [-2b, 1, ||b||^2] per block, not clamped at 0: a
+    distance that rounds below 0 is a duplicate, and callers compare against radii that treat it so (see
+    ``_strict``). Comparisons on squared distances need no square root."""
     a, b = a.float(), b.float()
-    b2 = b.pow(2).sum(1)[None, :]
+    b_aug = torch.cat([-2 * b, torch.ones(len(b), 1, device=b.device), b.pow(2).sum(1, keepdim=True)], 1)
+    a_aug = torch.cat([a, a.pow(2).sum(1, keepdim=True), torch.ones(len(a), 1, device=a.device)], 1)
     for r0 in range(0, len(a), rows):
-        x = a[r0 : r0 + rows]
-        d2 = torch.addmm(b2, x, b.T, alpha=-2.0).add_(x.pow(2).sum(1, keepdim=True))
-        yield r0, d2.clamp_min_(0.0)
+        yield r0, a_aug[r0 : r0 + rows] @ b_aug.T
 
 
-def knn_sq_radii(x: Tensor, ks: list[int]) -> list[Tensor]:
-    """For each k of ``ks``: the squared distance of each point of ``x`` to its k-th nearest other point."""
+def knn_sq_radii(x: Tensor, ks: list[int]) -> dict[int, Tensor]:
+    """For each k of ``ks``: the squared distance (>= 0) of each point of ``x`` to its k-th nearest other point."""
     if len(x) <= max(ks):
         raise UserError(f"k-NN metrics need more than k={max(ks)} points per set; got {len(x)}")
     radii = torch.empty(len(ks), len(x), dtype=torch.float32, device=x.device)
@@ -42,7 +45,52 @@ def knn_sq_radii(x: Tensor, ks: list[int]) -> list[Tensor]:
         nearest = d.topk(max(ks) + 1, dim=1, largest=False, sorted=True).values  # +1: the point itself
         for i, k in enumerate(ks):
             radii[i, r0 : r0 + len(d)] = nearest[:, k]
-    return list(radii)
+    return dict(zip(ks, radii.clamp_min_(0.0), strict=True))
+
+
+def _strict(radii: Tensor) -> Tensor:
+    """Radii for ``d < r`` on unclamped distances: a zero radius (k duplicates) holds nothing, not even a
+    duplicate whose distance rounds below 0, exactly as ``clamp(d, 0) < 0`` would say."""
+    return torch.where(radii > 0, radii, torch.full_like(radii, -torch.inf))
+
+
+def manifold_scores(
+    real: Tensor,
+    fake: Tensor,
+    pr_k: int | None = 3,
+    dc_k: int | None = 5,
+    real_radii: dict[int, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Improved precision/recall (k = ``pr_k``) and density/coverage (k = ``dc_k``) of ``fake`` against ``real``
+    in one pass over the real x fake distances. ``real_radii``: the real set's radii by k, reused where present;
+    missing ones are computed and added to it."""
+    real_radii = {} if real_radii is None else real_radii
+    missing = sorted({k for k in (pr_k, dc_k) if k is not None} - set(real_radii))
+    if missing:
+        real_radii.update(knn_sq_radii(real, missing))
+    out: dict[str, Tensor] = {}
+    if pr_k is not None:
+        r_pr = _strict(real_radii[pr_k].to(real.device))
+        fake_r = _strict(knn_sq_radii(fake, [pr_k])[pr_k])
+        fake_in = torch.zeros(len(fake), dtype=torch.bool, device=fake.device)
+        real_in = torch.empty(len(real), dtype=torch.bool, device=real.device)
+    if dc_k is not None:
+        r_dc = _strict(real_radii[dc_k].to(real.device))
+        counts = torch.zeros(len(fake), dtype=torch.int64, device=fake.device)
+        covered = torch.empty(len(real), dtype=torch.bool, device=real.device)
+    for r0, d in pairwise_sq_distance_blocks(real, fake):
+        rows = slice(r0, r0 + len(d))
+        if pr_k is not None:
+            fake_in |= (d < r_pr[rows, None]).any(0)
+            real_in[rows] = (d < fake_r[None, :]).any(1)
+        if dc_k is not None:
+            counts += (d < r_dc[rows, None]).sum(0, dtype=torch.int32)
+            covered[rows] = d.amin(1) < r_dc[rows]  # some sample inside the ball: the nearest one is
+    if pr_k is not None:
+        out.update(precision=fake_in.double().mean(), recall=real_in.double().mean())
+    if dc_k is not None:
+        out.update(density=counts.double().mean() / dc_k, coverage=covered.double().mean())
+    return out
 
 
 class _FeatureSets(Metric):
@@ -90,30 +138,7 @@ class ManifoldMetrics(_FeatureSets):
 
     def compute(self) -> dict[str, Tensor]:
         real, fake = self._sets()
-        ks = sorted({k for k in (self.pr_k, self.dc_k) if k is not None})
-        real_r = dict(zip(ks, knn_sq_radii(real, ks), strict=True))
-        out: dict[str, Tensor] = {}
-        if self.pr_k is not None:
-            (fake_r,) = knn_sq_radii(fake, [self.pr_k])
-            fake_in = torch.zeros(len(fake), dtype=torch.bool, device=fake.device)
-            real_in = torch.empty(len(real), dtype=torch.bool, device=real.device)
-        if self.dc_k is not None:
-            counts = torch.zeros(len(fake), dtype=torch.float64, device=fake.device)
-            covered = torch.empty(len(real), dtype=torch.bool, device=real.device)
-        for r0, d in pairwise_sq_distance_blocks(real, fake):
-            rows = slice(r0, r0 + len(d))
-            if self.pr_k is not None:
-                fake_in |= (d < real_r[self.pr_k][rows, None]).any(0)
-                real_in[rows] = (d < fake_r[None, :]).any(1)
-            if self.dc_k is not None:
-                inside = d < real_r[self.dc_k][rows, None]
-                counts += inside.sum(0)
-                covered[rows] = inside.any(1)
-        if self.pr_k is not None:
-            out.update(precision=fake_in.double().mean(), recall=real_in.double().mean())
-        if self.dc_k is not None:
-            out.update(density=counts.mean() / self.dc_k, coverage=covered.double().mean())
-        return out
+        return manifold_scores(real, fake, self.pr_k, self.dc_k)
 
 
 class ImprovedPrecisionRecall(ManifoldMetrics):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -20,9 +20,10 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from advnets.errors import UserError
+from advnets.metrics import cache
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
 from advnets.metrics.features import ClassifierCard, LeNet, as_images, available_classifiers, load_classifier
-from advnets.metrics.knn import ManifoldMetrics
+from advnets.metrics.knn import knn_sq_radii, manifold_scores
 from advnets.metrics.registry import METRICS
 
 SUITE = (
@@ -73,11 +74,13 @@ def check_names(names: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Extracted:
-    """One image set through the classifier: penultimate features, logits, and the flat pixels."""
+    """One image set through the classifier: penultimate features, logits, the flat pixels, and (for a real set)
+    the features' k-NN radii by k, filled in when first computed."""
 
     features: Tensor
     logits: Tensor
     pixels: Tensor
+    radii: dict[int, Tensor] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -95,6 +98,31 @@ def extract(images: Tensor, net: LeNet, card: ClassifierCard, batch: int = 256) 
     return Extracted(torch.cat(feats), torch.cat(logits), images.flatten(1))
 
 
+def extract_real(images: Tensor, net: LeNet, card: ClassifierCard, settings: SuiteSettings) -> Extracted:
+    """:func:`extract` plus the k-NN radii of a real set, through :mod:`advnets.metrics.cache`: a test or
+    validation set is scored against every generator, and its side of the suite never changes."""
+    ks = sorted({settings.pr_k, settings.dc_k})
+
+    def compute() -> dict[str, Tensor]:
+        got = extract(images, net, card, settings.batch)
+        radii = knn_sq_radii(got.features, ks)
+        return {
+            "features": got.features.cpu(),
+            "logits": got.logits.cpu(),
+            **{f"radii_{k}": radii[k].cpu() for k in ks},
+        }
+
+    name = cache.key("real", classifier=card.md5, images=cache.fingerprint(images), ks=ks, batch=settings.batch)
+    entry = cache.cached(name, compute, ".pt")
+    device = images.device
+    return Extracted(
+        entry["features"].to(device),
+        entry["logits"].to(device),
+        as_images(images, card.image_shape).flatten(1),
+        {k: entry[f"radii_{k}"].to(device) for k in ks},
+    )
+
+
 LOCAL = {"sync_on_compute": False}
 """The suite scores whole sets held by one process: it runs on rank zero after training (the other ranks may
 be gone) and on every rank alike in the monitor (each holds the same samples), so ``compute`` must never
@@ -108,19 +136,32 @@ def score_suite(
     names: Sequence[str] = SUITE,
     settings: SuiteSettings = SuiteSettings(),
     classifier: tuple[LeNet, ClassifierCard] | None = None,
+    nearest_sq_dist: float | None = None,
 ) -> dict[str, float]:
-    """Every metric in ``names`` for ``fake`` against ``real`` (flat or [N, C, H, W] images in [0, 1])."""
+    """Every metric in ``names`` for ``fake`` against ``real`` (flat or [N, C, H, W] images in [0, 1]);
+    ``nearest_sq_dist`` as in :func:`score_extracted`."""
     names = check_names(names)
     net, card = classifier or load_classifier(dataset)
     return score_extracted(
-        extract(fake, net, card, settings.batch), extract(real, net, card, settings.batch), names, settings
+        extract(fake, net, card, settings.batch),
+        extract_real(real, net, card, settings),
+        names,
+        settings,
+        nearest_sq_dist,
     )
 
 
 def score_extracted(
-    fake: Extracted, real: Extracted, names: Sequence[str], settings: SuiteSettings
+    fake: Extracted,
+    real: Extracted,
+    names: Sequence[str],
+    settings: SuiteSettings,
+    nearest_sq_dist: float | None = None,
 ) -> dict[str, float]:
-    """The suite on sets already through the classifier (so a set scored twice is extracted once)."""
+    """The suite on sets already through the classifier (so a set scored twice is extracted once).
+
+    ``nearest_sq_dist``: the value when the caller already has it (the Parzen protocol's test pass finds every
+    test image's nearest sample on the way: the same distances, not computed twice)."""
     names = check_names(names)
     device = fake.features.device
     feat = Precomputed(fake.features.shape[1])
@@ -148,16 +189,18 @@ def score_extracted(
     pr = {"precision", "recall"} & set(names)
     dc = {"density", "coverage"} & set(names)
     if pr or dc:
-        manifold = ManifoldMetrics(settings.pr_k if pr else None, settings.dc_k if dc else None, **LOCAL).to(device)
-        manifold.update(real.features, real=True)
-        manifold.update(fake.features, real=False)
-        out.update({k: float(v) for k, v in manifold.compute().items() if k in names})
+        scores = manifold_scores(
+            real.features, fake.features, settings.pr_k if pr else None, settings.dc_k if dc else None, real.radii
+        )
+        out.update({k: float(v) for k, v in scores.items() if k in names})
     if {"class_kl", "class_coverage"} & set(names):
         shares = ClassShares(nn.Identity(), real.logits.shape[1], **LOCAL).to(device)
         shares.update(real.logits, real=True)
         shares.update(fake.logits, real=False)
         out.update({k: float(v) for k, v in shares.compute().items() if k in names})
-    if "nearest_sq_dist" in names:
+    if "nearest_sq_dist" in names and nearest_sq_dist is not None:
+        out["nearest_sq_dist"] = float(nearest_sq_dist)
+    elif "nearest_sq_dist" in names:
         nearest = NearestSampleDistance(**LOCAL).to(device)
         nearest.update(real.pixels, real=True)
         nearest.update(fake.pixels, real=False)
@@ -178,10 +221,18 @@ def protocol(dataset: str, names: Sequence[str], settings: SuiteSettings, n_fake
     }
 
 
-def evaluate_metrics(samples: Tensor, train: Tensor, test: Tensor, dataset: str, eval_cfg: Any) -> dict[str, Any]:
+def evaluate_metrics(
+    samples: Tensor,
+    train: Tensor,
+    test: Tensor,
+    dataset: str,
+    eval_cfg: Any,
+    nearest_sq_dist: float | None = None,
+) -> dict[str, Any]:
     """``results.json``'s view of the suite: ``metrics`` (samples vs the test set), ``metrics_reference`` (the first
     len(samples) training images vs the test set: the real-vs-real floor) and ``metrics_protocol``; or, when the
-    dataset has no domain classifier, ``metrics_skipped`` with the reason (Parzen alone still stands)."""
+    dataset has no domain classifier, ``metrics_skipped`` with the reason (Parzen alone still stands).
+    ``nearest_sq_dist``: the samples' value from the Parzen protocol's test pass, when the caller has it."""
     names = check_names(list(eval_cfg.get("metrics") or []))
     if not names:
         return {}
@@ -191,12 +242,23 @@ def evaluate_metrics(samples: Tensor, train: Tensor, test: Tensor, dataset: str,
         return {"metrics_skipped": why}
     settings = SuiteSettings(**{**dict(eval_cfg.get("suite") or {}), "seed": int(eval_cfg.seed)})
     net, card = load_classifier(dataset)
-    real = extract(test, net, card, settings.batch)  # extracted once for both rows
-    out: dict[str, Any] = {
-        "metrics": score_extracted(extract(samples, net, card, settings.batch), real, names, settings)
-    }
+    real = extract_real(test, net, card, settings)  # once for both rows (and cached for every later evaluation)
+    fake = extract(samples, net, card, settings.batch)
+    out: dict[str, Any] = {"metrics": score_extracted(fake, real, names, settings, nearest_sq_dist)}
     if eval_cfg.get("reference"):
-        floor = extract(train[: len(samples)].to(samples.device), net, card, settings.batch)
-        out["metrics_reference"] = score_extracted(floor, real, names, settings)
+        floor_images = train[: len(samples)].to(samples.device)
+
+        def floor() -> dict[str, float]:
+            return score_extracted(extract(floor_images, net, card, settings.batch), real, names, settings)
+
+        name = cache.key(
+            "floor",
+            classifier=card.md5,
+            samples=cache.fingerprint(floor_images),
+            real=cache.fingerprint(test),
+            names=names,
+            settings=asdict(settings),
+        )
+        out["metrics_reference"] = cache.cached(name, floor, ".json")  # real vs real: the same for every run
     out["metrics_protocol"] = protocol(dataset, names, settings, len(samples), len(test))
     return out
