@@ -13,6 +13,7 @@ from advnets.data import load_digits
 from advnets.metrics.parzen import parzen_protocol
 
 from conftest import run_cli, train_quick
+from wandb_log import config, history, offline_run_file, read_records, run_info
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +21,16 @@ def trained(tmp_path_factory) -> Path:
     return train_quick(tmp_path_factory.mktemp("trained") / "run", "logger=none", "evaluate=false")
 
 
-def _eval(ckpt: Path, out: Path, *extra: str) -> dict:
-    proc = run_cli("evaluate", f"ckpt_path={ckpt}", "eval.n_samples=400", f"hydra.run.dir={out}", *extra)
+def _eval(ckpt: Path, out: Path, *extra: str, logger: str = "none") -> dict:
+    proc = run_cli(
+        "evaluate", f"ckpt_path={ckpt}", "eval.n_samples=400", f"hydra.run.dir={out}", f"logger={logger}", *extra
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads((out / "results.json").read_text())
 
 
 def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path) -> None:
-    results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e1")
+    results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e1", logger="wandb")
     for key in ("parzen_ll", "parzen_se", "sigma", "n_samples", "n_valid", "n_test", "dataset", "seed", "checkpoint"):
         assert key in results, key
     curve = (trained / "val_curve.csv").read_text().splitlines()[1:]
@@ -50,6 +53,17 @@ def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path)
         results["metrics_protocol"]["classifier"]["dataset"] == "digits"
         and results["metrics_protocol"]["n_fake"] == 400
     )
+    # one offline W&B run of this job (job_type eval): the same numbers, the config, the pictures
+    records = read_records(offline_run_file(tmp_path / "e1"))
+    assert run_info(records).job_type == "eval" and config(records)["ckpt_path"].endswith("best.ckpt")
+    logged = {k: v for row in history(records) for k, v in row.items()}
+    assert logged["test/parzen_ll"] == pytest.approx(results["parzen_ll"], abs=1e-9)
+    for name, value in results["metrics"].items():
+        assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-9), name
+    assert logged["reference/fid"] == pytest.approx(results["metrics_reference"]["fid"], abs=1e-9)
+    for picture in ("samples", "interpolation"):
+        assert logged[f"test/{picture}/_type"] == "images/separated"
+        assert list((tmp_path / "e1").glob(f"wandb/offline-run-*/files/media/images/test/{picture}_*.png"))
 
 
 def test_saved_samples_re_derive_the_number_independently(trained: Path, tmp_path: Path) -> None:

@@ -119,6 +119,22 @@ def evaluate_run(
     return results
 
 
+def log_results(loggers: list[Any], results: dict[str, Any], out_dir: Path, step: int) -> dict[str, float]:
+    """An evaluation's numbers to the loggers at ``step``: ``test/`` Parzen and metrics, ``reference/`` floors,
+    and (W&B) the sample grid and Figure 3. Returns the logged numbers."""
+    summary = {f"test/{k}": float(results[k]) for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
+    summary.update({f"test/{k}": float(v) for k, v in results.get("metrics", {}).items()})  # beyond Parzen
+    summary.update({f"reference/{k}": float(v) for k, v in results.get("metrics_reference", {}).items()})
+    pictures = {"test/samples": out_dir / "samples_grid.png", "test/interpolation": out_dir / "interpolation.png"}
+    for logger in loggers:
+        logger.log_metrics(summary, step=step)
+        if hasattr(logger, "log_image"):  # W&B
+            for key, path in pictures.items():
+                if path.is_file():
+                    logger.log_image(key, [str(path)], step=step)
+    return summary
+
+
 def save_figure3(
     generator: Generator,
     noise: str,

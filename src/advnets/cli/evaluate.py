@@ -1,4 +1,5 @@
-"""``advnets-eval``: the paper's Parzen protocol on a trained generator: ``results.json``, ``samples.npz``, pictures.
+"""``advnets-eval``: the paper's Parzen protocol on a trained generator: ``results.json``, ``samples.npz``, pictures,
+and (``logger=wandb``, the default, offline) one W&B run with the numbers, the config and the pictures.
 
 ``advnets-eval ckpt_path=RUN/checkpoints/best.ckpt`` (or a generator ``state_dict`` .pt with the run's
 ``config.yaml`` beside it) re-derives the number; training calls the same ``advnets.evaluation.evaluate_run`` on its
@@ -13,7 +14,7 @@ from typing import Any
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
 from advnets.data import ImageDataModule
@@ -25,8 +26,10 @@ from advnets.evaluation import (
     export_generator,
     find_run_config,
     load_generator_weights,
+    log_results,
 )
 from advnets.metrics.suite import check_names
+from advnets.runs.folders import build_loggers, finish_wandb
 from advnets.schema import EVALUATE, validate
 
 
@@ -50,6 +53,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         {"checkpoint": str(ckpt), **meta},
         device,
     )
+    loggers = build_loggers(cfg, job_type="eval")  # W&B offline by default: one run per advnets-eval job
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log_results(loggers, results, out_dir, step=int(meta.get("global_step") or 0))
+    for logger in loggers:
+        logger.finalize("success")
     if cfg.get("export_to"):
         export_generator(generator, run_cfg, Path(cfg.export_to))
     print(json.dumps({k: results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}))
@@ -62,7 +71,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def hydra_main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    try:
+        evaluate(cfg)
+    finally:
+        finish_wandb()
 
 
 main = cli(hydra_main)

@@ -10,13 +10,12 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-import wandb
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
 from advnets.errors import UserError, cli
-from advnets.evaluation import evaluate_run
+from advnets.evaluation import evaluate_run, log_results
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
 from advnets.runs import atomic
@@ -25,6 +24,7 @@ from advnets.runs.folders import (
     build_loggers,
     check_same_overrides,
     check_writable,
+    finish_wandb,
     lock_run_folder,
     note_sigterm,
     release_run_folder,
@@ -118,14 +118,8 @@ def _evaluate_best(
     except UserError as err:  # a diverged generator: report it, keep the run folder
         print(f"advnets: evaluation skipped: {err}")
         return {"test/parzen_ll": FAILED_OBJECTIVE}
-    summary = {f"test/{k}": results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
-    summary.update({f"test/{k}": v for k, v in results.get("metrics", {}).items()})  # beyond Parzen (registry)
-    summary.update({f"reference/{k}": v for k, v in results.get("metrics_reference", {}).items()})
     step = int(trainer.callback_metrics["run/global_step"])  # the run's last step, also in a ddp_spawn parent
-    for logger in trainer.loggers:
-        logger.log_metrics({k: float(v) for k, v in summary.items()}, step=step)
-        if hasattr(logger, "log_image"):  # Figure 3 (W&B)
-            logger.log_image("test/interpolation", [str(run_dir / "interpolation.png")], step=step)
+    summary = log_results(trainer.loggers, results, run_dir, step)
     return summary
 
 
@@ -190,10 +184,7 @@ def run(cfg: DictConfig) -> float:
             raise SystemExit(f"advnets: job stopped by SIGTERM ({type(err).__name__}: {err})") from err
         raise
     finally:
-        try:
-            wandb.finish()
-        except Exception as err:  # the W&B service was killed with the job: do not mask the job's outcome
-            print(f"advnets: could not close the W&B run cleanly ({type(err).__name__}: {err})")
+        finish_wandb()
         restore_sigterm()
         release_run_folder()
 

@@ -144,8 +144,9 @@ def stable_wandb_id(run_dir: Path) -> str:
     return run_id
 
 
-def build_loggers(cfg: DictConfig) -> list[Logger]:
-    """Loggers from ``cfg.logger``; W&B gets the stable run id and the sweep's group, name and tags."""
+def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
+    """Loggers from ``cfg.logger``; W&B gets the stable run id and the sweep's group, name and tags (and
+    ``job_type`` when given: ``eval`` for advnets-eval)."""
     loggers: list[Logger] = []
     for logger_cfg in (cfg.get("logger") or {}).values():
         target = str(logger_cfg.get("_target_", ""))
@@ -161,10 +162,21 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
             "group": logger_cfg.get("group") or group,
             "name": name or logger_cfg.get("name"),
             "tags": list(logger_cfg.get("tags") or []) + [t[:64] for t in tags[:20]],
+            **({"job_type": job_type} if job_type else {}),
         }
         logger: WandbLogger = instantiate(logger_cfg, **extra)
         loggers.append(logger)
     return loggers
+
+
+def finish_wandb() -> None:
+    """Close this job's W&B run (one run per job); a W&B service killed with the job must not mask its outcome."""
+    import wandb
+
+    try:
+        wandb.finish()
+    except Exception as err:
+        print(f"advnets: could not close the W&B run cleanly ({type(err).__name__}: {err})")
 
 
 def note_sigterm() -> tuple[list[int], Callable[[], None]]:
