@@ -74,6 +74,29 @@ def test_cifar10_batches_are_split_and_contrast_normalised_as_pylearn2_did(tmp_p
     assert float(plain.train.min()) >= 0.0 and float(plain.train.max()) <= 1.0
 
 
+def test_cifar10_rows_are_channel_major_and_shown_as_rgb(tmp_path: Path) -> None:
+    """A CIFAR row is the R plane, then G, then B, each 32x32 row-major (as pylearn2's 2014 DefaultViewConverter
+    read it); the loader keeps that order and the pictures show channel 0 as red."""
+    from advnets.pictures import to_images
+
+    root = write_cifar(tmp_path)
+    planes = np.zeros((PER_BATCH, 3, 32, 32), dtype=np.uint8)
+    planes[:, 0], planes[:, 2] = 255, 102  # red plane full, green empty, blue 0.4
+    planes[:, 0, 0, 1] = 0  # a dark red pixel at row 0, column 1 (not row 1, column 0)
+    path = root / "cifar-10-batches-py" / TRAIN_BATCHES[0]
+    with path.open("rb") as f:
+        blob = pickle.load(f, encoding="latin1")
+    with path.open("wb") as f:
+        pickle.dump({**blob, "data": planes.reshape(PER_BATCH, 3072)}, f, protocol=2)
+    image = to_images(load_cifar10(str(root), 40, 20, gcn=None).train[:1], (3, 32, 32))[0]
+    expected = torch.from_numpy(planes[0]).float() / 255.0
+    torch.testing.assert_close(image, expected)
+    assert float(image[0, 0, 1]) == 0.0 and float(image[0, 1, 0]) == 1.0
+    shown = to_images(load_cifar10(str(root), 40, 20, gcn=55.0).train[:1], (3, 32, 32))[0]
+    red, green, blue = (float(shown[c].mean()) for c in range(3))
+    assert red > blue > green  # contrast normalisation and the viewer's scaling keep each plane's channel
+
+
 def test_cifar10_bad_files_give_one_clear_line(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="CIFAR-10 batch missing: .*data_batch_1"):
         load_cifar10(str(tmp_path), 40, 20, gcn=55.0)
