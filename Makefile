@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 train: $(STAMP)  ## the paper's MNIST run (experiment=paper_mnist); extra Hydra overrides via ARGS="..."
 	$(VENV)/bin/advnets-train $(ARGS)
 
+# one pytest worker per core (at most 4), each test file on one worker (its module fixtures built once)
+TEST_WORKERS ?= -n auto --maxprocesses 4 --dist loadfile
+
 test: $(STAMP)  ## the whole test suite (set ADVNETS_DATA_DIR to a folder with MNIST/raw for the MNIST tests)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q $(TEST_WORKERS) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
