@@ -198,9 +198,14 @@ def report(header: str, table: dict, med: dict, best_k: int, args: argparse.Name
     run stopped while compiling keeps what it measured)."""
     plain = med["plain PyTorch loop"]
     print(header)
+    print("ratio: of the medians; paired: median over rounds of (this run / the plain loop of the same round)")
     for label, value in med.items():
         runs = ", ".join(f"{v:.1f}" for v in table[label])
-        print(f"{label:38s}: {value:9.1f} updates/s {1e6 / value:9.1f} us/update  ratio {value / plain:5.3f}  ({runs})")
+        paired = statistics.median(v / p for v, p in zip(table[label], table["plain PyTorch loop"], strict=False))
+        print(
+            f"{label:38s}: {value:9.1f} updates/s {1e6 / value:9.1f} us/update  ratio {value / plain:5.3f}  "
+            f"paired {paired:5.3f}  ({runs})"
+        )
     best = max(med, key=med.get)
     print(f"best: {best} ({med[best]:.1f} updates/s, ratio to plain {med[best] / plain:.3f}); best K={best_k}")
     if args.json:
