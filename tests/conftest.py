@@ -51,13 +51,18 @@ def compose_cfg(overrides: list[str], output_dir: Path | str = "/tmp/advnets-unu
         return compose("train", overrides=[f"paths.output_dir={output_dir}", "name=test", *overrides])
 
 
+def data_dir_holding(name: str) -> str:
+    """ADVNETS_DATA_DIR when it holds ``name``/raw (CI sets it to ../shared/data); else the test is skipped."""
+    path = os.environ.get("ADVNETS_DATA_DIR")
+    if not path or not (Path(path) / name / "raw").is_dir():
+        pytest.skip(f"set ADVNETS_DATA_DIR to a folder with {name}/raw (CI sets it)")
+    return path
+
+
 @pytest.fixture
 def mnist_dir() -> str:
-    """The folder holding MNIST/raw (CI sets ADVNETS_DATA_DIR to ../shared/data)."""
-    path = os.environ.get("ADVNETS_DATA_DIR")
-    if not path or not (Path(path) / "MNIST" / "raw").is_dir():
-        pytest.skip("set ADVNETS_DATA_DIR to a folder with MNIST/raw (CI sets it)")
-    return path
+    """The folder holding MNIST/raw."""
+    return data_dir_holding("MNIST")
 
 
 def cli_env(**extra: str) -> dict[str, str]:

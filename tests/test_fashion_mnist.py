@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,13 @@ import torch
 
 from advnets.data import load_fashion_mnist, load_mnist
 
-from conftest import run_cli
+from conftest import data_dir_holding, run_cli
 
 
 @pytest.fixture
 def data_dir() -> str:
-    """The folder holding FashionMNIST/raw (CI sets ADVNETS_DATA_DIR to ../shared/data)."""
-    path = os.environ.get("ADVNETS_DATA_DIR")
-    if not path or not (Path(path) / "FashionMNIST" / "raw").is_dir():
-        pytest.skip("set ADVNETS_DATA_DIR to a folder with FashionMNIST/raw (CI sets it)")
-    return path
+    """The folder holding FashionMNIST/raw."""
+    return data_dir_holding("FashionMNIST")
 
 
 def test_fashion_mnist_has_mnists_splits_and_its_own_images(data_dir: str) -> None:

@@ -98,9 +98,12 @@ def extract(images: Tensor, net: LeNet, card: ClassifierCard, batch: int = 256) 
     return Extracted(torch.cat(feats), torch.cat(logits), images.flatten(1))
 
 
-def extract_real(images: Tensor, net: LeNet, card: ClassifierCard, settings: SuiteSettings) -> Extracted:
+def extract_real(
+    images: Tensor, net: LeNet, card: ClassifierCard, settings: SuiteSettings, fingerprint: str | None = None
+) -> Extracted:
     """:func:`extract` plus the k-NN radii of a real set, through :mod:`advnets.metrics.cache`: a test or
-    validation set is scored against every generator, and its side of the suite never changes."""
+    validation set is scored against every generator, and its side of the suite never changes.
+    ``fingerprint``: ``cache.fingerprint(images)`` when the caller already has it."""
     ks = sorted({settings.pr_k, settings.dc_k})
 
     def compute() -> dict[str, Tensor]:
@@ -112,7 +115,8 @@ def extract_real(images: Tensor, net: LeNet, card: ClassifierCard, settings: Sui
             **{f"radii_{k}": radii[k].cpu() for k in ks},
         }
 
-    name = cache.key("real", classifier=card.md5, images=cache.fingerprint(images), ks=ks, batch=settings.batch)
+    images_print = fingerprint or cache.fingerprint(images)
+    name = cache.key("real", classifier=card.md5, images=images_print, ks=ks, batch=settings.batch)
     entry = cache.cached(name, compute, ".pt")
     device = images.device
     return Extracted(
@@ -208,9 +212,8 @@ def score_extracted(
     return {n: out[n] for n in names}
 
 
-def protocol(dataset: str, names: Sequence[str], settings: SuiteSettings, n_fake: int, n_real: int) -> dict:
+def protocol(card: ClassifierCard, names: Sequence[str], settings: SuiteSettings, n_fake: int, n_real: int) -> dict:
     """What the numbers mean: classifier (md5), set sizes and settings, and each metric's direction."""
-    card = load_classifier(dataset)[1]
     return {
         "classifier": {"dataset": card.dataset, "md5": card.md5, "test_accuracy": card.test_accuracy},
         "n_fake": n_fake,
@@ -242,7 +245,8 @@ def evaluate_metrics(
         return {"metrics_skipped": why}
     settings = SuiteSettings(**{**dict(eval_cfg.get("suite") or {}), "seed": int(eval_cfg.seed)})
     net, card = load_classifier(dataset)
-    real = extract_real(test, net, card, settings)  # once for both rows (and cached for every later evaluation)
+    test_print = cache.fingerprint(test)
+    real = extract_real(test, net, card, settings, test_print)  # once for both rows, cached for later evaluations
     fake = extract(samples, net, card, settings.batch)
     out: dict[str, Any] = {"metrics": score_extracted(fake, real, names, settings, nearest_sq_dist)}
     if eval_cfg.get("reference"):
@@ -255,10 +259,10 @@ def evaluate_metrics(
             "floor",
             classifier=card.md5,
             samples=cache.fingerprint(floor_images),
-            real=cache.fingerprint(test),
+            real=test_print,
             names=names,
             settings=asdict(settings),
         )
         out["metrics_reference"] = cache.cached(name, floor, ".json")  # real vs real: the same for every run
-    out["metrics_protocol"] = protocol(dataset, names, settings, len(samples), len(test))
+    out["metrics_protocol"] = protocol(card, names, settings, len(samples), len(test))
     return out
