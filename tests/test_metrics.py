@@ -13,6 +13,7 @@ import pytest
 import scipy.linalg
 import torch
 from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
 
 from advnets.data import load_digits
 from advnets.errors import UserError
@@ -22,10 +23,12 @@ from advnets.metrics.features import (
     CLASSIFIER_DIR,
     ClassifierFeatures,
     ClassifierLogits,
+    MaxPool2x2,
     available_classifiers,
     load_classifier,
 )
-from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall, manifold_scores
+from advnets.metrics.kid import KernelDistance, cached_real_sums
+from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall, manifold_scores, smallest
 from advnets.metrics.parzen import parzen_protocol
 from advnets.metrics.suite import Precomputed, SuiteSettings, score_suite
 
@@ -339,3 +342,43 @@ def test_the_real_side_is_cached_by_content(digits, monkeypatch, tmp_path: Path)
     cache.clear_memory()
     assert score_suite(digits.train[:297], digits.test, "digits", settings=settings) == fresh
     assert torch.load(entry, weights_only=True)["logits"].shape == stored["logits"].shape
+
+
+def test_kid_equals_torchmetrics_with_and_without_the_cached_real_sums(features) -> None:
+    real, fake = features
+
+    def kid(metric: type, seed: int = 3, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        m = metric(feature=torch.nn.Identity(), subsets=7, subset_size=50, **kwargs)
+        m.update(real, real=True)
+        m.update(fake, real=False)
+        torch.manual_seed(seed)
+        return m.compute()
+
+    want = kid(KernelInceptionDistance)
+    for got in (kid(KernelDistance), kid(KernelDistance, real_sums=cached_real_sums(real, len(fake), 7, 50, seed=3))):
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    other_draws = cached_real_sums(real, len(fake), 7, 50, seed=4)  # the sums are used: other subsets, other KID
+    assert not torch.equal(kid(KernelDistance, real_sums=other_draws)[0], want[0])
+
+
+@pytest.mark.parametrize(("cols", "chunk"), [(2400, 100), (5017, 100), (300, 7), (41, 100)])
+def test_chunked_smallest_values_equal_topk(cols: int, chunk: int) -> None:
+    g = torch.Generator().manual_seed(cols)
+    d = torch.randn(40, cols, generator=g)
+    d[:, ::7] = 0.25  # ties across chunks
+    d[5, :20] = -1.0  # more tied smallest values than k, all in one chunk
+    d[6] = torch.inf
+    want = d.topk(6, dim=1, largest=False, sorted=True).values
+    assert torch.equal(smallest(d, 6, chunk), want)
+
+
+def test_channels_last_pooling_equals_max_pool2d() -> None:
+    x = torch.randn(3, 5, 9, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.equal(MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2))
+    net, _ = load_classifier("mnist")
+    images = torch.rand(8, 784)
+    with torch.no_grad():
+        fast = net.features(images)
+    with torch.enable_grad():
+        assert torch.equal(net.features(images), fast)  # the pooling kernel, used under autograd: the same values

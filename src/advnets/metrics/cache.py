@@ -26,7 +26,7 @@ from advnets.runs import atomic
 VERSION = 1
 """Part of every key: bump it when the code behind a cached value changes (features, radii, a metric)."""
 _MEMORY: OrderedDict[str, Any] = OrderedDict()
-_MEMORY_ENTRIES = 4
+_MEMORY_ENTRIES = 8
 
 
 def cache_dir() -> Path | None:

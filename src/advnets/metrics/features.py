@@ -14,10 +14,26 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from advnets.errors import UserError
 
 CLASSIFIER_DIR = Path(__file__).resolve().parent / "classifiers"
+
+
+class MaxPool2x2(nn.Module):
+    """``nn.MaxPool2d(2)``; without gradients, as two elementwise maxima over a channels-last tensor's neighbouring
+    rows and columns (exactly the same values, about twice as fast on a CPU as the pooling kernel)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() or not x.is_contiguous(memory_format=torch.channels_last):
+            return F.max_pool2d(x, 2)
+        n, c, h, w = x.shape
+        nhwc = x.permute(0, 2, 3, 1)[:, : h - h % 2, : w - w % 2]
+        rows = nhwc.unflatten(1, (h // 2, 2))
+        rows = torch.maximum(rows[:, :, 0], rows[:, :, 1])  # [N, H/2, W, C]
+        cols = rows.unflatten(2, (w // 2, 2))
+        return torch.maximum(cols[:, :, :, 0], cols[:, :, :, 1]).permute(0, 3, 1, 2)
 
 
 class LeNet(nn.Module):
@@ -34,13 +50,13 @@ class LeNet(nn.Module):
         super().__init__()
         c, h, w = image_shape
         self.image_shape = tuple(image_shape)
-        self.convs = nn.Sequential(
+        self.convs = nn.Sequential(  # pool, then ReLU: the same numbers as ReLU, then pool, on 1/4 of the values
             nn.Conv2d(c, channels[0], 5, padding=2),
+            MaxPool2x2(),
             nn.ReLU(),
-            nn.MaxPool2d(2),
             nn.Conv2d(channels[0], channels[1], 5, padding=2),
+            MaxPool2x2(),
             nn.ReLU(),
-            nn.MaxPool2d(2),
             nn.Flatten(),
         )
         flat = channels[1] * (h // 4) * (w // 4)

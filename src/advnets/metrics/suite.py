@@ -17,12 +17,12 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
-from torchmetrics.image.kid import KernelInceptionDistance
 
 from advnets.errors import UserError
 from advnets.metrics import cache
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
 from advnets.metrics.features import ClassifierCard, LeNet, as_images, available_classifiers, load_classifier
+from advnets.metrics.kid import KernelDistance, cached_real_sums
 from advnets.metrics.knn import knn_sq_radii, manifold_scores
 from advnets.metrics.registry import METRICS
 
@@ -180,11 +180,13 @@ def score_extracted(
             out["fid"] = float(fid.compute())
         if "kid" in names:
             size = min(settings.kid_subset_size, len(fake.features), len(real.features))
-            kid = KernelInceptionDistance(
-                feature=nn.Identity(), subsets=settings.kid_subsets, subset_size=size, **LOCAL
+            sums = cached_real_sums(real.features, len(fake.features), settings.kid_subsets, size, settings.seed)
+            kid = KernelDistance(
+                feature=nn.Identity(), subsets=settings.kid_subsets, subset_size=size, real_sums=sums, **LOCAL
             )
             kid.to(device).update(real.features, real=True)
             kid.update(fake.features, real=False)
+            torch.manual_seed(settings.seed)  # the subsets the real sums were drawn with
             out["kid"] = float(kid.compute()[0])
         if "inception_score" in names:
             inception = InceptionScore(feature=nn.Identity(), splits=settings.is_splits, **LOCAL).to(device)
