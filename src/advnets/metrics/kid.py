@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-from torchmetrics.image.kid import KernelInceptionDistance, poly_kernel
+from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities import dim_zero_cat
 
 from advnets.metrics import cache
@@ -27,6 +27,13 @@ def subset_draws(n_real: int, n_fake: int, subsets: int, size: int) -> Iterator[
         real = torch.randperm(n_real)[:size]
         fake = torch.randperm(n_fake)[:size]
         yield real, fake
+
+
+def poly_kernel(f1: Tensor, f2: Tensor, degree: int = 3, gamma: float | None = None, coef: float = 1.0) -> Tensor:
+    """torchmetrics' ``poly_kernel``, ``(f1 @ f2.T * gamma + coef) ** degree``, in place on the product: the same
+    roundings, without three fresh 1000 x 1000 buffers (twice as fast on a CPU)."""
+    gamma = 1.0 / f1.shape[1] if gamma is None else gamma
+    return (f1 @ f2.T).mul_(gamma).add_(coef).pow_(degree)
 
 
 def off_diagonal_sum(k: Tensor) -> Tensor:
