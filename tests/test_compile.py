@@ -7,7 +7,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from advnets.cli.train import build
+from advnets.training import build
 
 from conftest import compose_cfg, quiet_trainer
 

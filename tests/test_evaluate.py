@@ -60,7 +60,7 @@ def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path)
     assert logged["test/parzen_ll"] == pytest.approx(results["parzen_ll"], abs=1e-9)
     for name, value in results["metrics"].items():
         assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-9), name
-    assert logged["reference/fid"] == pytest.approx(results["metrics_reference"]["fid"], abs=1e-9)
+    assert logged["test_real_vs_real/fid"] == pytest.approx(results["metrics_reference"]["fid"], abs=1e-9)
     for picture in ("samples", "interpolation"):
         assert logged[f"test/{picture}/_type"] == "images/separated"
         assert list((tmp_path / "e1").glob(f"wandb/offline-run-*/files/media/images/test/{picture}_*.png"))

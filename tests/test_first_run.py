@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from torchvision.datasets import MNIST
 
-from advnets.cli.train import train
 from advnets.data import MNIST_RAW
+from advnets.training import train
 
 from conftest import QUICK, assert_user_error, compose_cfg, run_cli
 

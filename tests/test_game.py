@@ -9,10 +9,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from advnets.cli.train import build
 from advnets.game import d_loss_fn, g_loss_fn
 from advnets.sampling import sample_noise
 from advnets.schedules import PaperSchedule
+from advnets.training import build
 
 from conftest import compose_cfg, quiet_trainer
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from advnets.cli.train import build
 from advnets.data import load_digits
 from advnets.evaluation import hardware
+from advnets.training import build
 
 from conftest import compose_cfg, run_cli, train_quick
 from wandb_log import history, offline_run_file, read_records

@@ -262,7 +262,7 @@ def test_a_run_can_select_its_checkpoint_by_val_fid_and_reports_the_best_score(t
 
 
 def test_an_objective_nobody_logs_is_one_clear_error(tmp_path: Path) -> None:
-    from advnets.cli.train import check_objective
+    from advnets.training import check_objective
 
     proc = run_cli("train", *QUICK, "objective=val/fid", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
     assert_user_error(proc, "objective=val/fid is not logged", "callbacks.metric_monitor.every_n_epochs=5")

@@ -12,11 +12,11 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from advnets.cli.train import build
 from advnets.data.cifar10 import TEST_BATCH, TRAIN_BATCHES, load_cifar10
 from advnets.data.tfd import load_tfd
 from advnets.errors import UserError
 from advnets.evaluation import evaluate_run
+from advnets.training import build
 
 from conftest import assert_user_error, compose_cfg, quiet_trainer, run_cli
 

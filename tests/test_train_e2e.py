@@ -42,7 +42,7 @@ def test_wandb_offline_run_holds_losses_and_images(quick_run: Path) -> None:
     for key in ("train/d_loss", "train/g_loss", "train/d_real", "train/d_fake", "train/lr_g", "train/momentum"):
         assert key in keys, key
     assert "val/parzen_ll" in keys and "test/parzen_ll" in keys
-    assert {"test/fid", "test/precision", "reference/fid", "test/nearest_sq_dist"} <= keys  # beyond Parzen
+    assert {"test/fid", "test/precision", "test_real_vs_real/fid", "test/nearest_sq_dist"} <= keys  # beyond Parzen
     images = [r for r in rows if r.get("samples/_type") == "images/separated"]
     assert len(images) == 2 and images[0]["samples/count"] == 1
     assert any(r.get("test/interpolation/_type") == "images/separated" for r in rows)  # Figure 3

@@ -9,7 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from advnets.cli.train import build
+from advnets.training import build
 
 from conftest import compose_cfg, quiet_trainer
 

@@ -7,9 +7,29 @@ CONF_DIR = str(Path(os.environ.get("ADVNETS_CONF_DIR", Path(__file__).resolve().
 """Hydra's config folder: the checkout's ``conf/`` (the package is installed editable), or $ADVNETS_CONF_DIR."""
 
 
+def sweep_name(name: str) -> str:
+    """``${advnets_sweep_name:${name}}``: the folder a multirun goes in, ``name`` (the experiment), or
+    ``a+b`` for a sweep over experiments ``a`` and ``b`` (``experiments`` for another kind of sweep over them)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    if not HydraConfig.initialized():
+        return name
+    for text in HydraConfig.get().overrides.task:
+        if text.split("=", 1)[0].lstrip("+") != "experiment":
+            continue
+        override = OverridesParser.create().parse_override(text)
+        if override.is_sweep_override():
+            sweep = override.value()
+            return "+".join(map(str, sweep.list)) if isinstance(sweep, ChoiceSweep) else "experiments"
+    return name
+
+
 def _register_resolvers() -> None:
     """``${advnets_mode:NAME}`` / ``${advnets_direction:NAME}``: a registered metric's checkpoint mode / study
-    direction (see advnets.metrics.registry), so no config file hard-codes which way is better."""
+    direction (see advnets.metrics.registry), so no config file hard-codes which way is better;
+    ``${advnets_sweep_name:NAME}`` (``sweep_name``)."""
     from omegaconf import OmegaConf
 
     from advnets.metrics import registry
@@ -17,6 +37,9 @@ def _register_resolvers() -> None:
     for name, fn in (("advnets_mode", registry.mode), ("advnets_direction", registry.direction)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("advnets_sweep_name"):
+        # cached like ${now:}: the sweep resolves it first, and Hydra copies the cache into every job's config
+        OmegaConf.register_new_resolver("advnets_sweep_name", sweep_name, use_cache=True)
 
 
 _register_resolvers()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 EXIT_USER_ERROR = 2
@@ -26,6 +28,11 @@ def defer_user_error(err: UserError) -> None:
 def warn(message: str) -> None:
     """One line on stderr that the user should see, e.g. a fallback taken."""
     print(f"advnets: warning: {message}", file=sys.stderr)
+
+
+def console(message: str) -> None:
+    """One line on stdout for the user at the terminal (not into the run folder's log)."""
+    print(message, flush=True)
 
 
 def find_user_error(err: BaseException) -> UserError | None:
@@ -61,11 +68,76 @@ def _hydra_message(err: BaseException) -> str | None:
     return "; ".join(parts)
 
 
-def one_line(err: BaseException) -> str | None:
+def _unknown_override(err: BaseException, config_name: str | None) -> str | None:
+    """Hydra's "Could not override 'KEY'" for a key that is not in the config: the nearest known keys (the
+    config composed again without that override), and the ``+KEY`` hint only when no known key is close."""
+    found = re.search(r"Could not override '([^']+)'", str(err))
+    if found is None or config_name is None:
+        return None
+    from advnets.schema import did_you_mean
+
+    key = found.group(1)
+    given = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
+    value = next((a.split("=", 1)[1] for a in given if a.split("=", 1)[0] == key), "VALUE")
+    hint = did_you_mean(key, _config_keys(config_name, [a for a in given if a.split("=", 1)[0] != key]))
+    if hint:
+        return f"unknown key {key}{hint}"
+    return f"unknown key {key}: not in the config (to add a new key: +{key}={value})"
+
+
+def _config_keys(config_name: str, overrides: list[str]) -> list[str]:
+    """The dotted keys of the config composed with ``overrides`` (or with none, if they do not compose)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from advnets import CONF_DIR
+    from advnets.schema import dotted_keys
+
+    plain = [o for o in overrides if "," not in o and "(" not in o]  # a sweep's values do not compose as one job
+    for attempt in (plain, []):
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+                cfg = OmegaConf.to_container(compose(config_name, overrides=attempt), resolve=False)
+        except Exception:
+            continue
+        finally:
+            GlobalHydra.instance().clear()
+        cfg.pop("hydra", None)  # type: ignore[union-attr]
+        return dotted_keys(cfg)
+    return []
+
+
+def _refused_submission(err: BaseException) -> str | None:
+    """sbatch's refusal of a job (submitit raises it with sbatch's stderr), on one line; for a GPU request on
+    a cluster that has none, what to pass instead."""
+    import subprocess
+
+    seen: BaseException | None = err
+    while seen is not None:
+        command = getattr(seen, "cmd", None)
+        if isinstance(seen, subprocess.CalledProcessError) and command and Path(str(command[0])).name == "sbatch":
+            said = " ".join(str(seen.stderr or seen.output or "").split()) or f"exit status {seen.returncode}"
+            hint = ""
+            if "gres" in said.lower():
+                hint = "; this cluster offers no GPUs here: pass trainer=cpu (or a partition with GPUs)"
+            return f"SLURM refused the job ({said}){hint}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def one_line(err: BaseException, config_name: str | None = None) -> str | None:
     """A one-line message for a user mistake, or None for a bug (which keeps its traceback)."""
     user_error = find_user_error(err)
     if user_error is not None:
         return str(user_error)
+    refused = _refused_submission(err)
+    if refused is not None:
+        return refused
+    unknown = _unknown_override(err, config_name)
+    if unknown is not None:
+        return unknown
     hydra_message = _hydra_message(err)
     if hydra_message is not None:
         return hydra_message
@@ -74,8 +146,9 @@ def one_line(err: BaseException) -> str | None:
     return None
 
 
-def cli(hydra_main: Callable[[], Any]) -> Callable[[], None]:
-    """Wrap a ``@hydra.main`` entry point: Hydra re-raises (HYDRA_FULL_ERROR), mistakes become one line."""
+def cli(hydra_main: Callable[[], Any], config_name: str | None = None) -> Callable[[], None]:
+    """Wrap a ``@hydra.main`` entry point: Hydra re-raises (HYDRA_FULL_ERROR), mistakes become one line
+    (``config_name``: the entry point's config, for the nearest keys to a misspelt one)."""
 
     @functools.wraps(hydra_main)
     def entry() -> None:
@@ -83,9 +156,12 @@ def cli(hydra_main: Callable[[], Any]) -> Callable[[], None]:
         try:
             hydra_main()
         except Exception as err:
-            message = one_line(err)
+            message = one_line(err, config_name)
             if message is None:
                 raise
+            from advnets.runs.hydra_callbacks import remove_unstarted_sweep
+
+            remove_unstarted_sweep()
             print(f"advnets: error: {message}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
         if _deferred:

@@ -27,6 +27,20 @@ from advnets.runs import atomic
 from advnets.runs.checkpoints import safe_load
 from advnets.sampling import generate, noise_from_seed
 
+RUN_CHECKPOINTS = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "generator.pt")
+"""What a folder given as ``ckpt_path`` is evaluated by, first found: a run's best or last checkpoint, or a
+published record's generator."""
+
+
+def checkpoint_in(path: Path) -> Path:
+    """``path`` itself, or for a folder (a run folder, a published record) the file ``RUN_CHECKPOINTS`` names."""
+    if not path.is_dir():
+        return path
+    for name in RUN_CHECKPOINTS:
+        if (path / name).is_file():
+            return path / name
+    raise UserError(f"ckpt_path={path} is a folder without {', '.join(RUN_CHECKPOINTS)}; give a run folder or a file")
+
 
 def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """G's state_dict from a Lightning checkpoint (``generator.*`` keys) or a plain state_dict file."""
@@ -120,11 +134,12 @@ def evaluate_run(
 
 
 def log_results(loggers: list[Any], results: dict[str, Any], out_dir: Path, step: int) -> dict[str, float]:
-    """An evaluation's numbers to the loggers at ``step``: ``test/`` Parzen and metrics, ``reference/`` floors,
+    """An evaluation's numbers to the loggers at ``step``: ``test/`` Parzen and metrics, ``test_real_vs_real/``
+    floors (real test images vs real training images: never mistaken for the model's own values),
     and (W&B) the sample grid and Figure 3. Returns the logged numbers."""
     summary = {f"test/{k}": float(results[k]) for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
     summary.update({f"test/{k}": float(v) for k, v in results.get("metrics", {}).items()})  # beyond Parzen
-    summary.update({f"reference/{k}": float(v) for k, v in results.get("metrics_reference", {}).items()})
+    summary.update({f"test_real_vs_real/{k}": float(v) for k, v in results.get("metrics_reference", {}).items()})
     pictures = {"test/samples": out_dir / "samples_grid.png", "test/interpolation": out_dir / "interpolation.png"}
     for logger in loggers:
         logger.log_metrics(summary, step=step)

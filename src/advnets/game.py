@@ -327,5 +327,9 @@ class AdversarialGame(pl.LightningModule):
 
     def on_train_end(self) -> None:
         """The run's facts in ``callback_metrics``, which ``ddp_spawn`` hands back to the launching process."""
-        self.trainer.callback_metrics["run/epochs"] = torch.tensor(float(self.trainer.current_epoch))
-        self.trainer.callback_metrics["run/global_step"] = torch.tensor(float(self.trainer.global_step))
+        metrics = self.trainer.callback_metrics
+        metrics["run/epochs"] = torch.tensor(float(self.trainer.current_epoch))
+        metrics["run/global_step"] = torch.tensor(float(self.trainer.global_step))
+        best = getattr(self.trainer.checkpoint_callback, "best_model_score", None)
+        if best is not None:  # ddp_spawn hands best_model_path back to its parent, but not the score
+            metrics["run/best_score"] = best.detach().float().cpu().reshape(())

@@ -315,9 +315,34 @@ def _words(annotation: Any) -> str:
 
 
 # -- the walk ----------------------------------------------------------------------------------------------
+def did_you_mean(key: str, known: list[str]) -> str:
+    """`` (did you mean trainer.max_epochs?)`` for a misspelt ``key`` among the ``known`` dotted keys, or ``""``:
+    the closest names under the same parent first, else the closest keys anywhere."""
+    import difflib
+
+    parent, _, name = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
+    close = [siblings[c] for c in difflib.get_close_matches(name, list(siblings), n=3, cutoff=0.75)]
+    close = close or difflib.get_close_matches(key, known, n=3, cutoff=0.8)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every key of a plain config tree, dotted (``trainer.max_epochs``), lists not entered."""
+    keys: list[str] = []
+    if isinstance(node, dict):
+        for name, value in node.items():
+            key = f"{prefix}{name}"
+            keys.append(key)
+            keys += dotted_keys(value, f"{key}.")
+    return keys
+
+
 class _Checker:
-    def __init__(self, rules: dict[str, Rule]) -> None:
-        self.rules = rules
+    """The walk over a config; ``targets=False`` checks only the keys ``rules`` name (no class is imported)."""
+
+    def __init__(self, rules: dict[str, Rule], targets: bool = True) -> None:
+        self.rules, self.targets = rules, targets
 
     def group(self, node: dict, prefix: str) -> None:
         for name, value in node.items():
@@ -329,7 +354,8 @@ class _Checker:
             if known_by is None:
                 parent = key.rpartition(".")[0]
                 siblings = [k.rpartition(".")[2] for k in self.rules if k.rpartition(".")[0] == parent and "*" not in k]
-                raise UserError(f"unknown key {key}; known here: {', '.join(siblings) or 'none'}")
+                hint = did_you_mean(key, [f"{parent}.{k}" if parent else k for k in siblings])
+                raise UserError(f"unknown key {key}{hint}; known here: {', '.join(siblings) or 'none'}")
             if isinstance(value, dict) and "_target_" in value:
                 self.target(key, value)
             return
@@ -350,6 +376,12 @@ class _Checker:
                 self.target(f"{key}.{name}", entry)
 
     def target(self, key: str, node: dict) -> None:
+        if not self.targets:
+            for name, value in node.items():
+                sub = f"{key}.{name}"
+                if name not in HYDRA_KEYS and _rule_for(self.rules, sub) is not None:
+                    self.key(sub, value, known_by=str(node["_target_"]))
+            return
         target = _locate(key, node["_target_"])
         params, hints, var_kw = _signature(target)
         for name, value in node.items():
@@ -357,8 +389,11 @@ class _Checker:
                 continue
             sub = f"{key}.{name}"
             if name not in params and not var_kw:
-                known = ", ".join(p for p in params if p not in ("self", "args", "kwargs"))
-                raise UserError(f"unknown key {sub}: {node['_target_']} takes {known}")
+                known = [p for p in params if p not in ("self", "args", "kwargs")]
+                hint = did_you_mean(sub, [f"{key}.{p}" for p in known])
+                if hint:
+                    raise UserError(f"unknown key {sub}{hint}: not a parameter of {node['_target_']}")
+                raise UserError(f"unknown key {sub}: {node['_target_']} takes {', '.join(known)}")
             annotation = hints.get(name, params[name].annotation if name in params else Any)
             if _rule_for(self.rules, sub) is None and not _fits(value, annotation):
                 raise _fail(sub, value, f"{_words(annotation)} ({node['_target_']}'s {name})")
@@ -381,47 +416,10 @@ def resolved(cfg: DictConfig) -> dict:
         raise UserError(f"{key}: {first}" if key else first) from None
 
 
-def validate(cfg: DictConfig | dict, rules: dict[str, Rule]) -> None:
-    """Check every key and value of ``cfg`` against ``rules``; the first mistake raises one UserError line."""
+def validate(cfg: DictConfig | dict, rules: dict[str, Rule], targets: bool = True) -> None:
+    """Check every key and value of ``cfg`` against ``rules``; the first mistake raises one UserError line.
+
+    ``targets=False``: only what ``rules`` says, without importing the classes of ``_target_`` nodes (their
+    unknown keys and annotations are checked by the full pass)."""
     data = resolved(cfg) if isinstance(cfg, DictConfig) else {k: v for k, v in cfg.items() if k != "hydra"}
-    _Checker(rules).group(data, "")
-
-
-def validate_search_space(config: DictConfig, rules: dict[str, Rule]) -> None:
-    """Every swept key (``hydra.sweeper.params`` and sweeps on the command line, e.g. ``seed=1,2``) exists, and
-    every value it can take (each choice, both ends of an interval or range) passes the schema."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-
-    HydraConfig.instance().set_config(config)  # ${name} etc. read hydra:runtime.choices
-    parser = OverridesParser.create()
-    specs = [f"{k}={v}" for k, v in (OmegaConf.select(config, "hydra.sweeper.params") or {}).items()]
-    specs += [o for o in OmegaConf.select(config, "hydra.overrides.task") or [] if not o.startswith("hydra")]
-    base = OmegaConf.create({k: v for k, v in config.items() if k != "hydra"})
-    OmegaConf.update(base, "paths.output_dir", "sweep", force_add=True)
-    for spec in specs:
-        try:
-            override = parser.parse_override(spec)
-        except Exception as err:
-            raise UserError(f"{spec}: {str(err).splitlines()[0]}") from None
-        if not override.is_sweep_override():
-            continue
-        key, sweep = override.key_or_group, override.value()
-        if OmegaConf.select(base, key, default="<missing>") == "<missing>":
-            raise UserError(f"sweep {spec}: {key} is not a config key")
-        if isinstance(sweep, ChoiceSweep):
-            values = list(sweep.list)
-        elif isinstance(sweep, RangeSweep):
-            values = [sweep.start, sweep.stop - (sweep.step or 1)]
-        elif isinstance(sweep, IntervalSweep):
-            values = [sweep.start, sweep.end]
-        else:
-            values = [sweep]
-        for value in values:
-            trial = base.copy()
-            OmegaConf.update(trial, key, value)
-            try:
-                validate(trial, rules)
-            except UserError as err:
-                raise UserError(f"sweep {spec}: {err}") from None
+    _Checker(rules, targets).group(data, "")

@@ -327,23 +327,48 @@ def plot(path: Path, groups: dict[str, list[Group]]) -> None:
     plt.close(fig)
 
 
+def terminal_columns(header: list[str], rows: list[list[str]], n_keys: int, width: int) -> list[int]:
+    """Which columns of the table fit ``width`` characters: the override keys, runs and seeds, then the metrics
+    and facts in the table's order while they fit (the CSV and Markdown files keep every column)."""
+
+    def needed(i: int) -> int:
+        return max([len(header[i]), *(len(r[i]) for r in rows)]) + 3  # rich's padding and border
+
+    chosen = list(range(min(n_keys + 2, len(header))))
+    used = 1 + sum(needed(i) for i in chosen)
+    for i in range(len(chosen), len(header)):
+        if used + needed(i) <= width:
+            chosen.append(i)
+            used += needed(i)
+    return chosen
+
+
 def _print_tables(
     groups: dict[str, list[Group]], keys_of: dict[str, list[str]], metrics: list[str], notes: list[str]
 ) -> None:
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    width = shutil.get_terminal_size((120, 24)).columns  # $COLUMNS, else the terminal's width, else 120
+    console = Console(width=width)
     for dataset, dataset_groups in groups.items():
         header, rows = table_rows(dataset_groups, keys_of[dataset], metrics)
-        table = Table(
-            title=f"advnets-compare: {dataset}",
-            caption="Parzen log-likelihood (nats): mean ± SE over seeds; LL SE: the protocol's error over test images",
-        )
-        for i, title in enumerate(header):
-            table.add_column(title, justify="left" if i < len(keys_of[dataset]) else "right", overflow="fold")
+        n_keys = len(keys_of[dataset])
+        shown = terminal_columns(header, rows, n_keys, width)
+        left_out = len(header) - len(shown)
+        caption = "Parzen log-likelihood (nats): mean ± SE over seeds; LL SE: the protocol's error over test images"
+        if left_out:
+            caption += f"; {left_out} more columns in compare.md / compare.csv"
+        table = Table(title=f"advnets-compare: {dataset}", caption=caption)
+        for i in shown:
+            key_column = i < n_keys
+            table.add_column(
+                header[i], justify="left" if key_column else "right", overflow="fold", no_wrap=not key_column
+            )
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(row[i] for i in shown))
         console.print(table)
     for note in notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)

@@ -8,36 +8,43 @@ best checkpoint.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
-from advnets.data import ImageDataModule
-from advnets.errors import cli
-from advnets.evaluation import (
-    build_generator,
-    eval_device,
-    evaluate_run,
-    export_generator,
-    find_run_config,
-    load_generator_weights,
-    log_results,
-)
-from advnets.metrics.suite import check_names
-from advnets.runs.folders import build_loggers, finish_wandb
-from advnets.schema import EVALUATE, validate
+from advnets.errors import cli, console
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder."""
+def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
+    """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder; what it says at the
+    end goes to ``summary``."""
+    from hydra.utils import instantiate
+
+    from advnets.data import ImageDataModule
+    from advnets.evaluation import (
+        build_generator,
+        checkpoint_in,
+        eval_device,
+        evaluate_run,
+        export_generator,
+        find_run_config,
+        load_generator_weights,
+        log_results,
+    )
+    from advnets.metrics.suite import check_names
+    from advnets.runs.folders import build_loggers
+    from advnets.runs.summary import summary_lines
+    from advnets.schema import EVALUATE, validate
+
     validate(cfg, EVALUATE)
     check_names(list(cfg.eval.get("metrics") or []))
-    ckpt = Path(cfg.ckpt_path)
+    given = Path(cfg.ckpt_path)
+    ckpt = checkpoint_in(given)
+    if ckpt != given:
+        console(f"advnets: evaluating {ckpt} (of {given})")
     state, meta = load_generator_weights(ckpt)
     run_cfg = find_run_config(ckpt, cfg.run_config)
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
@@ -61,23 +68,28 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         logger.finalize("success")
     if cfg.get("export_to"):
         export_generator(generator, run_cfg, Path(cfg.export_to))
-    print(json.dumps({k: results[k] for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}))
-    for key in ("metrics", "metrics_reference"):
-        if key in results:
-            print(json.dumps({key: {k: round(v, 4) for k, v in results[key].items()}}))
-    print(f"results: {out_dir / 'results.json'}")
+    if summary is not None:
+        summary += summary_lines(out_dir, {}, results)
     return results
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
 def hydra_main(cfg: DictConfig) -> None:
+    from advnets.schema import EVALUATE, validate
+
+    validate(cfg, EVALUATE, targets=False)  # the plain keys' rules, before torch loads
+    from advnets.runs.folders import finish_wandb
+
+    summary: list[str] = []
     try:
-        evaluate(cfg)
+        evaluate(cfg, summary)
     finally:
         finish_wandb()
+    for line in summary:
+        console(line)
 
 
-main = cli(hydra_main)
+main = cli(hydra_main, config_name="evaluate")
 
 
 if __name__ == "__main__":

@@ -50,17 +50,37 @@ def load_idx_images(
             f"{label} files missing in {raw}: {', '.join(missing)}; put the four IDX files there "
             "(or set dataset.download=true to let torchvision fetch them)"
         )
+    made = [p for p in (raw, raw.parent, folder) if not p.exists()]  # what a failed download must not leave
     try:
         train_set = dataset_class(str(folder), train=True, download=download)
         test_set = dataset_class(str(folder), train=False, download=download)
     except (RuntimeError, OSError) as err:
-        raise UserError(f"cannot load {label} from {folder}: {str(err).splitlines()[0]}") from err
+        for path in made:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise UserError(f"cannot load {label} into {raw}: {download_failure(err)}") from err
     _check_files(raw, files, label)
     if n_train + n_valid > len(train_set.data):
         raise UserError(f"dataset.n_train + dataset.n_valid = {n_train + n_valid}; allowed: <= {len(train_set.data)}")
     images = _unit_pixels(train_set.data)
     test = _unit_pixels(test_set.data)
     return Splits(images[:n_train], images[n_train : n_train + n_valid], test, (1, 28, 28))
+
+
+def download_failure(err: BaseException) -> str:
+    """torchvision's download error on one line: which file, and each mirror's answer; then what to do."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("Error downloading"):
+        return (lines[0] if lines else type(err).__name__) + _WITHOUT_NETWORK
+    answers = [line for line in lines[1:] if not line.startswith("Tried ")]
+    head = lines[0].removeprefix("Error ").rstrip(":")
+    return f"{head} failed ({'; '.join(dict.fromkeys(answers)) or 'no answer'})" + _WITHOUT_NETWORK
+
+
+_WITHOUT_NETWORK = (
+    "; without network, copy the four IDX files there, or set ADVNETS_DATA_DIR to a folder that holds them "
+    "(in <dataset>/raw/), and dataset.download=false"
+)
 
 
 def _unit_pixels(data: Tensor) -> Tensor:

@@ -32,6 +32,8 @@ class UnsafeCheckpoint(UserError):
 def safe_load(path: Path | str, map_location: Any = "cpu") -> Any:
     """``torch.load`` with ``weights_only=True``; a file holding other Python objects is a one-line UserError."""
     path = Path(path)
+    if path.is_file() and not is_torch_file(path):
+        raise UserError(f"{path} is not a checkpoint (not a file torch.save writes); give a .ckpt or .pt file")
     try:
         with torch.serialization.safe_globals(list(ALLOWLIST)):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -46,6 +48,14 @@ def safe_load(path: Path | str, map_location: Any = "cpu") -> Any:
             ) from None
         first = message.splitlines()[0] if message else type(err).__name__
         raise UserError(f"cannot read checkpoint {path}: {first}") from None
+
+
+def is_torch_file(path: Path) -> bool:
+    """Written by ``torch.save``: a zip archive (torch >= 1.6) or a legacy pickle stream (starts with PROTO)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as handle:
+        return handle.read(1) == b"\x80"
 
 
 def check_complete(path: Path) -> Path:

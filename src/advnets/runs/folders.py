@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.errors import UserError, warn
+from advnets.errors import UserError, console, warn
 from advnets.runs import atomic
 from advnets.runs.checkpoints import check_complete, check_resumable
 
@@ -68,11 +69,38 @@ def release_run_folder() -> None:
         os.close(_held_lock.pop())  # closing the descriptor releases the flock
 
 
+def _comparable_overrides() -> list[str]:
+    """This job's overrides as ``overrides.json`` records them (those in SAME_RUN_IGNORES left out), sorted."""
+    return sorted(o for o in task_overrides() if o.split("=")[0].lstrip("+~") not in SAME_RUN_IGNORES)
+
+
+def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The recorded metrics of a run folder whose training already ended (``metrics.json``) with this job's
+    overrides, else None. Such a folder is left exactly as it is: the same command run again, or a requeue
+    that lands after the end, has nothing to do. Other overrides are for ``check_same_overrides`` to judge
+    (``allow_config_change=true`` continues the run, e.g. for more epochs)."""
+    record = run_dir / "metrics.json"
+    if cfg.get("ckpt_path") or not record.is_file():
+        return None
+    started_with = run_dir / "overrides.json"
+    if started_with.is_file() and json.loads(started_with.read_text()) != _comparable_overrides():
+        return None
+    metrics = json.loads(record.read_text())
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("objective_score"), int | float):
+        return None  # not a record this version wrote: train again rather than guess
+    from advnets.runs.hydra_callbacks import leave_record_untouched
+
+    leave_record_untouched()
+    what = "results.json" if (run_dir / "results.json").is_file() else "metrics.json"
+    console(f"advnets: run {run_dir} is finished ({what}); nothing to do")
+    return metrics
+
+
 def check_same_overrides(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
     """A rerun that continues a run folder must have the overrides it was started with (``allow_config_change=true``
     continues anyway); the overrides are recorded in ``<run>/overrides.json``."""
     record = run_dir / "overrides.json"
-    current = sorted(o for o in task_overrides() if o.split("=")[0].lstrip("+~") not in SAME_RUN_IGNORES)
+    current = _comparable_overrides()
     if resuming and record.exists() and not cfg.get("allow_config_change"):
         previous = json.loads(record.read_text())
         if previous != current:
@@ -107,7 +135,7 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
         check_resumable(ckpt)  # complete but holding more than weights: refused, never skipped silently
         if damaged:
             warn(f"damaged {', '.join(damaged)} in {folder}; resuming from {ckpt.name} instead")
-        print(f"advnets: resuming from {ckpt}")
+        console(f"advnets: resuming from {ckpt}")
         return str(ckpt)
     if damaged:
         warn(f"damaged {', '.join(damaged)} in {folder} and no sound checkpoint; starting afresh")
@@ -165,18 +193,26 @@ def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
             **({"job_type": job_type} if job_type else {}),
         }
         logger: WandbLogger = instantiate(logger_cfg, **extra)
+        # Lightning always passes anonymous=None, which wandb >= 0.19 warns about on every run
+        logger._wandb_init.pop("anonymous", None)
+        # the closing summary lists every test/ value (wandb's default shows the first 10 keys by name)
+        logger._wandb_init.setdefault("settings", {"max_end_of_run_summary_metrics": 40})
         loggers.append(logger)
     return loggers
 
 
 def finish_wandb() -> None:
-    """Close this job's W&B run (one run per job); a W&B service killed with the job must not mask its outcome."""
-    import wandb
+    """Close this job's W&B run (one run per job); a W&B service killed with the job must not mask its outcome.
 
+    Nothing to do (and nothing imported) where the job never imported wandb, e.g. under ``logger=csv``."""
+    wandb = sys.modules.get("wandb")
+    if wandb is None:
+        return
     try:
-        wandb.finish()
+        if getattr(wandb, "run", None) is not None:
+            wandb.finish()
     except Exception as err:
-        print(f"advnets: could not close the W&B run cleanly ({type(err).__name__}: {err})")
+        warn(f"could not close the W&B run cleanly ({type(err).__name__}: {err})")
 
 
 def note_sigterm() -> tuple[list[int], Callable[[], None]]:

@@ -12,13 +12,54 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from advnets.errors import EXIT_USER_ERROR, UserError, defer_user_error, find_user_error
 
 
 def _stamp() -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+_untouched: list[bool] = []  # set by a job that found its run folder finished and left it as it was
+
+
+def leave_record_untouched() -> None:
+    """This job did nothing (its run folder holds a finished run): the folder's record stays as it was, and no
+    history entry is added for this start."""
+    _untouched.append(True)
+
+
+_new_sweep: list[Path] = []  # a sweep folder this multirun creates, and the parents it creates, deepest first
+
+
+def remove_unstarted_sweep() -> None:
+    """After a sweep stopped by a mistake: the sweep folder it created goes, when no job in it got as far as a
+    run (a job folder with ``.hydra/``), with the empty parents it created."""
+    if not _new_sweep:
+        return
+    sweep = _new_sweep[0]
+    if sweep.is_dir() and not list(sweep.glob("*/.hydra")):
+        shutil.rmtree(sweep)
+    for parent in _new_sweep[1:]:
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    _new_sweep.clear()
+
+
+def _new_folders(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first."""
+    made, folder = [], folder.absolute()
+    while not folder.exists():
+        made.append(folder)
+        folder = folder.parent
+    return made
+
+
+def _take_untouched() -> bool:
+    found = bool(_untouched)
+    _untouched.clear()
+    return found
 
 
 def _copy_files(source: Path, dest: Path) -> None:
@@ -39,6 +80,7 @@ class KeepPreviousRunConfig(Callback):
         self.stash: Path | None = None
         self.hydra_dir: Path | None = None
         self.single_run = False
+        self.entry: Path | None = None  # a multirun job's history entry for this start
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra instantiates the sweeper and launcher before it sets HydraConfig in multirun mode, and the
@@ -53,11 +95,16 @@ class KeepPreviousRunConfig(Callback):
             return
         self.hydra_dir = Path(str(config.hydra.run.dir)) / str(subdir)
         stash = self.hydra_dir.with_name(self.hydra_dir.name + ".previous")
+        partial = stash.with_name(stash.name + ".partial")
+        if partial.is_dir():  # a start killed while stashing: .hydra itself was not yet rewritten
+            shutil.rmtree(partial)
         if stash.is_dir():  # left by a killed start: the record of the start before it
-            stash.rename(self.hydra_dir / "history" / f"{_stamp()}-killed")
+            (self.hydra_dir / "history").mkdir(parents=True, exist_ok=True)
+            stash.rename(self.hydra_dir / "history" / f"{_stamp()}-before-a-killed-start")
         if (self.hydra_dir / "config.yaml").is_file():
+            _copy_files(self.hydra_dir, partial)
+            partial.rename(stash)  # whole or not at all: a kill in between leaves only the partial copy
             self.stash = stash
-            _copy_files(self.hydra_dir, self.stash)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         subdir = config.hydra.output_subdir
@@ -65,12 +112,18 @@ class KeepPreviousRunConfig(Callback):
             return
         hydra_dir = Path(str(config.hydra.runtime.output_dir)) / str(subdir)
         if (hydra_dir / "config.yaml").is_file():
-            _copy_files(hydra_dir, hydra_dir / "history" / _stamp())
+            self.entry = hydra_dir / "history" / _stamp()
+            _copy_files(hydra_dir, self.entry)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        untouched = _take_untouched()
+        if self.entry is not None:
+            if untouched:
+                shutil.rmtree(self.entry, ignore_errors=True)
+            self.entry = None
         if self.stash is None or self.hydra_dir is None or not self.stash.exists():
             return
-        if job_return.status == JobStatus.FAILED:
+        if job_return.status == JobStatus.FAILED or untouched:
             _copy_files(self.stash, self.hydra_dir)
             shutil.rmtree(self.stash)
         else:
@@ -88,11 +141,12 @@ class UserErrorsLeaveNoTrace(Callback):
 
     def __init__(self) -> None:
         self.run_dir: Path | None = None
-        self.created = False
+        self.created: list[Path] = []  # the run folder and the parents Hydra creates for it, deepest first
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # hydra.run.dir reads ${now:...} and ${hydra:...}
         self.run_dir = Path(str(config.hydra.run.dir))
-        self.created = not self.run_dir.exists()
+        self.created = _new_folders(self.run_dir)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if self.run_dir is None or job_return.status != JobStatus.FAILED:
@@ -103,22 +157,54 @@ class UserErrorsLeaveNoTrace(Callback):
         hydra_only = {str(config.hydra.output_subdir), f"{config.hydra.job.name}.log", ".lock", "overrides.json"}
         if self.created and self.run_dir.is_dir() and {p.name for p in self.run_dir.iterdir()} <= hydra_only:
             shutil.rmtree(self.run_dir)
+            for parent in self.created[1:]:  # outputs/<name>/ too, when this job made it and it is empty
+                if parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
         defer_user_error(error)
         job_return.status = JobStatus.COMPLETED
         job_return._return_value = None
 
 
+class SweepStorageFolder(Callback):
+    """An Optuna study in SQLite (``hydra.sweeper.storage: sqlite:///outputs/optuna.db``): its folder is made
+    before the sweeper opens it, so a sweep from a fresh working folder finds it. List it after
+    validate_search_space: a refused sweep creates nothing."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        storage = str(OmegaConf.select(config, "hydra.sweeper.storage", default=None) or "")
+        if storage.startswith("sqlite:///"):
+            Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 class ValidateSearchSpace(Callback):
-    """Before a sweep's first job: every swept key exists and every value it can take passes the schema.
+    """Before a sweep's first job: the config of every job it will run (advnets.runs.search_space) is composed
+    and checked, first against the schema's plain rules (nothing heavy imported), then in full.
 
     Hydra turns an exception raised by a callback into a warning, so a mistake ends the sweep here with its one
     line and exit status 2 (SystemExit passes through)."""
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
-        from advnets.schema import EVALUATE, TRAIN, validate_search_space
+        from advnets.runs.search_space import check_jobs
+        from advnets.schema import EVALUATE, TRAIN, validate
+
+        HydraConfig.instance().set_config(config)
+        _new_sweep[:] = _new_folders(Path(str(config.hydra.sweep.dir)))
+        train = config_name == "train"
+        rules = TRAIN if train else EVALUATE
+
+        def plain_rules(cfg: DictConfig) -> None:
+            validate(cfg, rules, targets=False)
+
+        def in_full(cfg: DictConfig) -> None:
+            if train:
+                from advnets.training import check_config
+
+                check_config(cfg)
+            else:
+                validate(cfg, rules)
 
         try:
-            validate_search_space(config, TRAIN if config_name == "train" else EVALUATE)
+            check_jobs(config, [plain_rules, in_full])
         except UserError as err:
             print(f"advnets: error: {err}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None

@@ -1,0 +1,56 @@
+"""What a finished job says at the end: where its results are and what it scored, beside the real-vs-real floor."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from advnets.metrics.registry import METRICS
+
+PAPER_SAMPLES = 10_000  # the paper's protocol draws 10,000 samples
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def summary_lines(run_dir: Path, metrics: dict[str, Any], results: dict[str, Any] | None) -> list[str]:
+    """A few short lines: the run folder, the headline numbers (each beside its real-vs-real floor), the files."""
+    lines = [f"advnets: run {run_dir}"]
+    epochs = metrics.get("run/epochs")
+    if metrics.get("diverged_at_epoch") is not None:
+        lines.append(f"  diverged in epoch {int(metrics['diverged_at_epoch'])}: nothing to evaluate")
+    elif results is None:
+        val = metrics.get("val/parzen_ll")
+        lines.append(
+            f"  trained {int(epochs) if epochs is not None else '?'} epochs; validation Parzen LL {_number(val, 4)} "
+            "nats (no evaluation after training: evaluate=false)"
+        )
+    else:
+        paper = results.get("n_samples") == PAPER_SAMPLES
+        protocol = "the paper's protocol" if paper else "fewer samples than the paper"
+        lines.append(
+            f"  test Parzen log-likelihood {results['parzen_ll']:.1f} ± {results['parzen_se']:.1f} nats "
+            f"(epoch {results.get('epoch', '?')}, {results.get('n_samples')} samples: {protocol}, "
+            f"sigma {results['sigma']:.4g})"
+        )
+        beyond = results.get("metrics") or {}
+        floors = results.get("metrics_reference") or {}
+        if beyond:
+            shown = [
+                f"{name} {_number(beyond[name])}" + (f" ({_number(floors[name])})" if name in floors else "")
+                for name in METRICS
+                if name in beyond
+            ]
+            lines.append("  " + ", ".join(shown[:5]))
+            if shown[5:]:
+                lines.append("  " + ", ".join(shown[5:]))
+            if floors:
+                lines.append("  (in brackets: real test images vs real training images, the floor for each metric)")
+    files = [name for name in ("results.json", "metrics.json") if (run_dir / name).is_file()]
+    pictures = [p.name for p in sorted(run_dir.glob("*.png"))]
+    lines.append(f"  files: {', '.join(files + pictures)} in {run_dir}")
+    return lines

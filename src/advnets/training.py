@@ -1,0 +1,241 @@
+"""One training job: build everything from ``_target_``, fit, evaluate the best checkpoint, return the metric.
+
+``advnets.cli.train`` (``advnets-train``) composes the config and calls ``run``; a run folder that already holds
+a finished run is left as it is (``finished_run``)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from advnets.errors import UserError, console, warn
+from advnets.evaluation import evaluate_run, log_results
+from advnets.metrics import registry
+from advnets.metrics.suite import check_names
+from advnets.runs import atomic
+from advnets.runs.checkpoints import SafeCheckpointIO, safe_load
+from advnets.runs.folders import (
+    build_loggers,
+    check_same_overrides,
+    check_writable,
+    finish_wandb,
+    finished_run,
+    lock_run_folder,
+    note_sigterm,
+    release_run_folder,
+    resume_path,
+    task_overrides,
+)
+from advnets.runs.summary import summary_lines
+from advnets.schema import TRAIN, validate
+
+FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Data module, game and trainer from the config."""
+    datamodule = instantiate(cfg.dataset, updates_per_step=cfg.game.get("updates_per_step", 1))
+    generator = instantiate(cfg.model.generator)
+    if cfg.model.output_bias_from_data:
+        generator.init_output_bias(datamodule.load().train.mean(0))
+    game = instantiate(
+        cfg.game,
+        generator=generator,
+        discriminator=instantiate(cfg.model.discriminator),
+        g_optimizer=instantiate(cfg.optimizer.generator),
+        d_optimizer=instantiate(cfg.optimizer.discriminator),
+        schedule=instantiate(cfg.optimizer.schedule) if cfg.optimizer.get("schedule") else None,
+    )
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []] + [SafeCheckpointIO()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False, plugins=plugins)
+    return datamodule, game, trainer
+
+
+class _DropLightningTips(logging.Filter):
+    """Lightning's advertisement for its cloud logger, printed on every run, is not about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_third_party() -> None:
+    """Keep a normal run's output to what concerns the run: no library notices that ask nothing of the user."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropLightningTips())
+    # Lightning 2.6's own use of a torch API that torch deprecated; nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """The whole schema, the objective and the metric names: every mistake before anything is built."""
+    validate(cfg, TRAIN)
+    check_objective(cfg)
+    if cfg.get("eval"):
+        check_names(list(cfg.eval.get("metrics") or []))  # a typo fails now, not after hours of training
+
+
+def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
+    """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics, and add
+    what the run says at its end to ``summary``.
+
+    A run folder holding a finished run with the same overrides is not touched: its recorded metrics come back."""
+    check_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    done = finished_run(cfg, run_dir)
+    if done is not None:
+        return done
+    check_writable(run_dir)
+    lock_run_folder(run_dir)
+    ckpt_path = resume_path(cfg, run_dir)
+    check_same_overrides(cfg, run_dir, resuming=bool(ckpt_path) and not cfg.ckpt_path)
+    torch.set_float32_matmul_precision("highest")
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, game, trainer = build(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    start = time.perf_counter()
+    trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    train_seconds = time.perf_counter() - start
+    # run facts come through callback_metrics: ddp_spawn hands them back from its rank zero (see the game)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    diverged_at = metrics.pop("run/diverged_at_epoch", None)
+    if diverged_at is not None:
+        metrics.update({"diverged_at_epoch": int(diverged_at), "val/parzen_ll": FAILED_OBJECTIVE})
+    metrics["objective_score"] = reported_score(cfg, trainer, metrics, diverged_at is not None)
+    metrics.pop("run/best_score", None)
+    if not trainer.is_global_zero:
+        return metrics
+    results = None
+    if cfg.evaluate and cfg.get("eval") and diverged_at is None:
+        results = _evaluate_best(cfg, trainer, game, datamodule, run_dir, train_seconds)
+        if results is None:
+            metrics["test/parzen_ll"] = FAILED_OBJECTIVE
+        else:
+            metrics.update(log_results(trainer.loggers, results, run_dir, _run_fact(trainer, "global_step")))
+    finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+    atomic.write_json(run_dir / "metrics.json", finite)
+    if summary is not None:
+        summary += summary_lines(run_dir, metrics, results)
+    return metrics
+
+
+def _run_fact(trainer: pl.Trainer, name: str) -> int:
+    """``epochs`` or ``global_step`` of the run: from ``callback_metrics`` (which a ddp_spawn parent gets back from
+    its rank zero), else from the trainer itself (a resumed run that had nothing left to train)."""
+    value = trainer.callback_metrics.get(f"run/{name}")
+    if value is not None:
+        return int(value)
+    return int(trainer.current_epoch if name == "epochs" else trainer.global_step)
+
+
+def _evaluate_best(
+    cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path, train_seconds: float
+) -> dict[str, Any] | None:
+    """The protocol on the reported checkpoint -> ``results.json``; None for a generator that cannot be scored."""
+    epochs = _run_fact(trainer, "epochs")
+    ckpt = _checkpoint_to_evaluate(trainer, cfg.eval.checkpoint)
+    meta: dict[str, Any] = {
+        "checkpoint": ckpt,
+        "epoch": epochs,
+        "epochs_trained": epochs,
+        "train_seconds": round(train_seconds, 1),
+        "experiment": cfg.name,
+        "overrides": task_overrides(),
+        "update": cfg.game["update"],
+        "run_dir": str(run_dir),
+    }
+    if ckpt:
+        state = safe_load(ckpt)
+        game.load_state_dict(state["state_dict"])
+        meta["epoch"] = state["epoch"] + 1
+    try:
+        return evaluate_run(
+            game.generator, datamodule, cfg.game.noise, cfg.eval, run_dir, meta, trainer.strategy.root_device
+        )
+    except UserError as err:  # a diverged generator: report it, keep the run folder
+        warn(f"evaluation skipped: {err}")
+        return None
+
+
+def check_objective(cfg: DictConfig) -> registry.MetricSpec:
+    """``cfg.objective`` is a registered validation metric whose monitor callback is on."""
+    spec = registry.spec(str(cfg.objective))
+    if not str(cfg.objective).startswith("val/"):
+        raise UserError(f"objective={cfg.objective}; allowed: a validation metric, val/<name> (e.g. val/fid)")
+    monitor = (cfg.get("callbacks") or {}).get(spec.logged_by or "")
+    logged = monitor and monitor.get("every_n_epochs", 0) > 0 and spec.name in monitor.get("metrics", [spec.name])
+    if not logged:
+        raise UserError(
+            f"objective={cfg.objective} is not logged during training: it needs callbacks.{spec.logged_by} on, "
+            f"with every_n_epochs > 0 and {spec.name} in its metrics (e.g. callbacks.metric_monitor.every_n_epochs=5)"
+        )
+    return spec
+
+
+def reported_score(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], diverged: bool) -> float:
+    """The objective's value at the checkpoint the run reports (the best one, or the last with
+    eval.checkpoint=last), not its last monitored value; the registry's finite worst for a diverged run."""
+    spec = registry.spec(str(cfg.objective))
+    checkpoint = trainer.checkpoint_callback
+    value = metrics.get(str(cfg.objective))
+    reports_best = not cfg.get("eval") or cfg.eval.get("checkpoint", "best") == "best"
+    best = metrics.get("run/best_score")  # handed back by rank zero (a ddp_spawn parent has no best_model_score)
+    if reports_best and best is None and checkpoint is not None and checkpoint.best_model_score is not None:
+        best = float(checkpoint.best_model_score)
+    if reports_best and best is not None:
+        value = best
+    if diverged or value is None or not math.isfinite(value):
+        return spec.failed
+    return value
+
+
+def _checkpoint_to_evaluate(trainer: pl.Trainer, which: str) -> str:
+    """``best``: the monitored checkpoint callback's best file; ``last``: the file of the unmonitored one."""
+    for callback in trainer.checkpoint_callbacks:
+        if which == "best" and callback.monitor is not None and callback.best_model_path:
+            return callback.best_model_path
+        if which == "last" and callback.monitor is None and callback.dirpath:
+            path = Path(callback.dirpath) / f"{callback.filename}{callback.FILE_EXTENSION}"
+            if path.is_file():
+                return str(path)
+    return ""
+
+
+def objective(metrics: dict[str, Any]) -> float:
+    """What sweeps optimise: the reported checkpoint's score of ``objective`` (``reported_score``: finite, and the
+    registry's worst value in the objective's direction for a diverged run)."""
+    return float(metrics["objective_score"])
+
+
+def run(cfg: DictConfig) -> float:
+    """One Hydra job: train, and always close the W&B run (one run per job).
+
+    A job stopped by SIGTERM exits without a result (SystemExit), also when the stop surfaced as another error
+    (SLURM kills the W&B service too, so the next log call fails): a launcher must not record a failed result
+    for a job that SLURM reruns; the rerun resumes from ``last.ckpt``."""
+    quiet_third_party()
+    sigterms, restore_sigterm = note_sigterm()
+    summary: list[str] = []
+    try:
+        return objective(train(cfg, summary))
+    except Exception as err:
+        if sigterms:
+            raise SystemExit(f"advnets: job stopped by SIGTERM ({type(err).__name__}: {err})") from err
+        raise
+    finally:
+        finish_wandb()
+        restore_sigterm()
+        release_run_folder()
+        for line in summary:  # last, after W&B's own closing lines
+            console(line)
