@@ -81,11 +81,14 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(module: str, *args: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
-    """Run ``python -m advnets.cli.<module> ARGS`` for real, from the repository root."""
+def run_cli(
+    module: str, *args: str, timeout: int = 600, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess:
+    """Run ``python -m advnets.cli.<module> ARGS`` for real, from the repository root (or ``cwd``: a fresh
+    working folder, as a newcomer runs it, with the default ``outputs/`` below it)."""
     return subprocess.run(
         [sys.executable, "-m", f"advnets.cli.{module}", *args],
-        cwd=REPO,
+        cwd=cwd or REPO,
         env=cli_env(**env),
         capture_output=True,
         text=True,
