@@ -265,7 +265,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_eval_takes_a_run_folder_and_says_which_checkpoint(finished: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     proc = run_cli(
-        "evaluate", f"ckpt_path={finished}", "eval.n_samples=300", "eval.metrics=[]", "logger=none", f"hydra.run.dir={out}"
+        "evaluate",
+        f"ckpt_path={finished}",
+        "eval.n_samples=300",
+        "eval.metrics=[]",
+        "logger=none",
+        f"hydra.run.dir={out}",
     )
     _ok(proc)
     best = finished / "checkpoints" / "best.ckpt"
@@ -324,3 +329,40 @@ def test_startup_of_a_mistake_imports_neither_torch_nor_lightning(tmp_path: Path
     )
     assert "did you mean trainer.max_epochs?" in proc.stderr
     assert proc.stdout.strip() == "loaded: []", proc.stdout + proc.stderr[-2000:]
+
+
+def _trial_states(storage: str, name: str) -> list[str]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return [t.state.name for t in optuna.load_study(study_name=name, storage=storage).trials]
+        except KeyError:
+            return []
+
+
+def test_a_killed_search_is_continued_by_the_same_command(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/outputs/optuna.db"
+    command = [sys.executable, "-m", "advnets.cli.train", "-m", "hparams_search=optuna", *TINY]
+    command += ["trainer.max_epochs=12", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1"]
+    proc = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not list(tmp_path.glob("outputs/quickstart/multirun/*/0/checkpoints/last.ckpt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the first trial never started"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweeper and its trial, mid-trial
+    proc.wait()
+    assert _trial_states(storage, "quickstart") == ["RUNNING"]
+    again = subprocess.run(command, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
+    _ok(again)
+    assert "1 trial(s) of study quickstart left RUNNING by a stopped sweep: marked FAIL" in again.stdout
+    assert _trial_states(storage, "quickstart") == ["FAIL", "COMPLETE", "COMPLETE"]

@@ -171,6 +171,8 @@ TRAIN: dict[str, Rule] = {
     "optimizer.g_lr": number(gt=0),
     "optimizer.d_lr": number(gt=0),
     "optimizer.max_norm": optional(number(gt=0)),
+    "optimizer.beta1": number(ge=0, lt=1),
+    "optimizer.beta2": number(ge=0, lt=1),
     "optimizer.generator": TARGET,
     "optimizer.discriminator": TARGET,
     "optimizer.*.lr": number(gt=0),

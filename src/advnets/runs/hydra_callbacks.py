@@ -14,7 +14,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from advnets.errors import EXIT_USER_ERROR, UserError, defer_user_error, find_user_error
+from advnets.errors import EXIT_USER_ERROR, UserError, console, defer_user_error, find_user_error
 
 
 def _stamp() -> str:
@@ -165,15 +165,25 @@ class UserErrorsLeaveNoTrace(Callback):
         job_return._return_value = None
 
 
-class SweepStorageFolder(Callback):
+class SweepStudy(Callback):
     """An Optuna study in SQLite (``hydra.sweeper.storage: sqlite:///outputs/optuna.db``): its folder is made
-    before the sweeper opens it, so a sweep from a fresh working folder finds it. List it after
-    validate_search_space: a refused sweep creates nothing."""
+    before the sweeper opens it (a sweep from a fresh working folder finds it), and trials that a stopped sweep
+    left RUNNING are marked failed (advnets.runs.studies). List it after validate_search_space: a refused sweep
+    creates nothing."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from advnets.runs.studies import fail_orphaned_trials, sqlite_file
+
         storage = str(OmegaConf.select(config, "hydra.sweeper.storage", default=None) or "")
-        if storage.startswith("sqlite:///"):
-            Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(storage)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        study = OmegaConf.select(config, "hydra.sweeper.study_name", default=None)
+        if study and path.is_file():
+            failed = fail_orphaned_trials(storage, str(study))
+            if failed:
+                console(f"advnets: {failed} trial(s) of study {study} left RUNNING by a stopped sweep: marked FAIL")
 
 
 class ValidateSearchSpace(Callback):
