@@ -187,3 +187,24 @@ def test_unwritable_out_is_a_one_line_error(tmp_path: Path) -> None:
     proc = run_cli("compare", str(tmp_path / "runs"), "--out", str(blocker / "sub"))
     assert proc.returncode == 2
     assert proc.stderr.startswith("advnets: error: cannot write to --out") and proc.stderr.count("\n") == 1
+
+
+def test_the_terminal_table_fits_the_terminal_and_the_files_keep_every_column(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = {"fid": 40.0, "kid": 1.2, "precision": 0.8, "recall": 0.4, "density": 0.9, "coverage": 0.7}
+    for seed in (1, 2):
+        for lr in ("1e-3", "2e-3"):
+            run = make_run(tmp_path / f"lr{lr}_{seed}", seed=seed, overrides=(f"optimizer.lr={lr}",))
+            results = json.loads((run / "results.json").read_text())
+            (run / "results.json").write_text(json.dumps({**results, "metrics": suite}))
+    monkeypatch.setenv("COLUMNS", "80")
+    main([str(tmp_path)])
+    out = capsys.readouterr().out
+    table = out.split("advnets-compare: wrote")[0]  # the last line names the output folder, a path of any length
+    assert max(len(line) for line in table.splitlines()) <= 80, out
+    assert "more columns in compare.md / compare.csv" in out
+    assert "test LL" in out and "best val LL" in out  # the headline columns come first
+    assert "coverage_mean" in (tmp_path / "compare.csv").read_text().splitlines()[0].replace(
+        "test_coverage", "coverage"
+    )

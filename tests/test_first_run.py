@@ -16,6 +16,7 @@ import pytest
 from torchvision.datasets import MNIST
 
 from advnets.data import MNIST_RAW
+from advnets.errors import UserError
 from advnets.training import train
 
 from conftest import QUICK, assert_user_error, compose_cfg, run_cli
@@ -88,3 +89,26 @@ def test_without_download_one_line_says_where_the_files_go(tmp_path: Path) -> No
     )
     assert_user_error(proc, str(data / "MNIST" / "raw"), "dataset.download=true")
     assert not data.exists() or not any(data.rglob("*-ubyte"))
+
+
+def test_a_failed_download_keeps_its_cause_says_what_to_do_and_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: every download is refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
+    data = tmp_path / "fresh-data"
+    cfg = compose_cfg(
+        [f"dataset.root={data}", "dataset.download=true", "model=small", "logger=none", "threads=1"],
+        output_dir=tmp_path / "run",
+    )
+    with pytest.raises(UserError) as caught:
+        train(cfg)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "downloading train-images-idx3-ubyte.gz failed" in message and "Connection refused" in message
+    assert "ADVNETS_DATA_DIR" in message and "dataset.download=false" in message
+    assert not data.exists()  # no empty MNIST/raw/ left behind

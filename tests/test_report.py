@@ -111,3 +111,23 @@ def test_tfd_folds_fill_the_tfd_column_with_mean_and_se_across_folds(tmp_path: P
     assert ["advnets: paper_tfd", "—", "**2020.0 ± 7.1**"] in rows  # sd 15.81 / sqrt 5
     detail = [r for r in rows if r[0] == "paper_tfd"][0]
     assert detail[2:4] == ["2020.00 ± 7.07", "5 folds"] and detail[4] == "0.05, 0.06, 0.07, 0.08, 0.09"
+
+
+def test_a_row_evaluated_off_the_papers_protocol_is_marked_and_never_bold(tmp_path: Path) -> None:
+    result = json.loads((FIXTURES / "one_seed" / "results.json").read_text())
+    result.update(n_samples=2000, experiment="quickstart", overrides=["experiment=quickstart"])
+    (tmp_path / "results.json").write_text(json.dumps(result))
+    rows = table_rows(report([tmp_path])[0])
+    assert ["advnets: quickstart (not the paper's protocol: 2,000 samples)", "174.4 ± 1.4", "—"] in rows
+
+
+def test_an_eval_result_is_named_by_its_checkpoint_and_each_dataset_by_its_own_test_set(tmp_path: Path) -> None:
+    protocol = {"classifier": {"dataset": "digits"}, "n_real": 297, "pr_k": 3, "dc_k": 5}
+    result = {"parzen_ll": 5.0, "parzen_se": 0.4, "sigma": 0.2, "dataset": "digits", "n_samples": 2000}
+    result.update(checkpoint="outputs/quickstart/t/checkpoints/best.ckpt", metrics={"fid": 40.0})
+    result["metrics_protocol"] = protocol
+    (tmp_path / "results.json").write_text(json.dumps(result))
+    text, _ = report([tmp_path])
+    assert "| checkpoint outputs/quickstart/t/checkpoints/best.ckpt" in text
+    assert "digits: samples vs the 297 digits test images, through the digits domain classifier" in text
+    assert "MNIST" not in text.split("Beyond the paper")[1]

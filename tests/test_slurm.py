@@ -248,3 +248,39 @@ def test_one_slurm_task_per_device_makes_one_ddp_job(slurm: None, tmp_path: Path
     assert ranks[0]["global_step"] == 2 * 6 * 2  # each rank: half of 1200 images, 6 batches per epoch
     assert json.loads((sweep / "0" / "results.json").read_text())["seed"] == 1
     assert len(_wandb_files(sweep / "0")) == 1  # rank zero only
+
+
+@pytest.mark.slurm
+def test_a_gpu_request_on_a_cluster_without_gpus_is_one_line_and_leaves_nothing(slurm: None, tmp_path: Path) -> None:
+    """The default trainer (auto) asks SLURM for a GPU per device; this cluster has none: sbatch refuses."""
+    cmd = [sys.executable, "-m", "advnets.cli.train", "-m", "hydra/launcher=slurm", *QUICK, "seed=1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("advnets: error: ")]
+    assert (
+        "SLURM refused the job" in line
+        and "gres" in line
+        and "this cluster offers no GPUs here: pass trainer=cpu" in line
+    )
+    assert list(tmp_path.iterdir()) == []  # no sweep folder for a sweep that never started
+
+
+@pytest.mark.slurm
+def test_a_job_requeued_after_it_finished_has_nothing_to_do(slurm: None, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    cmd = [*SLURM_SWEEP, "trainer.max_epochs=2", "logger=none", "seed=1", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    run = sweep / "0"
+    results = (run / "results.json").stat().st_mtime_ns
+    (task,) = [p.name for p in (sweep / ".submitit").iterdir() if p.is_dir()]
+    log = sweep / ".submitit" / task / f"{task}_0_log.out"
+    requeue = subprocess.run(["scontrol", "requeue", task], capture_output=True, text=True)
+    assert requeue.returncode == 0, requeue.stderr
+    end = time.time() + 180
+    while "nothing to do" not in log.read_text() or _sacct(task.split("_")[0]).get(task, ("", 0))[0] != "COMPLETED":
+        assert time.time() < end, log.read_text()[-3000:]
+        time.sleep(0.5)
+    assert f"advnets: run {run} is finished (results.json); nothing to do" in log.read_text()
+    assert (run / "results.json").stat().st_mtime_ns == results
+    assert _sacct(task.split("_")[0])[task][1] >= 1  # it really ran again

@@ -8,6 +8,7 @@ best checkpoint.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,23 @@ def hydra_main(cfg: DictConfig) -> None:
         console(line)
 
 
-main = cli(hydra_main, config_name="evaluate")
+USAGE = [
+    ("advnets-eval ckpt_path=RUN_FOLDER", "the run's best checkpoint, the paper's protocol (10,000 samples)"),
+    ("advnets-eval ckpt_path=RUN/checkpoints/last.ckpt", "any checkpoint of a run"),
+    ("advnets-eval ckpt_path=results/paper_mnist/generator.pt", "a published generator (its config.yaml beside it)"),
+    ("advnets-eval ckpt_path=... eval.n_samples=2000 device=cpu", "fewer samples; on the CPU"),
+]
+
+
+def main() -> None:
+    """``advnets-eval``: its own quick ``--help``, else the Hydra job."""
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        from advnets.cli.help import help_text
+
+        summary = "score a trained generator: the paper's Parzen protocol and the metrics beyond it"
+        print(help_text("advnets-eval", summary, USAGE, Path(CONF_DIR)))
+        return
+    cli(hydra_main, config_name="evaluate")()
 
 
 if __name__ == "__main__":

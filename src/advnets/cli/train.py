@@ -5,6 +5,9 @@ Lightning load (``advnets.training`` imports them when a job really starts)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
@@ -22,7 +25,25 @@ def hydra_main(cfg: DictConfig) -> float:
     return run(cfg)
 
 
-main = cli(hydra_main, config_name="train")
+USAGE = [
+    ("advnets-train [group=option ...] [key=value ...]", "one run, into outputs/<experiment>/<time>/"),
+    ("advnets-train experiment=quickstart", "a minute on the CPU (scikit-learn's digits, no download)"),
+    ("advnets-train -m optimizer=adam,paper_sgd seed=1,2", "a sweep: every combination, one job each"),
+    ("advnets-train -m hparams_search=optuna", "an Optuna search (the study in outputs/optuna.db)"),
+    ("advnets-train -m hydra/launcher=slurm trainer=cpu ...", "a sweep as SLURM jobs"),
+    ("advnets-train [overrides] --cfg job", "print the composed config; run nothing"),
+]
+
+
+def main() -> None:
+    """``advnets-train``: its own quick ``--help``, else the Hydra job."""
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        from advnets.cli.help import help_text
+
+        summary = "train the adversarial nets of Goodfellow et al. (2014): one run, or a sweep with -m"
+        print(help_text("advnets-train", summary, USAGE, Path(CONF_DIR)))
+        return
+    cli(hydra_main, config_name="train")()
 
 
 if __name__ == "__main__":

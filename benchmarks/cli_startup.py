@@ -1,0 +1,60 @@
+"""How fast a mistake is reported: ``advnets-train`` with a bad override, and ``advnets-train --help``, each timed
+from process start to exit, beside ``python -c "import torch"`` timed in the same rounds (the baseline).
+
+Target: a mistake and ``--help`` in at most half the time torch alone takes to import (ratio <= 0.5).
+
+    python benchmarks/cli_startup.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+COMMANDS = {
+    "import torch (baseline)": ["-c", "import torch"],
+    "bad override (trainer.max_epoch=5)": ["-m", "advnets.cli.train", "trainer.max_epoch=5"],
+    "bad value (game.update=jiont)": ["-m", "advnets.cli.train", "game.update=jiont"],
+    "--help": ["-m", "advnets.cli.train", "--help"],
+}
+
+
+def seconds(args: list[str], cwd: str) -> float:
+    """Wall time of one ``python ARGS`` from start to exit (its exit status is not the point here)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, check=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    ratios: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    with tempfile.TemporaryDirectory() as cwd:  # a fresh working folder: nothing may be written there
+        for command in COMMANDS.values():
+            seconds(command, cwd)  # warm the file cache once
+        for _ in range(args.repeats):  # paired rounds: each command next to the baseline of its round
+            base = seconds(COMMANDS["import torch (baseline)"], cwd)
+            for name, command in COMMANDS.items():
+                t = base if name.startswith("import torch") else seconds(command, cwd)
+                times[name].append(t)
+                ratios[name].append(t / base)
+        left = list(Path(cwd).iterdir())
+    print(f"{'command':40s} {'median s':>9s} {'ratio to import torch (median of paired rounds)':>50s}")
+    for name in COMMANDS:
+        print(f"{name:40s} {statistics.median(times[name]):9.2f} {statistics.median(ratios[name]):50.2f}")
+    print(f"files left in the working folder: {len(left)}")
+
+
+if __name__ == "__main__":
+    main()
