@@ -319,13 +319,12 @@ def _words(annotation: Any) -> str:
 # -- the walk ----------------------------------------------------------------------------------------------
 def did_you_mean(key: str, known: list[str]) -> str:
     """`` (did you mean trainer.max_epochs?)`` for a misspelt ``key`` among the ``known`` dotted keys, or ``""``:
-    the closest names under the same parent first, else the closest keys anywhere."""
+    the known names under the same parent that are spelt closest."""
     import difflib
 
     parent, _, name = key.rpartition(".")
     siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
     close = [siblings[c] for c in difflib.get_close_matches(name, list(siblings), n=3, cutoff=0.75)]
-    close = close or difflib.get_close_matches(key, known, n=3, cutoff=0.8)
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 

@@ -64,6 +64,24 @@ def lock_run_folder(run_dir: Path) -> None:
     atomic.remove_stale_temporaries(run_dir)  # the lock holder alone: no other writer can be mid-write
 
 
+def check_not_in_use(run_dir: Path) -> None:
+    """The run folder's lock is free (else the one-line error ``lock_run_folder`` gives), probed without
+    writing anything: what a job that may find nothing to do checks first."""
+    path = run_dir / ".lock"
+    if rank_zero_only.rank != 0 or not path.is_file():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        raise UserError(
+            f"run folder {run_dir} is in use by another job (pid {holder}); wait for it, or use another hydra.run.dir"
+        ) from None
+    finally:
+        os.close(fd)  # releases the probe's lock
+
+
 def release_run_folder() -> None:
     while _held_lock:
         os.close(_held_lock.pop())  # closing the descriptor releases the flock
@@ -82,6 +100,7 @@ def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     record = run_dir / "metrics.json"
     if cfg.get("ckpt_path") or not record.is_file():
         return None
+    check_not_in_use(run_dir)  # a job still at work on it (e.g. continuing it) is not finished
     started_with = run_dir / "overrides.json"
     if started_with.is_file() and json.loads(started_with.read_text()) != _comparable_overrides():
         return None
