@@ -27,6 +27,7 @@ from torch.optim import Optimizer
 
 from advnets.errors import UserError
 from advnets.nets import Generator, MaskedDropoutDiscriminator
+from advnets.optim import make_optimizer
 from advnets.sampling import sample_noise
 from advnets.schedules import PaperSchedule
 
@@ -143,8 +144,8 @@ class AdversarialGame(pl.LightningModule):
     # -- the game ---------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> list[Optimizer]:
         return [
-            self.g_optimizer(self.generator.parameters()),
-            self.d_optimizer(self.discriminator.parameters()),
+            make_optimizer(self.g_optimizer, self.generator),
+            make_optimizer(self.d_optimizer, self.discriminator),
         ]
 
     def on_fit_start(self) -> None:
