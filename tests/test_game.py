@@ -173,3 +173,50 @@ def test_bad_game_values_are_refused_by_name(tmp_path, override: str, message: s
     with pytest.raises(Exception) as info:
         small_game(tmp_path, override)
     assert message in str(find_user_error(info.value)) and "allowed" in str(find_user_error(info.value))
+
+
+class CountingScaler(torch.amp.GradScaler):
+    """A CPU gradient scaler that doubles its scale at every update and records the scale of every unscale."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu", init_scale=2.0**10, growth_interval=1)
+        self.unscaled: list[float] = []
+        self.updates = 0
+
+    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+        self.unscaled.append(float(self.get_scale()))
+        super().unscale_(optimizer)
+
+    def update(self, new_scale: float | None = None) -> None:
+        self.updates += 1
+        super().update(new_scale)
+
+
+@pytest.mark.parametrize("update,k,per_step", [("joint", 1, 1), ("joint", 1, 3), ("alternating", 2, 1)])
+def test_16_mixed_unscales_each_optimizer_with_its_backwards_scale(tmp_path, update: str, k: int, per_step: int):
+    """Under a gradient scaler: one scale update per backward (joint: one backward for both nets), and every
+    optimizer's gradients unscaled with the scale that backward used."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    _, datamodule, game = small_game(
+        tmp_path, f"game.update={update}", f"game.k={k}", f"game.updates_per_step={per_step}"
+    )
+    scaler = CountingScaler()
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=6 // per_step, plugins=[MixedPrecision("16-mixed", "cpu", scaler)]
+    )
+    trainer.fit(game, datamodule=datamodule)
+    assert game.updates == 6 and trainer.global_step == game.optimizer_steps(6)
+    backwards = 6 if update == "joint" else 6 + 6 // k
+    assert scaler.updates == backwards and len(scaler.unscaled) == trainer.global_step
+    if update == "joint":  # D's and G's gradients of one backward: one scale, then the next update's (doubled)
+        assert scaler.unscaled[0::2] == scaler.unscaled[1::2] == [2.0**10 * 2**i for i in range(6)]
+    assert bool(game.losses_finite)
+
+
+def test_losses_finite_is_this_ranks_own_not_a_buffer(tmp_path) -> None:
+    """DDP broadcasts buffers from rank 0 at every forward: a buffer would hide another rank's divergence."""
+    _, datamodule, game = small_game(tmp_path)
+    fit(game, datamodule, tmp_path, batches=2)
+    assert "losses_finite" not in dict(game.named_buffers()) and bool(game.losses_finite)
+    assert game.losses_finite.device == game.device
