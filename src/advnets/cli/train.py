@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from advnets import CONF_DIR
 from advnets.errors import UserError, cli
@@ -37,10 +38,14 @@ FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parz
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
-    """Data module, game and trainer from the config."""
+    """Data module, game and trainer from the config.
+
+    G's output bias from the data: read by rank zero alone, which may download it here; the other ranks of a
+    launch that starts them all at once (torchrun, SLURM) read the data only after Lightning's prepare_data
+    barrier, and DDP gives them rank zero's weights."""
     datamodule = instantiate(cfg.dataset, updates_per_step=cfg.game.get("updates_per_step", 1))
     generator = instantiate(cfg.model.generator)
-    if cfg.model.output_bias_from_data:
+    if cfg.model.output_bias_from_data and rank_zero_only.rank == 0:
         generator.init_output_bias(datamodule.load().train.mean(0))
     game = instantiate(
         cfg.game,
