@@ -61,6 +61,8 @@ def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path)
     for name, value in results["metrics"].items():
         assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-9), name
     assert logged["reference/fid"] == pytest.approx(results["metrics_reference"]["fid"], abs=1e-9)
+    # at the checkpoint's last update, the unit of training's log (12 updates an epoch; joint: 24 optimizer steps)
+    assert results["updates"] == 12 * results["epoch"] and logged["trainer/global_step"] == results["updates"] - 1
     for picture in ("samples", "interpolation"):
         assert logged[f"test/{picture}/_type"] == "images/separated"
         assert list((tmp_path / "e1").glob(f"wandb/offline-run-*/files/media/images/test/{picture}_*.png"))

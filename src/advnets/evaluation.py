@@ -36,10 +36,19 @@ def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[st
     if isinstance(blob, dict) and "state_dict" in blob:
         state = {k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")}
         epoch = blob.get("epoch")  # Lightning stores the 0-indexed epoch it saved in: report epochs completed
-        return state, {"epoch": None if epoch is None else epoch + 1, "global_step": blob.get("global_step")}
+        meta = {"epoch": None if epoch is None else epoch + 1, "global_step": blob.get("global_step")}
+        return state, {**meta, "updates": checkpoint_updates(blob)}
     if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
         return blob, {}
     raise UserError(f"{path} holds neither a Lightning checkpoint nor a generator state_dict")
+
+
+def checkpoint_updates(blob: dict[str, Any]) -> int | None:
+    """The updates a training checkpoint had done (the game's count; one per Lightning batch before it kept one)."""
+    if "advnets_updates" in blob:
+        return int(blob["advnets_updates"])
+    loop = blob.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return int(loop["_batches_that_stepped"]) if "_batches_that_stepped" in loop else None
 
 
 def build_generator(model_cfg: DictConfig, state: dict[str, torch.Tensor], data_dim: int) -> Generator:
@@ -120,8 +129,9 @@ def evaluate_run(
 
 
 def log_results(loggers: list[Any], results: dict[str, Any], out_dir: Path, step: int) -> dict[str, float]:
-    """An evaluation's numbers to the loggers at ``step``: ``test/`` Parzen and metrics, ``reference/`` floors,
-    and (W&B) the sample grid and Figure 3. Returns the logged numbers."""
+    """An evaluation's numbers to the loggers at ``step`` (the index of the checkpoint's last update, the unit of
+    every logged value): ``test/`` Parzen and metrics, ``reference/`` floors, and (W&B) the sample grid and
+    Figure 3. Returns the logged numbers."""
     summary = {f"test/{k}": float(results[k]) for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
     summary.update({f"test/{k}": float(v) for k, v in results.get("metrics", {}).items()})  # beyond Parzen
     summary.update({f"reference/{k}": float(v) for k, v in results.get("metrics_reference", {}).items()})

@@ -124,7 +124,13 @@ class AdversarialGame(pl.LightningModule):
         self._d_fn: Callable[..., tuple[Tensor, Tensor]] = self._d_losses
         self._g_fn: Callable[..., Tensor] = self._g_losses
 
-    # -- randomness: a counter-based stream, so a resumed run and every DDP rank draw reproducibly ----------
+    # -- randomness: a generator re-seeded per update, so a resumed run and every DDP rank draw reproducibly --
+    @property
+    def log_step(self) -> int:
+        """The logged step of the update just done: its index (``updates - 1``), where Lightning logs the epoch's
+        metrics. Every value logged (train/, val/, samples, test/) is at an update count, never an optimizer step."""
+        return max(self.updates - 1, 0)
+
     def optimizer_steps(self, updates: int) -> int:
         """Optimizer steps (G + D, Lightning's ``global_step``) after ``updates`` updates."""
         return 2 * updates if self.update == "joint" else updates + updates // self.k
@@ -325,7 +331,7 @@ class AdversarialGame(pl.LightningModule):
         if g_loss is not None:
             metrics["train/g_loss"] = float(g_loss)
         for logger in self.trainer.loggers:
-            logger.log_metrics(metrics, step=self.updates - 1)
+            logger.log_metrics(metrics, step=self.log_step)
 
     def on_train_epoch_end(self) -> None:
         """Stop a diverged game (a non-finite loss this epoch) with one clear line, instead of training on NaN.
@@ -344,3 +350,4 @@ class AdversarialGame(pl.LightningModule):
         """The run's facts in ``callback_metrics``, which ``ddp_spawn`` hands back to the launching process."""
         self.trainer.callback_metrics["run/epochs"] = torch.tensor(float(self.trainer.current_epoch))
         self.trainer.callback_metrics["run/global_step"] = torch.tensor(float(self.trainer.global_step))
+        self.trainer.callback_metrics["run/log_step"] = torch.tensor(float(self.log_step))

@@ -123,7 +123,7 @@ def _evaluate_best(
     except UserError as err:  # a diverged generator: report it, keep the run folder
         print(f"advnets: evaluation skipped: {err}")
         return {"test/parzen_ll": FAILED_OBJECTIVE}
-    step = int(trainer.callback_metrics["run/global_step"])  # the run's last step, also in a ddp_spawn parent
+    step = int(trainer.callback_metrics["run/log_step"])  # the run's last update, also in a ddp_spawn parent
     summary = log_results(trainer.loggers, results, run_dir, step)
     return summary
 
