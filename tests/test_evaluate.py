@@ -135,3 +135,15 @@ def test_eval_on_a_missing_device_is_refused_by_name(trained: Path, tmp_path: Pa
     )
     assert_user_error(proc, "device='cuda'", "no CUDA device", "allowed")
     assert not (tmp_path / "e" / "results.json").exists()
+
+
+def test_a_cuda_index_beyond_the_machines_devices_is_refused_by_name(monkeypatch) -> None:
+    """device=cuda:3 on a one-GPU machine: one line naming it and what exists, not a CUDA traceback later."""
+    from advnets.errors import UserError
+    from advnets.evaluation import eval_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match=r"device='cuda:3' but this machine has 1 CUDA device\(s\); allowed: .*cuda:0$"):
+        eval_device("cuda:3")
+    assert eval_device("cuda:0") == torch.device("cuda:0") and eval_device("cuda") == torch.device("cuda")

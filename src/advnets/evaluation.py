@@ -176,6 +176,10 @@ def eval_device(name: str) -> torch.device:
         raise UserError(f"device={name!r} but this machine has no CUDA device; allowed: auto, cpu")
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"device={name!r}; allowed: auto, cpu, cuda, cuda:N")
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:
+        allowed = "cuda:0" if count == 1 else f"cuda:0 .. cuda:{count - 1}"
+        raise UserError(f"device={name!r} but this machine has {count} CUDA device(s); allowed: auto, cpu, {allowed}")
     return device
 
 
