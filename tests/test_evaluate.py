@@ -147,3 +147,20 @@ def test_a_cuda_index_beyond_the_machines_devices_is_refused_by_name(monkeypatch
     with pytest.raises(UserError, match=r"device='cuda:3' but this machine has 1 CUDA device\(s\); allowed: .*cuda:0$"):
         eval_device("cuda:3")
     assert eval_device("cuda:0") == torch.device("cuda:0") and eval_device("cuda") == torch.device("cuda")
+
+
+def test_an_exported_config_leaves_data_dir_unresolved(tmp_path: Path, monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from advnets.evaluation import export_generator
+    from advnets.nets import Generator
+
+    from conftest import compose_cfg
+
+    monkeypatch.setenv("ADVNETS_DATA_DIR", "/this/machine/data")
+    cfg = compose_cfg(["experiment=quickstart"], tmp_path / "run")
+    export_generator(Generator(4, [8], 64, 0.05), cfg, tmp_path / "out")
+    exported = OmegaConf.load(tmp_path / "out" / "config.yaml")
+    assert OmegaConf.to_container(exported.paths, resolve=False)["data_dir"] == "${oc.env:ADVNETS_DATA_DIR,data}"
+    monkeypatch.setenv("ADVNETS_DATA_DIR", "/the/evaluating/machine")
+    assert exported.paths.data_dir == "/the/evaluating/machine"

@@ -197,7 +197,8 @@ def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -
         raise UserError(f"{target} exists; remove it or export elsewhere (nothing was overwritten)")
     out_dir.mkdir(parents=True, exist_ok=True)
     keep = {key: run_cfg[key] for key in ("seed", "dataset", "model", "game", "optimizer") if key in run_cfg}
-    keep["paths"] = {"data_dir": run_cfg.paths.data_dir}  # left unresolved: the evaluating machine's data
+    # left unresolved (${oc.env:ADVNETS_DATA_DIR,data}): the evaluating machine's data folder, not this one's
+    keep["paths"] = {"data_dir": OmegaConf.to_container(run_cfg.paths, resolve=False)["data_dir"]}
     keep["name"] = OmegaConf.select(run_cfg, "name", throw_on_resolution_failure=False) or "exported"
     atomic.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(keep)))
     with atomic.atomic_open(target, "wb") as handle:
