@@ -125,12 +125,6 @@ class AdversarialGame(pl.LightningModule):
         self._g_fn: Callable[..., Tensor] = self._g_losses
 
     # -- randomness: a generator re-seeded per update, so a resumed run and every DDP rank draw reproducibly --
-    @property
-    def log_step(self) -> int:
-        """The logged step of the update just done: its index (``updates - 1``), where Lightning logs the epoch's
-        metrics. Every value logged (train/, val/, samples, test/) is at an update count, never an optimizer step."""
-        return max(self.updates - 1, 0)
-
     def optimizer_steps(self, updates: int) -> int:
         """Optimizer steps (G + D, Lightning's ``global_step``) after ``updates`` updates."""
         return 2 * updates if self.update == "joint" else updates + updates // self.k
@@ -149,6 +143,12 @@ class AdversarialGame(pl.LightningModule):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)
+
+    @property
+    def log_step(self) -> int:
+        """The logged step of the update just done: its index (``updates - 1``), where Lightning logs the epoch's
+        metrics. Every value logged (train/, val/, samples, test/) is at an update count, never an optimizer step."""
+        return max(self.updates - 1, 0)
 
     # -- the game ---------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> list[Optimizer]:
