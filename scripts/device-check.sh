@@ -18,18 +18,42 @@
 #
 #   --dry: the same steps on the CPU with a tiny config (quickstart nets, 2 epochs), no wheels, in about a minute;
 #          CI runs it (tests/test_device_check.py) so this script cannot rot.
+#   --plan: print each stage's budget for SECONDS and exit.
+#
+# Stage budgets (seconds; TESTS_S and BENCH_S may be set): the GPU tests TESTS_S, the benchmark BENCH_S (two
+# compiles among its variants), evaluation + publishing + packing RESERVE; training gets what is left, at least
+# MIN_TRAIN, else the script refuses SECONDS in one line before it starts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 DRY=0
+PLAN=0
 BUDGET=540
 for arg in "$@"; do
   case $arg in
     --dry) DRY=1 ;;
-    ''|*[!0-9]*) echo "advnets: error: device-check.sh argument '$arg'; allowed: SECONDS (a whole number) or --dry" >&2; exit 2 ;;
+    --plan) PLAN=1 ;;
+    ''|*[!0-9]*) echo "advnets: error: device-check.sh argument '$arg'; allowed: SECONDS (a whole number), --dry or --plan" >&2; exit 2 ;;
     *) BUDGET=$arg ;;
   esac
 done
+if [ "$DRY" = 1 ]; then
+  TESTS_S=${TESTS_S:-150} BENCH_S=${BENCH_S:-90} RESERVE=25 MIN_TRAIN=20
+else
+  TESTS_S=${TESTS_S:-230} BENCH_S=${BENCH_S:-110} RESERVE=100 MIN_TRAIN=60
+fi
+for value in "$TESTS_S" "$BENCH_S"; do
+  case $value in ''|*[!0-9]*) echo "advnets: error: TESTS_S=$TESTS_S BENCH_S=$BENCH_S; allowed: whole numbers of seconds" >&2; exit 2 ;; esac
+done
+NEEDED=$((TESTS_S + BENCH_S + RESERVE + MIN_TRAIN))
+if [ "$BUDGET" -lt "$NEEDED" ]; then
+  echo "advnets: error: device-check.sh budget $BUDGET s; allowed: >= $NEEDED s (tests $TESTS_S + benchmark $BENCH_S + training $MIN_TRAIN + evaluation $RESERVE), or smaller TESTS_S / BENCH_S" >&2
+  exit 2
+fi
+if [ "$PLAN" = 1 ]; then
+  echo "budget $BUDGET s: GPU tests $TESTS_S s, benchmark $BENCH_S s, training the rest (at least $MIN_TRAIN s), evaluation and publishing $RESERVE s"
+  exit 0
+fi
 START=$(date +%s)
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 OUT=${OUT:-$REPO/device-out}
@@ -89,7 +113,7 @@ EOF
 if [ "$DRY" = 1 ]; then
   DEVICE=cpu
   TEST_ENV=(ADVNETS_GPU_TESTS_DEVICE=cpu)
-  TEST_ARGS=(-k "parzen or joint")   # two fast ones: the tests' own logic, run on the CPU
+  TEST_ARGS=(-k "parzen or updates_on")   # the fast ones: the tests' own logic, run on the CPU
   BENCH=(--device cpu --model small --batch 16 --threads 1 --steps 24 --rounds 1 --ks 4 --compile "")
   BASE=(experiment=quickstart trainer=cpu threads=1 eval.n_samples=300
         callbacks.parzen_monitor.every_n_epochs=1 callbacks.sample_grid.every_n_epochs=2)
@@ -106,13 +130,13 @@ else
   EPOCH_UPDATES=500
 fi
 
-stage "GPU tests (pytest -m gpu)"
-timeout $(($(left) / 4)) env "${TEST_ENV[@]}" $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
+stage "GPU tests (pytest -m gpu, budget $TESTS_S s)"
+timeout "$TESTS_S" env "${TEST_ENV[@]}" $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider \
   "${TEST_ARGS[@]}" 2>&1 | tail -25
 STATUS[gpu_tests]=${PIPESTATUS[0]}
 
-stage "throughput ($DEVICE)"
-timeout $(($(left) / 4)) $PY benchmarks/train_throughput.py "${BENCH[@]}" --json "$OUT/throughput.json" 2>&1 \
+stage "throughput ($DEVICE, budget $BENCH_S s)"
+timeout "$BENCH_S" $PY benchmarks/train_throughput.py "${BENCH[@]}" --json "$OUT/throughput.json" 2>&1 \
   | grep -v -i "warn\|litlogger\|available:\|stopped:"
 STATUS[benchmark]=${PIPESTATUS[0]}
 
@@ -134,9 +158,8 @@ mode = re.search(r"compile=(\S+)", best)
 print(k, mode.group(1) if mode else "none", int(rates[best]))
 EOF
 )
-RESERVE=$((DRY == 1 ? 25 : 100))   # evaluation, publishing, packing
-TRAIN_S=$(($(left) - RESERVE))
-if [ "$TRAIN_S" -lt 20 ]; then TRAIN_S=20; fi
+TRAIN_S=$(($(left) - RESERVE))   # what the stages before left, less evaluation, publishing and packing
+if [ "$TRAIN_S" -lt "$MIN_TRAIN" ]; then TRAIN_S=$MIN_TRAIN; fi
 if [ "$DRY" = 1 ]; then
   EPOCHS=2
 elif [ "$RATE" -gt 0 ]; then  # start-up and the monitors cost time too: aim at 70% of the measured speed

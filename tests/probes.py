@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+
+from advnets.data import DigitsData
+from advnets.data.base import Splits
 
 
 class ParamDigest(pl.Callback):
@@ -51,3 +56,23 @@ class NanOnOneRank(pl.Callback):
         }
         out = Path(trainer.default_root_dir) / f"stop_rank{trainer.global_rank}.json"
         out.write_text(json.dumps(record))
+
+
+class SlowDownload(DigitsData):
+    """The digits behind a pretend download into ``root`` (as torchvision's ``download=True`` does it): a process
+    that finds no ``digits.done`` there transfers for a second, writes it, and leaves a ``downloaded_by_<pid>``."""
+
+    def fetch(self) -> None:
+        self._download()
+
+    def read(self) -> Splits:
+        self._download()
+        return super().read()
+
+    def _download(self) -> None:
+        root = Path(str(self.root))
+        if (root / "digits.done").exists():
+            return
+        (root / f"downloaded_by_{os.getpid()}").write_text(os.environ.get("RANK", "-"))
+        time.sleep(1.0)
+        (root / "digits.done").write_text("ok")

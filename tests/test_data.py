@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import torch
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from advnets.cli.train import build
 from advnets.data import DigitsData, ShuffledIndexBatches, load_digits, load_mnist
+
+from conftest import QUICK, REPO, cli_env, compose_cfg
 
 
 def test_mnist_has_the_papers_splits_and_raw_pixels(mnist_dir: str) -> None:
@@ -66,3 +75,54 @@ def test_a_run_config_recorded_with_the_common_base_still_loads() -> None:
         }
     )
     assert torch.equal(dm.load().valid, load_digits(1200, 300).valid)
+
+
+def test_only_rank_zero_reads_the_data_before_the_trainer(tmp_path: Path, monkeypatch) -> None:
+    """build() before any process group: another rank must not read (and so download) the data there."""
+    cfg = compose_cfg(["experiment=quickstart", "logger=none"], tmp_path)
+
+    def no_reading(self):
+        raise AssertionError("rank 1 read the data in build()")
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    monkeypatch.setattr(DigitsData, "read", no_reading)
+    build(cfg)  # no read: rank 0's output bias reaches this rank when DDP wraps G
+
+
+def test_two_ranks_started_at_once_download_once(tmp_path: Path) -> None:
+    """Two gloo ranks started together (as torchrun or SLURM start them), each running the whole CLI: the data
+    is downloaded by one process, and the others find it after the barrier."""
+    data, run_dir = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [
+        *QUICK,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        "evaluate=false",
+        "logger=none",
+        "dataset._target_=probes.SlowDownload",
+        f"dataset.root={data}",
+        f"hydra.run.dir={run_dir}",
+    ]
+    world = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "GROUP_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "advnets.cli.train", *args],
+            cwd=REPO,
+            env=cli_env(**world, MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, out[-3000:]
+    downloads = sorted(f.read_text() for f in data.glob("downloaded_by_*"))
+    assert downloads == ["0"], downloads

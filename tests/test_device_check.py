@@ -42,3 +42,22 @@ def test_device_check_dry_runs_every_step(tmp_path: Path) -> None:
 def test_device_check_refuses_a_bad_argument() -> None:
     proc = subprocess.run(["bash", "scripts/device-check.sh", "soon"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("advnets: error: device-check.sh argument 'soon'")
+
+
+def _script(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "scripts/device-check.sh", *args], cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True
+    )
+
+
+def test_device_check_stages_have_explicit_budgets() -> None:
+    """Each stage's timeout is a stated number of seconds, and a budget that cannot hold them is refused upfront."""
+    plan = _script("540", "--plan")
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.strip() == (
+        "budget 540 s: GPU tests 230 s, benchmark 110 s, training the rest (at least 60 s), "
+        "evaluation and publishing 100 s"
+    )
+    short = _script("400", TESTS_S="300")
+    assert short.returncode == 2 and short.stderr.count("\n") == 1
+    assert short.stderr.startswith("advnets: error: device-check.sh budget 400 s; allowed: >= 570 s (tests 300 +")

@@ -61,6 +61,8 @@ def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path)
     for name, value in results["metrics"].items():
         assert logged[f"test/{name}"] == pytest.approx(value, abs=1e-9), name
     assert logged["test_real_vs_real/fid"] == pytest.approx(results["metrics_reference"]["fid"], abs=1e-9)
+    # at the checkpoint's last update, the unit of training's log (12 updates an epoch; joint: 24 optimizer steps)
+    assert results["updates"] == 12 * results["epoch"] and logged["trainer/global_step"] == results["updates"] - 1
     for picture in ("samples", "interpolation"):
         assert logged[f"test/{picture}/_type"] == "images/separated"
         assert list((tmp_path / "e1").glob(f"wandb/offline-run-*/files/media/images/test/{picture}_*.png"))
@@ -133,3 +135,32 @@ def test_eval_on_a_missing_device_is_refused_by_name(trained: Path, tmp_path: Pa
     )
     assert_user_error(proc, "device='cuda'", "no CUDA device", "allowed")
     assert not (tmp_path / "e" / "results.json").exists()
+
+
+def test_a_cuda_index_beyond_the_machines_devices_is_refused_by_name(monkeypatch) -> None:
+    """device=cuda:3 on a one-GPU machine: one line naming it and what exists, not a CUDA traceback later."""
+    from advnets.errors import UserError
+    from advnets.evaluation import eval_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match=r"device='cuda:3' but this machine has 1 CUDA device\(s\); allowed: .*cuda:0$"):
+        eval_device("cuda:3")
+    assert eval_device("cuda:0") == torch.device("cuda:0") and eval_device("cuda") == torch.device("cuda")
+
+
+def test_an_exported_config_leaves_data_dir_unresolved(tmp_path: Path, monkeypatch) -> None:
+    from omegaconf import OmegaConf
+
+    from advnets.evaluation import export_generator
+    from advnets.nets import Generator
+
+    from conftest import compose_cfg
+
+    monkeypatch.setenv("ADVNETS_DATA_DIR", "/this/machine/data")
+    cfg = compose_cfg(["experiment=quickstart"], tmp_path / "run")
+    export_generator(Generator(4, [8], 64, 0.05), cfg, tmp_path / "out")
+    exported = OmegaConf.load(tmp_path / "out" / "config.yaml")
+    assert OmegaConf.to_container(exported.paths, resolve=False)["data_dir"] == "${oc.env:ADVNETS_DATA_DIR,data}"
+    monkeypatch.setenv("ADVNETS_DATA_DIR", "/the/evaluating/machine")
+    assert exported.paths.data_dir == "/the/evaluating/machine"

@@ -33,32 +33,77 @@ def fit(game, datamodule, tmp_path, batches: int, epochs: int = 1) -> pl.Trainer
     return trainer
 
 
+def sizeable_d(game, scale: float = 0.3) -> None:
+    """D's weights drawn much wider than the paper's init (0.005): G's gradient, which flows through D's weights,
+    is then large enough for a comparison to see G's step (at the paper's init G moves by ~1e-10)."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in game.discriminator.parameters():
+            p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * scale)
+
+
+def step_draws(cfg, D, n: int, key: int) -> tuple[torch.Tensor, list, list]:
+    """The noise and the two dropout-mask sets the game draws at optimizer step ``key`` (rank 0, CPU)."""
+    rng = torch.Generator().manual_seed((cfg.seed * 1_000_003 * 10_000_019 + key) % 2**63)
+    z = sample_noise(n, cfg.model.noise_dim, "uniform", torch.device("cpu"), rng)
+    return z, D.masks(n, rng), D.masks(n, rng)
+
+
+def assert_step(new: list[torch.Tensor], old: list[torch.Tensor], expected: list[torch.Tensor]) -> None:
+    """Each parameter's delta ``new - old`` equals its expected step to 0.1% of the step's largest entry plus the
+    float32 rounding of the parameter, which is at most 2% of that entry: a skipped step (delta 0) or a flipped
+    gradient (delta -expected) misses by 100% or 200%."""
+    eps = torch.finfo(torch.float32).eps
+    for p_new, p_old, step in zip(new, old, expected, strict=True):
+        scale, rounding = float(step.abs().max()), 2 * eps * float(p_old.abs().max())
+        assert scale > 100 * rounding, (scale, rounding)  # the step is far above rounding: the check can see it
+        torch.testing.assert_close(p_new.detach() - p_old.detach(), step, atol=1e-3 * scale + rounding, rtol=1e-3)
+
+
 def test_joint_step_equals_a_reference_by_hand(tmp_path) -> None:
     """One joint update: D's gradient from the D loss, G's from the G loss, both against D's old weights."""
-    cfg, datamodule, game = small_game(tmp_path)
+    cfg, datamodule, game = small_game(tmp_path, "optimizer.lr=0.1")
+    sizeable_d(game)
     G0, D0 = copy.deepcopy(game.generator), copy.deepcopy(game.discriminator)
     fit(game, datamodule, tmp_path, batches=1)
 
-    # the same batch, noise and dropout masks the game drew (its counter-based stream at step 0)
+    # the same batch, noise and dropout masks the game drew (its stream at optimizer step 0)
     batch = next(iter(datamodule.train_dataloader()))
-    n = len(batch)
-    rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 * 10_000_019 % 2**63)
-    z = sample_noise(n, G0.noise_dim, "uniform", torch.device("cpu"), rng)
-    masks_real, masks_fake = D0.masks(n, rng), D0.masks(n, rng)
+    z, masks_real, masks_fake = step_draws(cfg, D0, len(batch), key=0)
     fake = G0(z)
     logit_real, logit_fake = D0(batch, masks_real), D0(fake, masks_fake)
     d_params, g_params = list(D0.parameters()), list(G0.parameters())
     d_grads = torch.autograd.grad(d_loss_fn(logit_real, logit_fake), d_params, retain_graph=True)
     g_grads = torch.autograd.grad(g_loss_fn(logit_fake, "non_saturating"), g_params)
 
-    lr = cfg.optimizer.lr  # first SGD step with momentum: the buffer is the gradient itself
-    for p_new, p_old, grad in zip(game.discriminator.parameters(), d_params, d_grads, strict=True):
-        torch.testing.assert_close(p_new, p_old - lr * grad, atol=1e-6, rtol=1e-5)
-    for p_new, p_old, grad in zip(game.generator.parameters(), g_params, g_grads, strict=True):
-        torch.testing.assert_close(p_new, p_old - lr * grad, atol=1e-6, rtol=1e-5)
-    # not vacuous: both nets moved, and the G gradient is not D's (the routing matters)
-    assert all(float(g.abs().max()) > 0 for g in g_grads) and all(float(g.abs().max()) > 0 for g in d_grads)
-    assert not torch.equal(next(game.generator.parameters()), g_params[0])
+    lr = cfg.optimizer.lr  # the first classic-momentum step: v = -lr * g
+    assert_step(list(game.discriminator.parameters()), d_params, [-lr * g for g in d_grads])
+    assert_step(list(game.generator.parameters()), g_params, [-lr * g for g in g_grads])
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_alternating_steps_equal_a_reference_by_hand(tmp_path, k: int) -> None:
+    """Algorithm 1: k D steps, then one G step on fresh noise (optimizer step k's draws) against D's new weights."""
+    cfg, datamodule, game = small_game(tmp_path, "optimizer.lr=0.1", "game.update=alternating", f"game.k={k}")
+    sizeable_d(game)
+    G0, D0 = copy.deepcopy(game.generator), copy.deepcopy(game.discriminator)
+    fit(game, datamodule, tmp_path, batches=k)
+    batches = list(datamodule.train_dataloader())
+    n, lr = len(batches[0]), cfg.optimizer.lr
+    g_params = list(G0.parameters())
+    if k == 1:  # D's one step, from the D loss at D's old weights, with G's old samples
+        z, masks_real, masks_fake = step_draws(cfg, D0, n, key=0)
+        d_params = list(D0.parameters())
+        d_loss = d_loss_fn(D0(batches[0], masks_real), D0(G0(z).detach(), masks_fake))
+        d_grads = torch.autograd.grad(d_loss, d_params)
+        assert_step(list(game.discriminator.parameters()), d_params, [-lr * g for g in d_grads])
+    # G's step: against D after its k steps (D does not step again in this run), with step k's draws
+    D_k = copy.deepcopy(game.discriminator)
+    g_rng = torch.Generator().manual_seed((cfg.seed * 1_000_003 * 10_000_019 + k) % 2**63)
+    g_z = sample_noise(n, G0.noise_dim, "uniform", torch.device("cpu"), g_rng)
+    g_loss = g_loss_fn(D_k(G0(g_z), D_k.masks(n, g_rng)), "non_saturating")
+    g_grads = torch.autograd.grad(g_loss, g_params)
+    assert_step(list(game.generator.parameters()), g_params, [-lr * g for g in g_grads])
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -128,3 +173,50 @@ def test_bad_game_values_are_refused_by_name(tmp_path, override: str, message: s
     with pytest.raises(Exception) as info:
         small_game(tmp_path, override)
     assert message in str(find_user_error(info.value)) and "allowed" in str(find_user_error(info.value))
+
+
+class CountingScaler(torch.amp.GradScaler):
+    """A CPU gradient scaler that doubles its scale at every update and records the scale of every unscale."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu", init_scale=2.0**10, growth_interval=1)
+        self.unscaled: list[float] = []
+        self.updates = 0
+
+    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+        self.unscaled.append(float(self.get_scale()))
+        super().unscale_(optimizer)
+
+    def update(self, new_scale: float | None = None) -> None:
+        self.updates += 1
+        super().update(new_scale)
+
+
+@pytest.mark.parametrize("update,k,per_step", [("joint", 1, 1), ("joint", 1, 3), ("alternating", 2, 1)])
+def test_16_mixed_unscales_each_optimizer_with_its_backwards_scale(tmp_path, update: str, k: int, per_step: int):
+    """Under a gradient scaler: one scale update per backward (joint: one backward for both nets), and every
+    optimizer's gradients unscaled with the scale that backward used."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    _, datamodule, game = small_game(
+        tmp_path, f"game.update={update}", f"game.k={k}", f"game.updates_per_step={per_step}"
+    )
+    scaler = CountingScaler()
+    trainer = quiet_trainer(
+        max_epochs=1, limit_train_batches=6 // per_step, plugins=[MixedPrecision("16-mixed", "cpu", scaler)]
+    )
+    trainer.fit(game, datamodule=datamodule)
+    assert game.updates == 6 and trainer.global_step == game.optimizer_steps(6)
+    backwards = 6 if update == "joint" else 6 + 6 // k
+    assert scaler.updates == backwards and len(scaler.unscaled) == trainer.global_step
+    if update == "joint":  # D's and G's gradients of one backward: one scale, then the next update's (doubled)
+        assert scaler.unscaled[0::2] == scaler.unscaled[1::2] == [2.0**10 * 2**i for i in range(6)]
+    assert bool(game.losses_finite)
+
+
+def test_losses_finite_is_this_ranks_own_not_a_buffer(tmp_path) -> None:
+    """DDP broadcasts buffers from rank 0 at every forward: a buffer would hide another rank's divergence."""
+    _, datamodule, game = small_game(tmp_path)
+    fit(game, datamodule, tmp_path, batches=2)
+    assert "losses_finite" not in dict(game.named_buffers()) and bool(game.losses_finite)
+    assert game.losses_finite.device == game.device

@@ -382,3 +382,58 @@ def test_channels_last_pooling_equals_max_pool2d() -> None:
         fast = net.features(images)
     with torch.enable_grad():
         assert torch.equal(net.features(images), fast)  # the pooling kernel, used under autograd: the same values
+
+
+def test_inception_score_is_the_same_whichever_metrics_ran_before_it() -> None:
+    """IS draws its split permutation from its own seeding, not from what KID's subsets left."""
+    from advnets.metrics.suite import Extracted, score_extracted
+
+    g = torch.Generator().manual_seed(0)
+    real = Extracted(torch.randn(300, 16, generator=g), torch.randn(300, 10, generator=g), torch.rand(300, 64))
+    fake = Extracted(torch.randn(250, 16, generator=g), 3 * torch.randn(250, 10, generator=g), torch.rand(250, 64))
+    settings = SuiteSettings(kid_subsets=5, kid_subset_size=50)
+    alone = score_extracted(fake, real, ["inception_score"], settings)["inception_score"]
+    after_kid = score_extracted(fake, real, ["fid", "kid", "inception_score"], settings)["inception_score"]
+    assert after_kid == alone
+
+
+def test_the_classifier_runs_in_full_float32_and_the_cache_names_device_and_precision(digits, monkeypatch) -> None:
+    """On CUDA TF32 would change the features: extraction turns it off (cuDNN's convolutions too), and a cached
+    real side is named by the device type and the float32 arithmetic that computed it."""
+    from advnets.metrics import features, suite
+
+    conv, matmul = getattr(torch.backends.cudnn, "conv", None), torch.backends.cuda.matmul
+    if not hasattr(conv, "fp32_precision"):
+        pytest.skip("torch < 2.9 has only the legacy allow_tf32 flags")
+    seen: list[tuple[str, str]] = []
+    original = features.LeNet.features
+
+    def recording(self, x):
+        seen.append((conv.fp32_precision, matmul.fp32_precision))
+        return original(self, x)
+
+    keys: list[dict] = []
+    original_key = cache.key
+
+    def recording_key(kind: str, **parts):
+        keys.append({"kind": kind, **parts})
+        return original_key(kind, **parts)
+
+    monkeypatch.setattr(features.LeNet, "features", recording)
+    monkeypatch.setattr(cache, "key", recording_key)
+    cache.clear_memory()
+    net, card = load_classifier("digits")
+    settings = SuiteSettings(kid_subsets=5, kid_subset_size=100)
+    before = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "tf32"  # what a CUDA user may have set
+    try:
+        fake, real = suite.extract(digits.train[:297], net, card), suite.extract_real(digits.test, net, card, settings)
+        suite.score_extracted(fake, real, ["kid"], settings)
+        after = conv.fp32_precision, matmul.fp32_precision
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
+    assert after == ("tf32", "tf32")  # the caller's settings come back
+    assert seen and set(seen) == {("ieee", "ieee")}
+    for parts in keys:
+        assert parts["device"] == "cpu" and parts["float32"] == "ieee", parts
+    assert {p["kind"] for p in keys} == {"real", "kid-real"}

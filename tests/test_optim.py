@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
 
 from advnets.errors import UserError
+from advnets.game import AdversarialGame
+from advnets.nets import Discriminator
+from advnets.nets.conv import DeconvGenerator
 from advnets.optim import ClassicMomentum, clip_row_norms_
 from advnets.schedules import PaperSchedule
 
@@ -90,6 +95,34 @@ def test_max_norm_holds_after_every_step_and_spares_biases() -> None:
         opt.step()
     assert float(layer.weight.detach().norm(dim=1).max()) <= 0.5 + 1e-6
     assert float(layer.bias.detach().abs().max()) > 0.5  # the bias is not constrained
+
+
+def _unit_norms(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    return weight.detach().movedim(dim, 0).flatten(1).norm(dim=1)
+
+
+def test_max_norm_follows_each_layout_and_spares_the_untied_deconv_bias() -> None:
+    """Through the game's optimizers: Linear rows, a ConvTranspose2d's output channels (dim 1 of [in, out, kh, kw]),
+    and never the 3-d untied deconvolution bias."""
+
+    def step(max_norm: float | None) -> DeconvGenerator:
+        torch.manual_seed(0)
+        G = DeconvGenerator(
+            4, [18], "relu", channels=2, side=3, image_shape=[3, 8, 8], kernel=4, stride=2, init_range=1.0
+        )
+        D = Discriminator(192, [8], 2, 0.1, 1.0, 1.0)
+        opt = partial(ClassicMomentum, lr=5.0, momentum=0.5, max_norm=max_norm)
+        g_opt, _ = AdversarialGame(G, D, opt, opt).configure_optimizers()
+        (G(torch.ones(5, 4)) ** 2).sum().backward()
+        g_opt.step()
+        return G
+
+    free, held = step(None), step(0.5)
+    assert float(_unit_norms(free.deconv.weight, 1).min()) > 0.5 and float(_unit_norms(free.deconv_bias, 0).min()) > 0.5
+    assert float(_unit_norms(held.deconv.weight, 1).max()) <= 0.5 + 1e-6  # each output channel's filter
+    assert float(_unit_norms(held.deconv.weight, 0).max()) > 0.5  # not the input channels' slices
+    assert float(_unit_norms(held.body[0].weight, 0).max()) <= 0.5 + 1e-6  # each hidden unit's row
+    assert torch.equal(held.deconv_bias, free.deconv_bias) and torch.equal(held.body[0].bias, free.body[0].bias)
 
 
 def test_an_sgd_checkpoint_resumes_with_the_same_next_step() -> None:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from advnets.cli.publish import publish
 
-from conftest import run_cli, train_quick
+from conftest import REPO, assert_user_error, cli_env, run_cli, train_quick
 
 
-def test_publish_then_eval_the_committed_generator(tmp_path: Path) -> None:
-    run_dir = train_quick(tmp_path / "run", "logger=none", "eval.n_samples=500")
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    return train_quick(tmp_path_factory.mktemp("publish") / "run", "logger=none", "eval.n_samples=500")
+
+
+def test_publish_then_eval_the_committed_generator(trained: Path, tmp_path: Path) -> None:
+    run_dir = trained
     dest = publish(run_dir, tmp_path / "published", label="quick test")
     names = sorted(p.name for p in dest.iterdir())
     assert names == [
@@ -41,3 +49,33 @@ def test_publish_then_eval_the_committed_generator(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((out / "results.json").read_text())["parzen_ll"] == pytest.approx(check["parzen_ll"], abs=1e-6)
+
+
+def _without_best(run_dir: Path, copy: Path) -> Path:
+    """The run as one stopped before its first monitored epoch: no best.ckpt, results of the last weights."""
+    shutil.copytree(run_dir, copy)
+    (copy / "checkpoints" / "best.ckpt").unlink()
+    results = json.loads((copy / "results.json").read_text())
+    (copy / "results.json").write_text(json.dumps({**results, "checkpoint": ""}))
+    return copy
+
+
+def test_a_run_without_a_best_checkpoint_publishes_its_last(trained: Path, tmp_path: Path, capsys) -> None:
+    run_dir = _without_best(trained, tmp_path / "run")
+    dest = publish(run_dir, tmp_path / "published")
+    assert json.loads((dest / "results.json").read_text())["checkpoint"] == "run/checkpoints/last.ckpt"
+    assert (dest / "generator.pt").is_file() and (dest / "check.json").is_file()
+    assert "publishing its last weights" in capsys.readouterr().err
+
+
+def test_a_run_without_any_checkpoint_is_one_clear_line(trained: Path, tmp_path: Path) -> None:
+    run_dir = _without_best(trained, tmp_path / "run")
+    (run_dir / "checkpoints" / "last.ckpt").unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "advnets.cli.publish", str(run_dir), str(tmp_path / "published")],
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert_user_error(proc, "recorded no best checkpoint", "last.ckpt", "no weights to publish")

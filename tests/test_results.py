@@ -61,3 +61,14 @@ def test_committed_generator_re_derives_its_recorded_check(tmp_path: Path, mnist
     again = json.loads((tmp_path / "eval" / "results.json").read_text())
     # same weights, seed and sigma; float32 generation may differ in the last bits across CPUs
     assert again["parzen_ll"] == pytest.approx(check["parzen_ll"], abs=1e-3)
+
+
+def test_committed_configs_take_the_evaluating_machines_data_folder(monkeypatch) -> None:
+    """Every exported config.yaml under results/ leaves data_dir to ADVNETS_DATA_DIR, not a machine's path."""
+    from omegaconf import OmegaConf
+
+    monkeypatch.setenv("ADVNETS_DATA_DIR", "/elsewhere/data")
+    exported = sorted(p for p in RESULTS.rglob("config.yaml") if p.parent.name != ".hydra")
+    assert exported
+    for path in exported:
+        assert OmegaConf.load(path).dataset.root == "/elsewhere/data", path

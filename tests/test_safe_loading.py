@@ -6,6 +6,7 @@ that the refusal is one line and that the marker never appears."""
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from advnets.errors import UserError
 from advnets.evaluation import load_generator_weights
 
-from conftest import QUICK, assert_user_error, run_cli
+from conftest import QUICK, REPO, assert_user_error, run_cli
 
 
 class OpensAFile:
@@ -74,3 +75,14 @@ def test_resume_refuses_a_planted_last_checkpoint(tmp_path: Path) -> None:
     assert_user_error(proc, str(planted), "refused")
     assert not marker.exists()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # nothing trained
+
+
+def test_the_admitted_torch_has_safe_globals() -> None:
+    """Every load goes through torch.serialization.safe_globals, which torch has from 2.5: no older torch may
+    install (the newest admitted stays the tested one)."""
+    text = (REPO / "pyproject.toml").read_text()
+    torch_floor = re.search(r'"torch>=(\d+)\.(\d+),<=2\.14\.1"', text)
+    vision_floor = re.search(r'"torchvision>=0\.(\d+),<=0\.29\.1"', text)
+    assert torch_floor and vision_floor, "torch / torchvision pins not found in pyproject.toml"
+    assert (int(torch_floor[1]), int(torch_floor[2])) >= (2, 5) and int(vision_floor[1]) >= 20  # torchvision 0.20 ~ 2.5
+    assert hasattr(torch.serialization, "safe_globals")

@@ -48,6 +48,13 @@ def test_wandb_offline_run_holds_losses_and_images(quick_run: Path) -> None:
     assert any(r.get("test/interpolation/_type") == "images/separated" for r in rows)  # Figure 3
     losses = [r["train/d_loss"] for r in rows if "train/d_loss" in r]
     assert all(0 < v < 10 for v in losses)
+    # one x-axis unit, updates (12 an epoch; the joint rule takes 2 optimizer steps each): a value logged for
+    # update u is at step u - 1, the epoch's own values at its last update
+    steps = {key: [r["trainer/global_step"] for r in rows if key in r] for key in ("val/parzen_ll", "samples/count")}
+    assert steps["val/parzen_ll"] == steps["samples/count"] == [2 * 12 - 1, 4 * 12 - 1]
+    assert [r["trainer/global_step"] for r in rows if "test/parzen_ll" in r] == [4 * 12 - 1]
+    assert max(r["trainer/global_step"] for r in rows) == 4 * 12 - 1
+    assert [r["trainer/global_step"] for r in rows if "train/d_loss" in r][:2] == [9, 19]  # log_every_n_steps=10
     run = run_info(records)
     assert run.run_id == (quick_run / "wandb_id.txt").read_text().strip()
     cfg = config(records)

@@ -15,6 +15,11 @@ from advnets.runs import atomic
 from advnets.sampling import generate, noise_from_seed
 
 
+def _log_step(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
+    """The game's logged step: an update count, the unit of every logged value (see ``AdversarialGame.log_step``)."""
+    return int(getattr(pl_module, "log_step", trainer.global_step))
+
+
 def _due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
     return every_n_epochs > 0 and (trainer.current_epoch + 1) % every_n_epochs == 0
 
@@ -100,4 +105,4 @@ class SampleGrid(pl.Callback):
         save_grid(images, shape, path, self.nrow)
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):
-                logger.log_image("samples", [str(path)], step=trainer.global_step)
+                logger.log_image("samples", [str(path)], step=_log_step(trainer, pl_module))

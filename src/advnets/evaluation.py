@@ -50,10 +50,19 @@ def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[st
     if isinstance(blob, dict) and "state_dict" in blob:
         state = {k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")}
         epoch = blob.get("epoch")  # Lightning stores the 0-indexed epoch it saved in: report epochs completed
-        return state, {"epoch": None if epoch is None else epoch + 1, "global_step": blob.get("global_step")}
+        meta = {"epoch": None if epoch is None else epoch + 1, "global_step": blob.get("global_step")}
+        return state, {**meta, "updates": checkpoint_updates(blob)}
     if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
         return blob, {}
     raise UserError(f"{path} holds neither a Lightning checkpoint nor a generator state_dict")
+
+
+def checkpoint_updates(blob: dict[str, Any]) -> int | None:
+    """The updates a training checkpoint had done (the game's count; one per Lightning batch before it kept one)."""
+    if "advnets_updates" in blob:
+        return int(blob["advnets_updates"])
+    loop = blob.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    return int(loop["_batches_that_stepped"]) if "_batches_that_stepped" in loop else None
 
 
 def build_generator(model_cfg: DictConfig, state: dict[str, torch.Tensor], data_dim: int) -> Generator:
@@ -134,9 +143,10 @@ def evaluate_run(
 
 
 def log_results(loggers: list[Any], results: dict[str, Any], out_dir: Path, step: int) -> dict[str, float]:
-    """An evaluation's numbers to the loggers at ``step``: ``test/`` Parzen and metrics, ``test_real_vs_real/``
-    floors (real test images vs real training images: never mistaken for the model's own values),
-    and (W&B) the sample grid and Figure 3. Returns the logged numbers."""
+    """An evaluation's numbers to the loggers at ``step`` (the index of the checkpoint's last update, the unit of
+    every logged value): ``test/`` Parzen and metrics, ``test_real_vs_real/`` floors (real test images vs real
+    training images: never mistaken for the model's own values), and (W&B) the sample grid and Figure 3.
+    Returns the logged numbers."""
     summary = {f"test/{k}": float(results[k]) for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
     summary.update({f"test/{k}": float(v) for k, v in results.get("metrics", {}).items()})  # beyond Parzen
     summary.update({f"test_real_vs_real/{k}": float(v) for k, v in results.get("metrics_reference", {}).items()})
@@ -181,6 +191,10 @@ def eval_device(name: str) -> torch.device:
         raise UserError(f"device={name!r} but this machine has no CUDA device; allowed: auto, cpu")
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"device={name!r}; allowed: auto, cpu, cuda, cuda:N")
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and device.index is not None and device.index >= count:
+        allowed = "cuda:0" if count == 1 else f"cuda:0 .. cuda:{count - 1}"
+        raise UserError(f"device={name!r} but this machine has {count} CUDA device(s); allowed: auto, cpu, {allowed}")
     return device
 
 
@@ -198,7 +212,8 @@ def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -
         raise UserError(f"{target} exists; remove it or export elsewhere (nothing was overwritten)")
     out_dir.mkdir(parents=True, exist_ok=True)
     keep = {key: run_cfg[key] for key in ("seed", "dataset", "model", "game", "optimizer") if key in run_cfg}
-    keep["paths"] = {"data_dir": run_cfg.paths.data_dir}  # left unresolved: the evaluating machine's data
+    # left unresolved (${oc.env:ADVNETS_DATA_DIR,data}): the evaluating machine's data folder, not this one's
+    keep["paths"] = {"data_dir": OmegaConf.to_container(run_cfg.paths, resolve=False)["data_dir"]}
     keep["name"] = OmegaConf.select(run_cfg, "name", throw_on_resolution_failure=False) or "exported"
     atomic.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(keep)))
     with atomic.atomic_open(target, "wb") as handle:

@@ -27,6 +27,7 @@ from torch.optim import Optimizer
 
 from advnets.errors import UserError
 from advnets.nets import Generator, MaskedDropoutDiscriminator
+from advnets.optim import make_optimizer
 from advnets.sampling import sample_noise
 from advnets.schedules import PaperSchedule
 
@@ -70,8 +71,9 @@ class AdversarialGame(pl.LightningModule):
     once, with the random keys, schedules and step counts K = 1 uses: the game counts its own updates
     (``self.updates``, stored in checkpoints) and keys every update's noise and dropout by it. On one device
     the inner loop calls no Lightning API (plain backward, the raw torch optimizers); under DDP or a gradient
-    scaler (16-mixed) every update goes through ``manual_backward`` and the Lightning optimizers, which DDP
-    and AMP need. ``compile`` compiles the forward and backward of an update (torch.compile; ``reduce-overhead``
+    scaler (16-mixed) every backward goes through ``manual_backward``, which DDP and AMP need, and the steps
+    through the Lightning optimizers (DDP) or the scaler itself (16-mixed: one scale update per backward, see
+    ``_step``). ``compile`` compiles the forward and backward of an update (torch.compile; ``reduce-overhead``
     uses CUDA graphs on CUDA); noise, masks and optimizer steps stay eager, so the random stream is the same.
     """
 
@@ -112,15 +114,17 @@ class AdversarialGame(pl.LightningModule):
         fixed = torch.Generator().manual_seed(seed)
         self.register_buffer("fixed_z", sample_noise(n_fixed_samples, generator.noise_dim, noise, "cpu", fixed))
         self._rng: torch.Generator | None = None
-        self.register_buffer("losses_finite", torch.tensor(True), persistent=False)
+        # this rank's own record (a plain tensor, not a buffer: DDP would overwrite a buffer with rank 0's)
+        self.losses_finite = torch.tensor(True)
         self.diverged_at: int | None = None
         self.updates = 0  # updates done (batches seen), across epochs and resumes
         self._fast = False  # set in on_fit_start: True where no Lightning API is needed per update
+        self._scaler: Any = None  # set in on_fit_start: the gradient scaler of 16-mixed, else None
         self._joint_fn: Callable[..., tuple[Tensor, Tensor]] = self._joint_losses
         self._d_fn: Callable[..., tuple[Tensor, Tensor]] = self._d_losses
         self._g_fn: Callable[..., Tensor] = self._g_losses
 
-    # -- randomness: a counter-based stream, so a resumed run and every DDP rank draw reproducibly ----------
+    # -- randomness: a generator re-seeded per update, so a resumed run and every DDP rank draw reproducibly --
     def optimizer_steps(self, updates: int) -> int:
         """Optimizer steps (G + D, Lightning's ``global_step``) after ``updates`` updates."""
         return 2 * updates if self.update == "joint" else updates + updates // self.k
@@ -140,17 +144,24 @@ class AdversarialGame(pl.LightningModule):
     def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)
 
+    @property
+    def log_step(self) -> int:
+        """The logged step of the update just done: its index (``updates - 1``), where Lightning logs the epoch's
+        metrics. Every value logged (train/, val/, samples, test/) is at an update count, never an optimizer step."""
+        return max(self.updates - 1, 0)
+
     # -- the game ---------------------------------------------------------------------------------------------
     def configure_optimizers(self) -> list[Optimizer]:
         return [
-            self.g_optimizer(self.generator.parameters()),
-            self.d_optimizer(self.discriminator.parameters()),
+            make_optimizer(self.g_optimizer, self.generator),
+            make_optimizer(self.d_optimizer, self.discriminator),
         ]
 
     def on_fit_start(self) -> None:
         trainer = self.trainer
-        scaler = getattr(trainer.precision_plugin, "scaler", None)
-        self._fast = isinstance(trainer.strategy, SingleDeviceStrategy) and scaler is None
+        self._scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self._fast = isinstance(trainer.strategy, SingleDeviceStrategy) and self._scaler is None
+        self.losses_finite = torch.ones((), dtype=torch.bool, device=self.device)
         if self.compile_mode != "none":
             options = {} if self.compile_mode == "default" else {"mode": self.compile_mode}
             self._joint_fn = torch.compile(self._joint_losses, **options)
@@ -208,10 +219,21 @@ class AdversarialGame(pl.LightningModule):
         else:
             self.manual_backward(loss)
 
-    def _step(self, opt: Any) -> None:
-        (opt.optimizer if self._fast else opt).step()
-        if self.schedule is not None:
-            self.schedule.decay_lr(opt.optimizer)
+    def _step(self, *opts: Any) -> None:
+        """One step of each optimizer on the gradients of one backward, each followed by its lr decay.
+
+        Under a gradient scaler (16-mixed) the steps go to the scaler itself: every optimizer is unscaled with the
+        scale the backward used, and the scale is updated once, after the last (a Lightning optimizer step each
+        would update it in between, and unscale the next optimizer's gradients with the new scale)."""
+        for opt in opts:
+            if self._scaler is not None:
+                self._scaler.step(opt.optimizer)
+            else:
+                (opt.optimizer if self._fast else opt).step()
+            if self.schedule is not None:
+                self.schedule.decay_lr(opt.optimizer)
+        if self._scaler is not None:
+            self._scaler.update()
 
     def _own(self, t: Tensor) -> Tensor:
         """A CUDA-graph output copied out of the graph's memory, which the next replay overwrites."""
@@ -233,8 +255,7 @@ class AdversarialGame(pl.LightningModule):
             g_opt.zero_grad(set_to_none=True)
             d_opt.zero_grad(set_to_none=True)
             self._backward(loss)
-            self._step(d_opt)
-            self._step(g_opt)
+            self._step(d_opt, g_opt)
             stats, g_loss = stats[:3], stats[3]
         else:
             d_loss, stats = self._d_fn(x, z, masks_real, masks_fake)
@@ -283,11 +304,11 @@ class AdversarialGame(pl.LightningModule):
     def _advance_lightning_counters(self, n: int) -> None:
         """Keep Lightning's ``global_step`` (optimizer steps) and logging step (batches) what K = 1 gives.
 
-        The raw optimizers bypass Lightning's step counting; ``max_steps`` and checkpoint or log cadences
-        therefore see the same counts as with K = 1 (checked once per Lightning step, so ``max_steps`` may be
-        overshot by up to K - 1 updates)."""
+        The raw optimizers (and the scaler's steps) bypass Lightning's step counting; ``max_steps`` and
+        checkpoint or log cadences therefore see the same counts as with K = 1 (checked once per Lightning step,
+        so ``max_steps`` may be overshot by up to K - 1 updates)."""
         loop = self.trainer.fit_loop.epoch_loop
-        if self._fast:
+        if self._fast or self._scaler is not None:
             progress = loop.manual_optimization.optim_step_progress
             done = self.optimizer_steps(self.updates) - progress.total.completed
             for tracker in (progress.total, progress.current):
@@ -310,7 +331,7 @@ class AdversarialGame(pl.LightningModule):
         if g_loss is not None:
             metrics["train/g_loss"] = float(g_loss)
         for logger in self.trainer.loggers:
-            logger.log_metrics(metrics, step=self.updates - 1)
+            logger.log_metrics(metrics, step=self.log_step)
 
     def on_train_epoch_end(self) -> None:
         """Stop a diverged game (a non-finite loss this epoch) with one clear line, instead of training on NaN.
@@ -330,6 +351,7 @@ class AdversarialGame(pl.LightningModule):
         metrics = self.trainer.callback_metrics
         metrics["run/epochs"] = torch.tensor(float(self.trainer.current_epoch))
         metrics["run/global_step"] = torch.tensor(float(self.trainer.global_step))
+        metrics["run/log_step"] = torch.tensor(float(self.log_step))
         best = getattr(self.trainer.checkpoint_callback, "best_model_score", None)
         if best is not None:  # ddp_spawn hands best_model_path back to its parent, but not the score
             metrics["run/best_score"] = best.detach().float().cpu().reshape(())

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from advnets.errors import UserError, console, warn
 from advnets.evaluation import evaluate_run, log_results
@@ -42,10 +43,14 @@ FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parz
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
-    """Data module, game and trainer from the config."""
+    """Data module, game and trainer from the config.
+
+    G's output bias from the data: read by rank zero alone, which may download it here; the other ranks of a
+    launch that starts them all at once (torchrun, SLURM) read the data only after Lightning's prepare_data
+    barrier, and DDP gives them rank zero's weights."""
     datamodule = instantiate(cfg.dataset, updates_per_step=cfg.game.get("updates_per_step", 1))
     generator = instantiate(cfg.model.generator)
-    if cfg.model.output_bias_from_data:
+    if cfg.model.output_bias_from_data and rank_zero_only.rank == 0:
         generator.init_output_bias(datamodule.load().train.mean(0))
     game = instantiate(
         cfg.game,
@@ -122,7 +127,7 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
         if results is None:
             metrics["test/parzen_ll"] = FAILED_OBJECTIVE
         else:
-            metrics.update(log_results(trainer.loggers, results, run_dir, _run_fact(trainer, "global_step")))
+            metrics.update(log_results(trainer.loggers, results, run_dir, _log_step(trainer, game)))
     finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
     atomic.write_json(run_dir / "metrics.json", finite)
     if summary is not None:
@@ -130,20 +135,24 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     return metrics
 
 
-def _run_fact(trainer: pl.Trainer, name: str) -> int:
-    """``epochs`` or ``global_step`` of the run: from ``callback_metrics`` (which a ddp_spawn parent gets back from
-    its rank zero), else from the trainer itself (a resumed run that had nothing left to train)."""
-    value = trainer.callback_metrics.get(f"run/{name}")
-    if value is not None:
-        return int(value)
-    return int(trainer.current_epoch if name == "epochs" else trainer.global_step)
+def _log_step(trainer: pl.Trainer, game: Any) -> int:
+    """The run's last update, the unit of every logged value (from ``callback_metrics`` in a ddp_spawn parent)."""
+    value = trainer.callback_metrics.get("run/log_step")
+    return int(value) if value is not None else int(game.log_step)
+
+
+def _epochs(trainer: pl.Trainer) -> int:
+    """Epochs trained: from ``callback_metrics`` (which a ddp_spawn parent gets back from its rank zero), else
+    from the trainer itself (a resumed run that had nothing left to train)."""
+    value = trainer.callback_metrics.get("run/epochs")
+    return int(value) if value is not None else int(trainer.current_epoch)
 
 
 def _evaluate_best(
     cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path, train_seconds: float
 ) -> dict[str, Any] | None:
     """The protocol on the reported checkpoint -> ``results.json``; None for a generator that cannot be scored."""
-    epochs = _run_fact(trainer, "epochs")
+    epochs = _epochs(trainer)
     ckpt = _checkpoint_to_evaluate(trainer, cfg.eval.checkpoint)
     meta: dict[str, Any] = {
         "checkpoint": ckpt,

@@ -64,7 +64,7 @@ def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any
     loggers = build_loggers(cfg, job_type="eval")  # W&B offline by default: one run per advnets-eval job
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    log_results(loggers, results, out_dir, step=int(meta.get("global_step") or 0))
+    log_results(loggers, results, out_dir, step=max(int(meta.get("updates") or 0) - 1, 0))  # the training's unit
     for logger in loggers:
         logger.finalize("success")
     if cfg.get("export_to"):

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from advnets.errors import EXIT_USER_ERROR, UserError, warn
 from advnets.evaluation import build_generator, evaluate_run, export_generator, load_generator_weights
 from advnets.runs import atomic
 
@@ -37,7 +39,7 @@ def publish(
     stopped when compute ran out); its pictures are taken from beside it."""
     results_path = results_path or run_dir / "results.json"
     results = json.loads(results_path.read_text())
-    ckpt = Path(results["checkpoint"])
+    ckpt = _reported_checkpoint(results, run_dir)
     _fill_run_facts(results, run_dir, ckpt)
     dest.mkdir(parents=True, exist_ok=True)
     if with_generator:
@@ -54,6 +56,18 @@ def publish(
     for name in ("samples_grid.png", "nearest.png"):
         atomic.copy_file(results_path.parent / name, dest / name)
     return dest
+
+
+def _reported_checkpoint(results: dict, run_dir: Path) -> Path:
+    """The checkpoint the results were computed on. A run stopped before its first monitored epoch (``max_time``)
+    wrote no best checkpoint and evaluated its last weights: those of ``last.ckpt``, written at its last epoch."""
+    if results.get("checkpoint"):
+        return Path(results["checkpoint"])
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise UserError(f"{run_dir} recorded no best checkpoint and has no {last}; there are no weights to publish")
+    warn(f"{run_dir} recorded no best checkpoint (none was written): publishing its last weights, {last}")
+    return last
 
 
 def _fill_run_facts(results: dict, run_dir: Path, ckpt: Path) -> None:
@@ -88,7 +102,11 @@ def main() -> None:
     parser.add_argument("--no-generator", action="store_true", help="results and pictures only (no weights)")
     parser.add_argument("--results", type=Path, help="an advnets-eval results.json for this run's checkpoint")
     args = parser.parse_args()
-    print(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results))
+    try:
+        print(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results))
+    except UserError as err:
+        print(f"advnets: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR) from None
 
 
 if __name__ == "__main__":

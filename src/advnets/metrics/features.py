@@ -7,8 +7,10 @@ Weights and cards live in ``advnets/metrics/classifiers/<dataset>.pt|.json`` (pa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,30 @@ from torch.nn import functional as F
 from advnets.errors import UserError
 
 CLASSIFIER_DIR = Path(__file__).resolve().parent / "classifiers"
+FLOAT32 = "ieee"
+"""The float32 arithmetic of the classifier and the metrics (:func:`exact_float32`); part of every cache key."""
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Full float32 on CUDA for the duration: no TF32 in cuDNN convolutions or in matmuls (``highest`` matmul
+    precision leaves cuDNN's convolutions in TF32). A CPU computes float32 in full anyway. The caller's
+    settings come back afterwards."""
+    conv, matmul = getattr(torch.backends.cudnn, "conv", None), torch.backends.cuda.matmul
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9
+        before = conv.fp32_precision, matmul.fp32_precision
+        conv.fp32_precision = matmul.fp32_precision = FLOAT32
+        try:
+            yield
+        finally:
+            conv.fp32_precision, matmul.fp32_precision = before
+        return
+    before = torch.backends.cudnn.allow_tf32, matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, matmul.allow_tf32 = before
 
 
 class MaxPool2x2(nn.Module):

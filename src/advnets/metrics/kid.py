@@ -83,14 +83,26 @@ class KernelDistance(KernelInceptionDistance):
         return kid.mean(), kid.std(unbiased=False)
 
 
-def cached_real_sums(real: Tensor, n_fake: int, subsets: int, size: int, seed: int) -> Tensor:
+def cached_real_sums(
+    real: Tensor, n_fake: int, subsets: int, size: int, seed: int, float32: str | None = None
+) -> Tensor:
     """:func:`real_kernel_sums` with the generator seeded by ``seed``, through :mod:`advnets.metrics.cache` (named
-    by the real features' content, the sizes and the seed); the caller's random state is left as it was."""
+    by the real features' content, the sizes, the seed, the device type and ``float32``: the float32 arithmetic
+    the caller computes in); the caller's random state is left as it was."""
 
     def compute() -> Tensor:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return real_kernel_sums(real, n_fake, subsets, size).cpu()
 
-    name = cache.key("kid-real", features=cache.fingerprint(real), n_fake=n_fake, subsets=subsets, size=size, seed=seed)
+    name = cache.key(
+        "kid-real",
+        features=cache.fingerprint(real),
+        n_fake=n_fake,
+        subsets=subsets,
+        size=size,
+        seed=seed,
+        device=real.device.type,
+        float32=float32,
+    )
     return cache.cached(name, compute, ".pt")

@@ -21,7 +21,15 @@ from torchmetrics.image.inception import InceptionScore
 from advnets.errors import UserError
 from advnets.metrics import cache
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
-from advnets.metrics.features import ClassifierCard, LeNet, as_images, available_classifiers, load_classifier
+from advnets.metrics.features import (
+    FLOAT32,
+    ClassifierCard,
+    LeNet,
+    as_images,
+    available_classifiers,
+    exact_float32,
+    load_classifier,
+)
 from advnets.metrics.kid import KernelDistance, cached_real_sums
 from advnets.metrics.knn import knn_sq_radii, manifold_scores
 from advnets.metrics.registry import METRICS
@@ -50,7 +58,7 @@ class SuiteSettings:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
-    seed: int = 0  # KID subsets and IS splits are drawn with this seed
+    seed: int = 0  # KID subsets and IS splits are each drawn with this seed
     batch: int = 256  # images per classifier forward pass
 
 
@@ -85,16 +93,18 @@ class Extracted:
 
 @torch.no_grad()
 def extract(images: Tensor, net: LeNet, card: ClassifierCard, batch: int = 256) -> Extracted:
-    """The classifier's view of ``images`` (flat or [N, C, H, W], in [0, 1]); bad shapes or NaN are clear errors."""
+    """The classifier's view of ``images`` (flat or [N, C, H, W], in [0, 1]) in full float32 (no TF32 on CUDA);
+    bad shapes or NaN are clear errors."""
     images = as_images(images, card.image_shape)
     if not bool(torch.isfinite(images.sum())) and not bool(torch.isfinite(images).all()):  # cheap pass first
         raise UserError("the images contain NaN/inf (a diverged generator?); nothing to score")
     net = net.to(images.device)
     feats, logits = [], []
-    for i in range(0, len(images), batch):
-        f = net.features(images[i : i + batch].float())
-        feats.append(f)
-        logits.append(net.head(f))
+    with exact_float32():
+        for i in range(0, len(images), batch):
+            f = net.features(images[i : i + batch].float())
+            feats.append(f)
+            logits.append(net.head(f))
     return Extracted(torch.cat(feats), torch.cat(logits), images.flatten(1))
 
 
@@ -116,7 +126,15 @@ def extract_real(
         }
 
     images_print = fingerprint or cache.fingerprint(images)
-    name = cache.key("real", classifier=card.md5, images=images_print, ks=ks, batch=settings.batch)
+    name = cache.key(
+        "real",
+        classifier=card.md5,
+        images=images_print,
+        ks=ks,
+        batch=settings.batch,
+        device=images.device.type,  # cuDNN's convolutions round otherwise than the CPU's
+        float32=FLOAT32,
+    )
     entry = cache.cached(name, compute, ".pt")
     device = images.device
     return Extracted(
@@ -170,7 +188,8 @@ def score_extracted(
     device = fake.features.device
     feat = Precomputed(fake.features.shape[1])
     out: dict[str, float] = {}
-    with warnings.catch_warnings(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    with warnings.catch_warnings(), forked, exact_float32():
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")  # 10k x 128: fine
         torch.manual_seed(settings.seed)
         if "fid" in names:
@@ -180,7 +199,9 @@ def score_extracted(
             out["fid"] = float(fid.compute())
         if "kid" in names:
             size = min(settings.kid_subset_size, len(fake.features), len(real.features))
-            sums = cached_real_sums(real.features, len(fake.features), settings.kid_subsets, size, settings.seed)
+            sums = cached_real_sums(
+                real.features, len(fake.features), settings.kid_subsets, size, settings.seed, FLOAT32
+            )
             kid = KernelDistance(
                 feature=nn.Identity(), subsets=settings.kid_subsets, subset_size=size, real_sums=sums, **LOCAL
             )
@@ -189,6 +210,7 @@ def score_extracted(
             torch.manual_seed(settings.seed)  # the subsets the real sums were drawn with
             out["kid"] = float(kid.compute()[0])
         if "inception_score" in names:
+            torch.manual_seed(settings.seed)  # the split permutation: the same whichever metrics ran before
             inception = InceptionScore(feature=nn.Identity(), splits=settings.is_splits, **LOCAL).to(device)
             inception.update(fake.logits.double())
             out["inception_score"] = float(inception.compute()[0])
@@ -264,6 +286,8 @@ def evaluate_metrics(
             real=test_print,
             names=names,
             settings=asdict(settings),
+            device=floor_images.device.type,
+            float32=FLOAT32,
         )
         out["metrics_reference"] = cache.cached(name, floor, ".json")  # real vs real: the same for every run
     out["metrics_protocol"] = protocol(card, names, settings, len(samples), len(test))
