@@ -36,6 +36,7 @@ from advnets.runs.folders import (
     resume_path,
     task_overrides,
 )
+from advnets.runs.provenance import command_line, source_commit
 from advnets.runs.summary import summary_lines
 from advnets.schema import TRAIN, validate
 
@@ -78,6 +79,9 @@ def quiet_third_party() -> None:
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropLightningTips())
     # Lightning 2.6's own use of a torch API that torch deprecated; nothing a user can act on
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    # on a machine with SLURM's tools, a run started without srun is a local run by choice (SLURM runs go
+    # through hydra/launcher=slurm, which starts them with srun)
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -163,6 +167,8 @@ def _evaluate_best(
         "overrides": task_overrides(),
         "update": cfg.game["update"],
         "run_dir": str(run_dir),
+        "source_commit": source_commit(),
+        "command": command_line("advnets-train", task_overrides()),
     }
     if ckpt:
         state = safe_load(ckpt)

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from advnets.errors import EXIT_USER_ERROR, UserError, warn
 from advnets.evaluation import build_generator, evaluate_run, export_generator, load_generator_weights
 from advnets.runs import atomic
+from advnets.runs.provenance import command_line
 
 CHECK = {"n_samples": 1000, "seed": 0}
 """The re-evaluation CI repeats on the committed generator: small enough to take seconds."""
@@ -31,16 +32,21 @@ def publish(
     label: str | None = None,
     with_generator: bool = True,
     results_path: Path | None = None,
+    commit: str | None = None,
 ) -> Path:
     """Write DEST/{results.json, val_curve.csv, samples_grid.png, nearest.png, .hydra/} from a run folder, and with
     ``with_generator`` also generator.pt, config.yaml and check.json.
 
     ``results_path``: an ``advnets-eval`` result for this run's checkpoint (e.g. of a run still training or
-    stopped when compute ran out); its pictures are taken from beside it."""
+    stopped when compute ran out); its pictures are taken from beside it. ``commit``: the source commit the run
+    was trained from, for a run whose results.json does not record it."""
     results_path = results_path or run_dir / "results.json"
     results = json.loads(results_path.read_text())
     ckpt = _reported_checkpoint(results, run_dir)
     _fill_run_facts(results, run_dir, ckpt)
+    if commit:
+        results["source_commit"] = commit
+    results["command"] = command_line("advnets-train", results["overrides"])
     dest.mkdir(parents=True, exist_ok=True)
     if with_generator:
         _publish_generator(run_dir, ckpt, dest, results["sigma"])
@@ -101,9 +107,10 @@ def main() -> None:
     parser.add_argument("--label", help="the row name in the report (default: the experiment and overrides)")
     parser.add_argument("--no-generator", action="store_true", help="results and pictures only (no weights)")
     parser.add_argument("--results", type=Path, help="an advnets-eval results.json for this run's checkpoint")
+    parser.add_argument("--commit", help="the source commit the run was trained from (when its results lack it)")
     args = parser.parse_args()
     try:
-        print(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results))
+        print(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results, args.commit))
     except UserError as err:
         print(f"advnets: error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None
