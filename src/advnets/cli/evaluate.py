@@ -8,7 +8,6 @@ best checkpoint.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
+from advnets.cli.help import with_help
 from advnets.errors import cli, console
 
 
@@ -98,15 +98,12 @@ USAGE = [
 ]
 
 
-def main() -> None:
-    """``advnets-eval``: its own quick ``--help``, else the Hydra job."""
-    if {"--help", "-h"} & set(sys.argv[1:]):
-        from advnets.cli.help import help_text
-
-        summary = "score a trained generator: the paper's Parzen protocol and the metrics beyond it"
-        print(help_text("advnets-eval", summary, USAGE, Path(CONF_DIR)))
-        return
-    cli(hydra_main, config_name="evaluate")()
+main = with_help(
+    cli(hydra_main, config_name="evaluate"),
+    "advnets-eval",
+    "score a trained generator: the paper's Parzen protocol and the metrics beyond it",
+    USAGE,
+)
 
 
 if __name__ == "__main__":

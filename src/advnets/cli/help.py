@@ -6,6 +6,8 @@ Hydra's own ``--help`` composes every group of the search path once per group (s
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 SHOWN_HYDRA_GROUPS = ("hydra/launcher",)  # Hydra's groups a user of advnets picks
@@ -37,3 +39,19 @@ def help_text(command: str, summary: str, usage: list[tuple[str, str]], conf_dir
         "Hydra's flags: -m/--multirun, --cfg job|hydra|all, --resolve, --info, --config-dir DIR, --hydra-help.",
     ]
     return "\n".join(lines)
+
+
+def with_help(
+    entry: Callable[[], None], command: str, summary: str, usage: list[tuple[str, str]]
+) -> Callable[[], None]:
+    """The entry point ``entry``, answering ``--help`` / ``-h`` itself (``help_text``) before Hydra starts."""
+
+    def main() -> None:
+        if {"--help", "-h"} & set(sys.argv[1:]):
+            from advnets import CONF_DIR
+
+            print(help_text(command, summary, usage, Path(CONF_DIR)))
+            return
+        entry()
+
+    return main

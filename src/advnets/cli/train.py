@@ -5,13 +5,11 @@ Lightning load (``advnets.training`` imports them when a job really starts)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
 from advnets import CONF_DIR
+from advnets.cli.help import with_help
 from advnets.errors import cli
 
 
@@ -35,15 +33,12 @@ USAGE = [
 ]
 
 
-def main() -> None:
-    """``advnets-train``: its own quick ``--help``, else the Hydra job."""
-    if {"--help", "-h"} & set(sys.argv[1:]):
-        from advnets.cli.help import help_text
-
-        summary = "train the adversarial nets of Goodfellow et al. (2014): one run, or a sweep with -m"
-        print(help_text("advnets-train", summary, USAGE, Path(CONF_DIR)))
-        return
-    cli(hydra_main, config_name="train")()
+main = with_help(
+    cli(hydra_main, config_name="train"),
+    "advnets-train",
+    "train the adversarial nets of Goodfellow et al. (2014): one run, or a sweep with -m",
+    USAGE,
+)
 
 
 if __name__ == "__main__":
