@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.cli.train import build
+from advnets.training import build
 from advnets.data import DigitsData, ShuffledIndexBatches, load_digits, load_mnist
 
 from conftest import QUICK, REPO, cli_env, compose_cfg

@@ -11,10 +11,11 @@ from conftest import QUICK, run_cli
 
 def test_a_rerun_multirun_job_keeps_the_record_of_every_start(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    command = ["train", "-m", *QUICK, "trainer.max_epochs=1", "logger=none", "evaluate=false", "seed=3"]
-    first = run_cli(*command, f"hydra.sweep.dir={sweep}")
+    command = ["train", "-m", *QUICK, "logger=none", "evaluate=false", "seed=3", f"hydra.sweep.dir={sweep}"]
+    first = run_cli(*command, "trainer.max_epochs=1")
     assert first.returncode == 0, first.stderr[-2000:]
-    second = run_cli(*command, f"hydra.sweep.dir={sweep}")
+    # the same sweep asked for one more epoch: the job resumes in its folder (an unchanged one is finished)
+    second = run_cli(*command, "trainer.max_epochs=2", "allow_config_change=true")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "advnets: resuming from" in second.stdout
     starts = sorted((sweep / "0" / ".hydra" / "history").iterdir())

@@ -189,7 +189,8 @@ def test_sweep_runs_as_slurm_jobs_and_requeued_jobs_resume(slurm: None, tmp_path
         # the killed attempt left no result behind; the rerun resumed from the run's own checkpoint
         done = [line for line in out.splitlines() if line.startswith("submitit INFO") and "Job completed" in line]
         assert len(done) == 1, out[-3000:]
-        assert f"Restoring states from the checkpoint path at {run}/checkpoints/last.ckpt" in err, err[-3000:]
+        # Lightning's messages go where the job's logging goes (Hydra's console: the .out file)
+        assert f"Restoring states from the checkpoint path at {run}/checkpoints/last.ckpt" in out + err, out[-3000:]
         if job == 0:
             assert f"Requeued job {task}" in out  # submitit, the one owner of requeue, did it
 
