@@ -3,8 +3,11 @@
 import os
 from pathlib import Path
 
-CONF_DIR = str(Path(os.environ.get("ADVNETS_CONF_DIR", Path(__file__).resolve().parents[2] / "conf")))
-"""Hydra's config folder: the checkout's ``conf/`` (the package is installed editable), or $ADVNETS_CONF_DIR."""
+PACKAGE_CONF_DIR = Path(__file__).resolve().parent / "conf"
+"""The configs that ship inside the package (``advnets/conf/``, package data)."""
+CONF_DIR = str(Path(os.environ.get("ADVNETS_CONF_DIR", PACKAGE_CONF_DIR)))
+"""Hydra's primary config folder: the package's, or $ADVNETS_CONF_DIR (a whole config folder of one's own).
+``--config-dir DIR`` (or ``hydra.searchpath``) adds a folder of one's own groups and options in front of it."""
 
 
 def sweep_name(name: str) -> str:
