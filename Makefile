@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-train: $(STAMP)  ## the paper's MNIST run (experiment=paper_mnist); extra Hydra overrides via ARGS="..."
+# the quickstart (scikit-learn's 8x8 digits: a minute on the CPU, no download); ARGS="experiment=paper_mnist" is
+# the paper's MNIST run; any Hydra overrides go in ARGS="..."
+train: $(STAMP)  ## the quickstart; ARGS="experiment=paper_mnist" for the paper's MNIST run
 	$(VENV)/bin/advnets-train $(ARGS)
 
 # one pytest worker per core (at most 4), each test file on one worker (its module fixtures built once)

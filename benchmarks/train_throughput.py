@@ -167,7 +167,8 @@ def main() -> None:
     device = torch.device(args.device)
     model = {"paper": "paper_mnist", "small": "small"}[args.model]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=["logger=none", f"model={model}", f"dataset.batch_size={args.batch}"])
+        overrides = ["experiment=paper_mnist", "logger=none", f"model={model}", f"dataset.batch_size={args.batch}"]
+        cfg = compose("train", overrides=overrides)
     data = torch.rand(N_DATA, 784, device=device)
     ks = [int(k) for k in args.ks.split(",") if k]
     steps = args.steps

@@ -76,7 +76,13 @@ def test_bad_value_in_an_existing_run_folder_loses_nothing(finished_run: Path) -
 
 
 def test_missing_mnist_files(tmp_path: Path) -> None:
-    proc = run_cli("train", "dataset.download=false", f"dataset.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli(
+        "train",
+        "experiment=paper_mnist",
+        "dataset.download=false",
+        f"dataset.root={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
     assert_user_error(proc, "MNIST files missing", str(tmp_path))
 
 
@@ -91,7 +97,7 @@ def test_corrupt_mnist_files(tmp_path: Path, mnist_dir: str, damage: str) -> Non
     else:
         data[100] ^= 0xFF
         victim.write_bytes(data)
-    proc = run_cli("train", f"dataset.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_cli("train", "experiment=paper_mnist", f"dataset.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
     assert_user_error(proc, "corrupt MNIST file", "t10k-labels-idx1-ubyte", "bytes" if damage == "truncate" else "md5")
     assert victim.read_bytes() == (data[:-10] if damage == "truncate" else data)  # not replaced by a download
 

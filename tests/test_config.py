@@ -35,8 +35,9 @@ def test_every_group_option_composes_and_passes_the_schema(group: str, option: s
         HydraConfig.instance().cfg = None
 
 
-def test_paper_mnist_is_the_default_and_carries_the_released_values() -> None:
-    cfg = compose_cfg([])
+def test_paper_mnist_carries_the_released_values_and_the_quickstart_is_the_default() -> None:
+    assert compose_cfg([]) == compose_cfg(["experiment=quickstart"])  # `advnets-train`: a minute, no download
+    cfg = compose_cfg(["experiment=paper_mnist"])
     assert cfg.dataset.name == "mnist" and cfg.dataset.batch_size == 100
     assert (cfg.dataset.n_train, cfg.dataset.n_valid) == (50000, 10000)
     assert cfg.model.noise_dim == 100 and list(cfg.model.generator.hidden) == [1200, 1200]
@@ -54,7 +55,7 @@ def test_quickstart_is_a_diff_on_the_defaults() -> None:
 
 
 def test_per_net_learning_rates_follow_the_shared_one_unless_overridden() -> None:
-    cfg = compose_cfg(["optimizer.lr=0.05", "optimizer.d_lr=0.01"])
+    cfg = compose_cfg(["experiment=paper_mnist", "optimizer.lr=0.05", "optimizer.d_lr=0.01"])
     g_opt, d_opt = instantiate(cfg.optimizer.generator), instantiate(cfg.optimizer.discriminator)
     assert g_opt.keywords["lr"] == 0.05 and d_opt.keywords["lr"] == 0.01
 

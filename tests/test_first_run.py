@@ -55,6 +55,7 @@ def test_an_empty_data_folder_is_downloaded_verified_and_trained_on(
     data, run = tmp_path / "fresh-data", tmp_path / "run"
     cfg = compose_cfg(
         [
+            "experiment=paper_mnist",
             f"dataset.root={data}",
             "dataset.download=true",
             "model=small",
@@ -102,7 +103,14 @@ def test_a_failed_download_keeps_its_cause_says_what_to_do_and_leaves_no_folder(
     monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{port}/"])
     data = tmp_path / "fresh-data"
     cfg = compose_cfg(
-        [f"dataset.root={data}", "dataset.download=true", "model=small", "logger=none", "threads=1"],
+        [
+            "experiment=paper_mnist",
+            f"dataset.root={data}",
+            "dataset.download=true",
+            "model=small",
+            "logger=none",
+            "threads=1",
+        ],
         output_dir=tmp_path / "run",
     )
     with pytest.raises(UserError) as caught:

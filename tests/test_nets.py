@@ -13,7 +13,7 @@ from conftest import compose_cfg
 
 @pytest.fixture(scope="module")
 def paper_nets() -> tuple[Generator, Discriminator]:
-    cfg = compose_cfg([])
+    cfg = compose_cfg(["experiment=paper_mnist"])
     torch.manual_seed(0)
     return instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
 

@@ -47,7 +47,7 @@ from conftest import QUICK, assert_user_error, compose_cfg, run_cli
     ],
 )
 def test_a_bad_value_names_key_value_and_what_is_allowed(override: str, message: str) -> None:
-    cfg = compose_cfg([override])
+    cfg = compose_cfg(["experiment=paper_mnist", override])  # the paper's SGD: its schedule and momentum
     with pytest.raises(UserError) as caught:
         validate(cfg, TRAIN)
     assert message in str(caught.value)
@@ -61,7 +61,8 @@ def test_a_missing_required_argument_of_a_target_is_not_the_schemas_business() -
 
 @pytest.mark.parametrize(
     "overrides",
-    [[f"{group}={option}"] for group, option in [("experiment", "quickstart"), ("trainer", "ddp"), ("logger", "csv")]]
+    [[f"experiment={name}"] for name in ("quickstart", "paper_mnist")]
+    + [[f"{group}={option}"] for group, option in [("trainer", "ddp"), ("logger", "csv")]]
     + [["hydra/launcher=slurm"], ["+callbacks.digest._target_=probes.ParamDigest"], ["optimizer=adam"]],
 )
 def test_the_shipped_configs_pass(overrides: list[str]) -> None:

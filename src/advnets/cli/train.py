@@ -25,7 +25,8 @@ def hydra_main(cfg: DictConfig) -> float:
 
 USAGE = [
     ("advnets-train [group=option ...] [key=value ...]", "one run, into outputs/<experiment>/<time>/"),
-    ("advnets-train experiment=quickstart", "a minute on the CPU (scikit-learn's digits, no download)"),
+    ("advnets-train", "the quickstart: a minute on the CPU (scikit-learn's digits, no download)"),
+    ("advnets-train experiment=paper_mnist", "the paper's MNIST run (downloads MNIST; hours on a CPU)"),
     ("advnets-train -m optimizer=adam,paper_sgd seed=1,2", "a sweep: every combination, one job each"),
     ("advnets-train -m hparams_search=optuna", "an Optuna search (the study in outputs/optuna.db)"),
     ("advnets-train -m hydra/launcher=slurm trainer=cpu ...", "a sweep as SLURM jobs"),
