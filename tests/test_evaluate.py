@@ -110,7 +110,7 @@ def test_fixed_sigma_skips_selection(trained: Path, tmp_path: Path) -> None:
 def test_figure3_rows_are_straight_lines_between_seeded_pairs_of_z(trained: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from advnets.pictures import interpolation_z
+    from advnets.pictures import MIN_LABELLED_CELL, interpolation_z, scale_for
 
     a, b = torch.randn(3, 5), torch.randn(3, 5)
     z = interpolation_z(a, b, 4).view(3, 4, 5)
@@ -119,8 +119,11 @@ def test_figure3_rows_are_straight_lines_between_seeded_pairs_of_z(trained: Path
     torch.testing.assert_close(z[:, 1], a + (b - a) / 3)
     figure = ["eval.interpolation_rows=3", "eval.interpolation_steps=7"]
     _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e", *figure)
+    k = scale_for(7, 8, MIN_LABELLED_CELL)  # 8x8 digits enlarged k times
     with Image.open(tmp_path / "e" / "interpolation.png") as picture:
-        assert picture.size == (7 * (8 + 2) + 2, 3 * (8 + 2) + 2)  # 7 steps x 3 rows of 8x8 digits, 2-px padding
+        width, height = picture.size
+    assert width == 7 * (8 * k + 2) + 2  # 7 steps, 2-px padding
+    assert height > 3 * (8 * k + 2) + 2  # 3 rows, under the z_a -> z_b band
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
