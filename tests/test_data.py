@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.training import build
 from advnets.data import DigitsData, ShuffledIndexBatches, load_digits, load_mnist
+from advnets.training import build
 
 from conftest import QUICK, REPO, cli_env, compose_cfg
 
