@@ -19,6 +19,7 @@ GROUP_OPTIONS = {
     "trainer": ["auto", "cpu", "gpu", "ddp", "ddp_spawn"],
     "logger": ["wandb", "csv", "none"],
     "experiment": ["paper_mnist", "quickstart"],
+    "debug": ["fast", "limit", "overfit", "profiler"],
 }
 
 

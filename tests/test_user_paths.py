@@ -169,7 +169,7 @@ def test_a_sweep_over_experiments_and_datasets_goes_in_one_sweep_folder(tmp_path
         "-m",
         *TINY,
         "experiment=quickstart,paper_fashion_mnist",
-        "+trainer.limit_train_batches=2",
+        "trainer.limit_train_batches=2",
         cwd=tmp_path,
     )
     _ok(proc)
@@ -178,7 +178,7 @@ def test_a_sweep_over_experiments_and_datasets_goes_in_one_sweep_folder(tmp_path
     datasets = [json.loads((sweep / job / "results.json").read_text())["dataset"] for job in ("0", "1")]
     assert datasets == ["digits", "fashion_mnist"]
 
-    proc = run_cli("train", "-m", *TINY, "dataset=digits,mnist", "+trainer.limit_train_batches=2", cwd=tmp_path)
+    proc = run_cli("train", "-m", *TINY, "dataset=digits,mnist", "trainer.limit_train_batches=2", cwd=tmp_path)
     _ok(proc)
     jobs = _runs_below(tmp_path / "outputs" / "quickstart" / "multirun")
     assert [_job_config(job)["dataset"]["name"] for job in jobs] == ["digits", "mnist"]
