@@ -17,7 +17,7 @@ GROUP_OPTIONS = {
     "model": ["paper_mnist", "small"],
     "optimizer": ["paper_sgd", "adam"],
     "trainer": ["auto", "cpu", "gpu", "ddp", "ddp_spawn"],
-    "logger": ["wandb", "csv", "none"],
+    "logger": ["wandb", "csv", "tensorboard", "mlflow", "none"],
     "experiment": ["paper_mnist", "quickstart"],
     "debug": ["fast", "limit", "overfit", "profiler"],
 }

@@ -132,6 +132,8 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
             metrics["test/parzen_ll"] = FAILED_OBJECTIVE
         else:
             metrics.update(log_results(trainer.loggers, results, run_dir, _log_step(trainer, game)))
+            for logger in trainer.loggers:  # the test/ values, logged after fit: written out (CSV, TensorBoard)
+                logger.finalize("success")
     finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
     atomic.write_json(run_dir / "metrics.json", finite)
     if summary is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import sys
@@ -191,17 +192,70 @@ def stable_wandb_id(run_dir: Path) -> str:
     return run_id
 
 
+class _NewExperimentNotice(logging.Filter):
+    """Lightning's warning that the MLflow experiment is new, which it is in every run folder's own store."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Experiment with name")
+
+
+def mlflow_logger(logger_cfg: DictConfig, run_dir: Path) -> Logger:
+    """An MLFlowLogger that continues this run folder's MLflow run (its id kept in ``mlflow_id.txt``), so a
+    resumed or requeued job, and a ddp_spawn parent logging the evaluation, add to one run. MLflow's usage
+    telemetry is off unless asked for (MLFLOW_DISABLE_TELEMETRY=false): the store is local, nothing goes out."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
+    logging.getLogger("pytorch_lightning.loggers.mlflow").addFilter(_NewExperimentNotice())
+    path = run_dir / "mlflow_id.txt"
+    run_id = path.read_text().strip() if path.is_file() else None
+    logger = instantiate(logger_cfg, run_id=run_id)
+    if run_id is None and rank_zero_only.rank == 0:
+        atomic.write_text(path, f"{logger.run_id}\n")  # reading run_id creates the run
+    if run_id is not None:
+        _log_new_params_only(logger)
+    return logger
+
+
+def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested keys joined by ``/``, as Lightning's loggers name hyper-parameters (lists are values)."""
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _log_new_params_only(logger: Any) -> None:
+    """A continued MLflow run keeps its parameters as first logged (MLflow refuses to change one): a job that
+    continues it with another config (allow_config_change=true) adds its new keys only; the run folder's
+    ``.hydra/history/`` keeps the config of every start."""
+    log_hyperparams = logger.log_hyperparams
+
+    def log_new(params: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if rank_zero_only.rank != 0:
+            return
+        known = logger.experiment.get_run(logger.run_id).data.params
+        log_hyperparams({k: v for k, v in _flat(params).items() if k not in known}, *args, **kwargs)
+
+    logger.log_hyperparams = log_new
+
+
 def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
     """Loggers from ``cfg.logger``; W&B gets the stable run id and the sweep's group, name and tags (and
-    ``job_type`` when given: ``eval`` for advnets-eval)."""
+    ``job_type`` when given: ``eval`` for advnets-eval); MLflow continues the run folder's run."""
     loggers: list[Logger] = []
     for logger_cfg in (cfg.get("logger") or {}).values():
         target = str(logger_cfg.get("_target_", ""))
+        run_dir = Path(cfg.paths.output_dir)
+        if target.endswith("MLFlowLogger"):
+            loggers.append(mlflow_logger(logger_cfg, run_dir))
+            continue
         if not target.endswith("WandbLogger"):
             loggers.append(instantiate(logger_cfg))
             continue
         group, name, tags = _job_identity()
-        run_dir = Path(cfg.paths.output_dir)
         os.environ["WANDB_DIR"] = str(run_dir)  # spawned DDP ranks log images here too, not into ./wandb
         extra = {
             "id": stable_wandb_id(run_dir),
