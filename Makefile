@@ -25,8 +25,8 @@ test: $(STAMP)  ## the whole test suite (set ADVNETS_DATA_DIR to a folder with M
 	$(PY) -m pytest -q $(TEST_WORKERS) $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py

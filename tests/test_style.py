@@ -19,7 +19,7 @@ def _tool(name: str) -> str:
 
 
 def test_ruff_check_and_format() -> None:
-    paths = ["src", "tests", "benchmarks"]
+    paths = ["src", "tests", "benchmarks", "examples"]
     check = subprocess.run([_tool("ruff"), "check", *paths], cwd=REPO, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout[-3000:]
     fmt = subprocess.run([_tool("ruff"), "format", "--check", *paths], cwd=REPO, capture_output=True, text=True)
