@@ -73,3 +73,17 @@ def test_the_example_trains_one_epoch_and_evaluates_through_advnets_own_commands
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "eval" / "results.json").read_text())["parzen_ll"] == results["parzen_ll"]
+
+
+def test_help_lists_the_groups_and_options_a_config_dir_adds() -> None:
+    from advnets import CONF_DIR
+    from advnets.cli.help import help_text, user_config_dirs
+
+    for argv in (["--help", "--config-dir", str(CONF)], ["-cd", str(CONF), "-h"], [f"--config-dir={CONF}", "-h"]):
+        assert user_config_dirs(argv) == [CONF]
+    page = help_text("advnets-train", "train", [("advnets-train", "one run")], Path(CONF_DIR), [CONF]).splitlines()
+    (models,) = [line for line in page if line.startswith("model: ")]
+    (experiments,) = [line for line in page if line.startswith("experiment: ")]
+    assert {"dcgan_digits", "small", "paper_mnist"} <= set(models.removeprefix("model: ").split(", "))
+    assert {"dcgan_digits", "quickstart"} <= set(experiments.removeprefix("experiment: ").split(", "))
+    assert user_config_dirs(["--config-dir", str(CONF / "missing")]) == []  # a folder that is not there adds nothing

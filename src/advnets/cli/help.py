@@ -26,13 +26,31 @@ def config_groups(conf_dir: Path) -> dict[str, list[str]]:
     return groups
 
 
-def help_text(command: str, summary: str, usage: list[tuple[str, str]], conf_dir: Path) -> str:
-    """The help page: ``summary``, ``usage`` lines (call, what it does), the config groups, Hydra's flags."""
+def user_config_dirs(argv: list[str]) -> list[Path]:
+    """The folders ``--config-dir DIR`` (``-cd DIR``, ``--config-dir=DIR``) adds to Hydra's search path."""
+    dirs = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(Path(argv[i + 1]))
+        elif arg.startswith("--config-dir="):
+            dirs.append(Path(arg.split("=", 1)[1]))
+    return [d for d in dirs if d.is_dir()]
+
+
+def help_text(
+    command: str, summary: str, usage: list[tuple[str, str]], conf_dir: Path, user_dirs: list[Path] | None = None
+) -> str:
+    """The help page: ``summary``, ``usage`` lines (call, what it does), the config groups (the package's and
+    those of ``user_dirs``, the folders ``--config-dir`` adds), Hydra's flags."""
     width = max(len(call) for call, _ in usage)
     lines = [f"{command}: {summary}", "", "Usage:"]
     lines += [f"  {call.ljust(width)}  {what}" for call, what in usage]
     lines += ["", "Config groups (group=option):"]
-    lines += [f"{group}: {', '.join(options)}" for group, options in config_groups(conf_dir).items()]
+    groups = config_groups(conf_dir)
+    for folder in user_dirs or []:
+        for group, options in config_groups(folder).items():
+            groups[group] = sorted({*groups.get(group, []), *options})
+    lines += [f"{group}: {', '.join(options)}" for group, options in sorted(groups.items())]
     lines += [
         "",
         "Any key can be set (key=value) or added (+key=value); `--cfg job` prints the composed config.",
@@ -50,7 +68,7 @@ def with_help(
         if {"--help", "-h"} & set(sys.argv[1:]):
             from advnets import CONF_DIR
 
-            print(help_text(command, summary, usage, Path(CONF_DIR)))
+            print(help_text(command, summary, usage, Path(CONF_DIR), user_config_dirs(sys.argv[1:])))
             return
         entry()
 

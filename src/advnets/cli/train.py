@@ -31,6 +31,7 @@ USAGE = [
     ("advnets-train -m hparams_search=optuna", "an Optuna search (the study in outputs/optuna.db)"),
     ("advnets-train -m hydra/launcher=slurm trainer=cpu ...", "a sweep as SLURM jobs"),
     ("advnets-train [overrides] --cfg job", "print the composed config; run nothing"),
+    ("advnets-train --config-dir DIR experiment=NAME", "groups and options of one's own (DIR/model/*.yaml, ...)"),
 ]
 
 
