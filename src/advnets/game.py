@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -28,18 +28,13 @@ from torch.optim import Optimizer
 from advnets.errors import UserError
 from advnets.nets import Generator, MaskedDropoutDiscriminator
 from advnets.optim import make_optimizer
-from advnets.sampling import sample_noise
+from advnets.sampling import Noise, sample_noise
 from advnets.schedules import PaperSchedule
 
-UPDATES = ("joint", "alternating")
-G_LOSSES = ("non_saturating", "minimax")
-NOISES = ("uniform", "gaussian")
-COMPILE_MODES = ("none", "default", "reduce-overhead")
-
-
-def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"{key}={value!r}; allowed: {', '.join(allowed)}")
+Update = Literal["joint", "alternating"]
+GLoss = Literal["non_saturating", "minimax"]
+CompileMode = Literal["none", "default", "reduce-overhead"]
+"""The choices of the game's settings: the config schema reads them from ``AdversarialGame``'s signature."""
 
 
 def d_loss_fn(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
@@ -47,7 +42,7 @@ def d_loss_fn(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
     return 0.5 * (F.softplus(-logit_real).mean() + F.softplus(logit_fake).mean())
 
 
-def g_loss_fn(logit_fake: Tensor, kind: str) -> Tensor:
+def g_loss_fn(logit_fake: Tensor, kind: GLoss) -> Tensor:
     """``non_saturating``: -log D(G(z)) (section 3 of the paper); ``minimax``: log(1 - D(G(z)))."""
     if kind == "non_saturating":
         return F.softplus(-logit_fake).mean()
@@ -84,20 +79,16 @@ class AdversarialGame(pl.LightningModule):
         g_optimizer: partial[Optimizer],
         d_optimizer: partial[Optimizer],
         schedule: PaperSchedule | None = None,
-        update: str = "joint",
+        update: Update = "joint",
         k: int = 1,
-        g_loss: str = "non_saturating",
-        noise: str = "uniform",
+        g_loss: GLoss = "non_saturating",
+        noise: Noise = "uniform",
         seed: int = 0,
         n_fixed_samples: int = 100,
         updates_per_step: int = 1,
-        compile: str = "none",
+        compile: CompileMode = "none",
     ) -> None:
         super().__init__()
-        _check_choice("game.update", update, UPDATES)
-        _check_choice("game.g_loss", g_loss, G_LOSSES)
-        _check_choice("game.noise", noise, NOISES)
-        _check_choice("game.compile", compile, COMPILE_MODES)
         if k < 1:
             raise UserError(f"game.k={k}; allowed: a positive integer")
         if not isinstance(updates_per_step, int) or updates_per_step < 1:
