@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from advnets.data import ImageDataModule
 from advnets.errors import UserError
-from advnets.metrics.parzen import nearest_neighbours, parzen_protocol
+from advnets.metrics.distances import nearest_neighbours
+from advnets.metrics.parzen import parzen_protocol
 from advnets.metrics.suite import evaluate_metrics
 from advnets.nets import Generator
 from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours

@@ -17,8 +17,8 @@ import torch
 
 from advnets.data import load_digits, load_mnist
 from advnets.errors import UserError
+from advnets.metrics.distances import nearest_neighbours
 from advnets.metrics.features import load_classifier
-from advnets.metrics.parzen import nearest_neighbours
 from advnets.metrics.suite import extract
 
 
