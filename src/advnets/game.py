@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.func import functional_call
 from torch.optim import Optimizer
 
+from advnets import internals
 from advnets.errors import UserError
 from advnets.nets import Generator, MaskedDropoutDiscriminator
 from advnets.optim import make_optimizer
@@ -282,7 +283,7 @@ class AdversarialGame(pl.LightningModule):
         self._advance_lightning_counters(len(group))
         self.losses_finite &= torch.isfinite(self._epoch_d).all() & torch.isfinite(self._epoch_g)  # no host sync
         n_batches = self.trainer.num_training_batches
-        if not math.isfinite(n_batches) or self.trainer.fit_loop.epoch_loop.batch_progress.current.ready >= n_batches:
+        if not math.isfinite(n_batches) or internals.batches_started(self.trainer) >= n_batches:
             means = self._epoch_d / self._epoch_n  # the epoch's means, logged once per epoch (self.log is slow)
             self.log_dict(
                 {"train/d_loss_epoch": means[0], "train/d_fake_epoch": means[2]},
@@ -298,14 +299,11 @@ class AdversarialGame(pl.LightningModule):
         The raw optimizers (and the scaler's steps) bypass Lightning's step counting; ``max_steps`` and
         checkpoint or log cadences therefore see the same counts as with K = 1 (checked once per Lightning step,
         so ``max_steps`` may be overshot by up to K - 1 updates)."""
-        loop = self.trainer.fit_loop.epoch_loop
+        trainer = self.trainer
         if self._fast or self._scaler is not None:
-            progress = loop.manual_optimization.optim_step_progress
-            done = self.optimizer_steps(self.updates) - progress.total.completed
-            for tracker in (progress.total, progress.current):
-                tracker.ready += done
-                tracker.completed += done
-        loop._batches_that_stepped += n - 1  # Lightning adds the last one after this step
+            done = self.optimizer_steps(self.updates) - internals.optimizer_steps_counted(trainer)
+            internals.count_optimizer_steps(trainer, done)
+        internals.count_batches(trainer, n - 1)  # Lightning adds the last one after this step
 
     def _log_update(self, stats: Tensor, g_loss: Tensor | None, g_opt: Any, d_opt: Any) -> None:
         """Step metrics of the update just done, straight to the loggers (one host sync per logged update)."""

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from advnets.errors import UserError
+from advnets.internals import foreach_add_, foreach_mul_
 
 
 class ClassicMomentum(Optimizer):
@@ -56,9 +57,9 @@ class ClassicMomentum(Optimizer):
             if not params:
                 continue
             velocity = [self._velocity(p) for p in params]
-            torch._foreach_mul_(velocity, group["momentum"])
-            torch._foreach_add_(velocity, [p.grad for p in params], alpha=-group["lr"])
-            torch._foreach_add_(params, velocity)
+            foreach_mul_(velocity, group["momentum"])
+            foreach_add_(velocity, [p.grad for p in params], alpha=-group["lr"])
+            foreach_add_(params, velocity)
             if group["max_norm"] is not None:
                 for p in params:
                     dim = self._norm_dim(p)

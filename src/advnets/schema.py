@@ -235,12 +235,12 @@ def _fail(key: str, value: Any, allowed: str) -> UserError:
 
 # -- _target_ nodes: the target's signature is the schema of its keys ---------------------------------------
 def _locate(key: str, target: Any) -> Any:
-    from hydra._internal.utils import _locate as hydra_locate
+    from advnets.internals import locate
 
     if not isinstance(target, str):
         raise _fail(f"{key}._target_", target, "the dotted name of a class or function")
     try:
-        return hydra_locate(target)
+        return locate(target)
     except Exception:
         raise _fail(f"{key}._target_", target, "an importable class or function (this one does not import)") from None
 

@@ -21,6 +21,7 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from advnets.errors import UserError, console, warn
+from advnets.internals import wandb_init_arguments
 from advnets.runs import atomic
 from advnets.runs.checkpoints import check_complete, check_resumable
 
@@ -191,6 +192,11 @@ def stable_wandb_id(run_dir: Path) -> str:
     return run_id
 
 
+SUMMARY_SETTINGS = {"max_end_of_run_summary_metrics": 40}
+"""W&B's settings where the logger's config gives none: the closing summary lists every test/ value (wandb's
+default shows the first 10 keys by name)."""
+
+
 def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
     """Loggers from ``cfg.logger``; W&B gets the stable run id and the sweep's group, name and tags (and
     ``job_type`` when given: ``eval`` for advnets-eval)."""
@@ -212,10 +218,9 @@ def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
             **({"job_type": job_type} if job_type else {}),
         }
         logger: WandbLogger = instantiate(logger_cfg, **extra)
-        # Lightning always passes anonymous=None, which wandb >= 0.19 warns about on every run
-        logger._wandb_init.pop("anonymous", None)
-        # the closing summary lists every test/ value (wandb's default shows the first 10 keys by name)
-        logger._wandb_init.setdefault("settings", {"max_end_of_run_summary_metrics": 40})
+        init = wandb_init_arguments(logger)
+        init.pop("anonymous", None)  # Lightning always passes anonymous=None, which wandb >= 0.19 warns about
+        init.setdefault("settings", dict(SUMMARY_SETTINGS))
         loggers.append(logger)
     return loggers
 

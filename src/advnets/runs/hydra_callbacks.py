@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from advnets.errors import EXIT_USER_ERROR, UserError, console, defer_user_error, find_user_error
+from advnets.internals import job_exception
 
 
 def _stamp() -> str:
@@ -151,7 +152,8 @@ class UserErrorsLeaveNoTrace(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if self.run_dir is None or job_return.status != JobStatus.FAILED:
             return
-        error = find_user_error(job_return._return_value)
+        raised = job_exception(job_return)
+        error = find_user_error(raised) if raised is not None else None
         if error is None:
             return
         hydra_only = {str(config.hydra.output_subdir), f"{config.hydra.job.name}.log", ".lock", "overrides.json"}
@@ -162,7 +164,7 @@ class UserErrorsLeaveNoTrace(Callback):
                     parent.rmdir()
         defer_user_error(error)
         job_return.status = JobStatus.COMPLETED
-        job_return._return_value = None
+        job_return.return_value = None
 
 
 class SweepStudy(Callback):
