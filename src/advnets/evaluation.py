@@ -52,18 +52,11 @@ def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[st
         state = {k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")}
         epoch = blob.get("epoch")  # Lightning stores the 0-indexed epoch it saved in: report epochs completed
         meta = {"epoch": None if epoch is None else epoch + 1, "global_step": blob.get("global_step")}
-        return state, {**meta, "updates": checkpoint_updates(blob)}
+        updates = blob.get("advnets_updates")  # the game's count of updates done
+        return state, {**meta, "updates": None if updates is None else int(updates)}
     if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
         return blob, {}
     raise UserError(f"{path} holds neither a Lightning checkpoint nor a generator state_dict")
-
-
-def checkpoint_updates(blob: dict[str, Any]) -> int | None:
-    """The updates a training checkpoint had done (the game's count; one per Lightning batch before it kept one)."""
-    if "advnets_updates" in blob:
-        return int(blob["advnets_updates"])
-    loop = blob.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
-    return int(loop["_batches_that_stepped"]) if "_batches_that_stepped" in loop else None
 
 
 def build_generator(model_cfg: DictConfig, state: dict[str, torch.Tensor], data_dim: int) -> Generator:

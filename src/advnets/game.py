@@ -172,11 +172,9 @@ class AdversarialGame(pl.LightningModule):
         checkpoint["advnets_updates"] = self.updates
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "advnets_updates" in checkpoint:
-            self.updates = int(checkpoint["advnets_updates"])
-        else:  # written before the game counted its updates: one update per Lightning batch then
-            loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
-            self.updates = int(loop.get("_batches_that_stepped", 0))
+        if "advnets_updates" not in checkpoint:
+            raise UserError("the checkpoint holds no advnets_updates: it was not written by advnets' AdversarialGame")
+        self.updates = int(checkpoint["advnets_updates"])
 
     def _g_logits(self, fake: Tensor, masks: list[Tensor | None]) -> Tensor:
         """D's logits for G's loss: gradient flows into ``fake`` only, never into D's parameters."""

@@ -73,18 +73,6 @@ class ClassicMomentum(Optimizer):
             state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state["velocity"]
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Also reads a ``torch.optim.SGD`` state (an older checkpoint): its last step was ``-lr * buffer``."""
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            group.setdefault("max_norm", None)
-            for p in group["params"]:
-                state = self.state.get(p, {})
-                if "momentum_buffer" in state and "velocity" not in state:
-                    buffer = state.pop("momentum_buffer")
-                    if buffer is not None:
-                        state["velocity"] = buffer.mul(-group["lr"])
-
 
 def norm_dims(net: nn.Module) -> list[tuple[nn.Parameter, int]]:
     """The weights a max norm constrains and the dim of their output units: ``nn.Linear`` and ``nn.Conv2d``
