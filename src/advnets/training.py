@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from advnets.errors import UserError, console, warn
-from advnets.evaluation import evaluate_run, log_results
+from advnets.evaluation import EvalSettings, evaluate_run, log_results
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
 from advnets.runs import atomic
@@ -89,7 +89,13 @@ def check_config(cfg: DictConfig) -> None:
     validate(cfg, TRAIN)
     check_objective(cfg)
     if cfg.get("eval"):
+        eval_settings(cfg)
         check_names(list(cfg.eval.get("metrics") or []))  # a typo fails now, not after hours of training
+
+
+def eval_settings(cfg: DictConfig) -> EvalSettings:
+    """The run's evaluation settings, typed, from its ``eval:`` group."""
+    return EvalSettings.from_dict(OmegaConf.to_container(cfg.eval, resolve=True))  # type: ignore[arg-type]
 
 
 def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
@@ -157,7 +163,8 @@ def _evaluate_best(
 ) -> dict[str, Any] | None:
     """The protocol on the reported checkpoint -> ``results.json``; None for a generator that cannot be scored."""
     epochs = _epochs(trainer)
-    ckpt = _checkpoint_to_evaluate(trainer, cfg.eval.checkpoint)
+    settings = eval_settings(cfg)
+    ckpt = _checkpoint_to_evaluate(trainer, settings.checkpoint)
     meta: dict[str, Any] = {
         "checkpoint": ckpt,
         "epoch": epochs,
@@ -176,7 +183,7 @@ def _evaluate_best(
         meta["epoch"] = state["epoch"] + 1
     try:
         return evaluate_run(
-            game.generator, datamodule, cfg.game.noise, cfg.eval, run_dir, meta, trainer.strategy.root_device
+            game.generator, datamodule, cfg.game.noise, settings, run_dir, meta, trainer.strategy.root_device
         )
     except UserError as err:  # a diverged generator: report it, keep the run folder
         warn(f"evaluation skipped: {err}")

@@ -25,23 +25,22 @@ def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any
     from hydra.utils import instantiate
 
     from advnets.data import ImageDataModule
-    from advnets.evaluation import (
+    from advnets.evaluation import EvalSettings, eval_device, evaluate_run, log_results
+    from advnets.metrics.suite import check_names
+    from advnets.runs.folders import build_loggers
+    from advnets.runs.generator import (
         build_generator,
         checkpoint_in,
-        eval_device,
-        evaluate_run,
         export_generator,
         find_run_config,
         load_generator_weights,
-        log_results,
     )
-    from advnets.metrics.suite import check_names
-    from advnets.runs.folders import build_loggers
     from advnets.runs.summary import summary_lines
     from advnets.schema import EVALUATE, validate
 
     validate(cfg, EVALUATE)
-    check_names(list(cfg.eval.get("metrics") or []))
+    settings = EvalSettings.from_dict(OmegaConf.to_container(cfg.eval, resolve=True))  # type: ignore[arg-type]
+    check_names(settings.metrics)
     given = Path(cfg.ckpt_path)
     ckpt = checkpoint_in(given)
     if ckpt != given:
@@ -56,7 +55,7 @@ def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any
         generator,
         datamodule,
         run_cfg.game.noise,
-        cfg.eval,
+        settings,
         out_dir,
         {"checkpoint": str(ckpt), **meta},
         device,

@@ -8,6 +8,7 @@ Copies ``results.json`` (paths made relative), ``val_curve.csv`` and the picture
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -18,8 +19,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from advnets.errors import EXIT_USER_ERROR, UserError, warn
-from advnets.evaluation import build_generator, evaluate_run, export_generator, load_generator_weights
+from advnets.evaluation import EvalSettings, evaluate_run
 from advnets.runs import atomic
+from advnets.runs.generator import build_generator, export_generator, load_generator_weights
 from advnets.runs.provenance import command_line
 
 CHECK = {"n_samples": 1000, "seed": 0}
@@ -92,9 +94,10 @@ def _publish_generator(run_dir: Path, ckpt: Path, dest: Path, sigma: float) -> N
     datamodule = instantiate(run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
     export_generator(generator, run_cfg, dest)
-    eval_cfg = OmegaConf.create({**OmegaConf.to_container(run_cfg.eval), **CHECK, "sigma": sigma})
+    recorded = EvalSettings.from_dict(OmegaConf.to_container(run_cfg.eval, resolve=True))  # type: ignore[arg-type]
+    settings = dataclasses.replace(recorded, **CHECK, sigma=sigma)
     scratch = dest / ".check"
-    check = evaluate_run(generator, datamodule, run_cfg.game.noise, eval_cfg, scratch, {}, torch.device("cpu"))
+    check = evaluate_run(generator, datamodule, run_cfg.game.noise, settings, scratch, {}, torch.device("cpu"))
     shutil.rmtree(scratch)
     summary = {**CHECK, "sigma": sigma, "parzen_ll": check["parzen_ll"], "parzen_se": check["parzen_se"]}
     atomic.write_json(dest / "check.json", summary)
