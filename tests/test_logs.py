@@ -13,7 +13,7 @@ from lightning_fabric.utilities.rank_zero import rank_zero_only
 
 from advnets.logs import JOB_LOG, TERMINAL, get_logger
 
-from conftest import cli_env
+from conftest import QUICK, assert_user_error, cli_env, run_cli
 
 
 @pytest.fixture
@@ -68,3 +68,26 @@ def test_the_level_comes_from_the_environment(tmp_path: Path) -> None:
         wrong.stderr.splitlines()[0]
         == "advnets: warning: ADVNETS_LOG_LEVEL=LOUD; allowed: DEBUG, INFO, WARNING, ERROR (INFO used)"
     )
+
+
+def test_a_level_above_error_is_refused_so_mistakes_are_still_said(tmp_path: Path) -> None:
+    proc = run_cli("train", *QUICK, "game.update=nope", cwd=tmp_path, ADVNETS_LOG_LEVEL="CRITICAL")
+    assert_user_error(proc, "game.update")
+    assert proc.stderr.startswith("advnets: warning: ADVNETS_LOG_LEVEL=CRITICAL; allowed:"), proc.stderr
+
+
+def test_a_real_run_logs_into_its_train_log_and_a_level_silences_it(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    command = [*QUICK, f"hydra.run.dir={run_dir}"]
+    first = run_cli("train", *command, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    job_log = (run_dir / "train.log").read_text()  # Hydra's per-job log, in Hydra's format
+    assert f"[advnets.training][INFO] - advnets: run {run_dir}\n  test Parzen log-likelihood" in job_log, job_log
+    assert f"advnets: run {run_dir}\n  test Parzen log-likelihood" in first.stdout  # and the terminal's summary
+
+    quiet = run_cli("train", *command, cwd=tmp_path, ADVNETS_LOG_LEVEL="WARNING")
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert "advnets:" not in quiet.stdout + quiet.stderr, (quiet.stdout, quiet.stderr)
+    said = run_cli("train", *command, cwd=tmp_path)  # the same rerun at the default level says it
+    assert said.stdout.splitlines() == [f"advnets: run {run_dir} is finished (results.json); nothing to do"]
+    assert (run_dir / "train.log").read_text() == job_log  # a finished run's log is left as it was

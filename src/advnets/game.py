@@ -27,6 +27,7 @@ from torch.optim import Optimizer
 
 from advnets import internals
 from advnets.errors import UserError
+from advnets.logs import get_logger
 from advnets.nets import Generator, MaskedDropoutDiscriminator
 from advnets.optim import make_optimizer
 from advnets.sampling import Noise, sample_noise
@@ -36,6 +37,7 @@ Update = Literal["joint", "alternating"]
 GLoss = Literal["non_saturating", "minimax"]
 CompileMode = Literal["none", "default", "reduce-overhead"]
 """The choices of the game's settings: the config schema reads them from ``AdversarialGame``'s signature."""
+log = get_logger(__name__)  # rank zero's
 
 
 def d_loss_fn(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
@@ -329,8 +331,7 @@ class AdversarialGame(pl.LightningModule):
         if diverged:
             self.diverged_at = self.current_epoch + 1
             self.trainer.callback_metrics["run/diverged_at_epoch"] = torch.tensor(float(self.diverged_at))
-            if self.trainer.is_global_zero:
-                print(f"advnets: training diverged in epoch {self.diverged_at} (non-finite loss); stopping this run")
+            log.info("training diverged in epoch %d (non-finite loss); stopping this run", self.diverged_at)
             self.trainer.should_stop = True
 
     def on_train_end(self) -> None:

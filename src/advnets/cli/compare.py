@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import sys
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from advnets.errors import EXIT_USER_ERROR, UserError
+from advnets.errors import UserError, fail
+from advnets.logs import output
 from advnets.metrics.registry import higher_is_better
 from advnets.metrics.suite import SUITE
 from advnets.runs.records import (
@@ -407,8 +407,7 @@ def compare(
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, like every advnets mistake
-        print(f"advnets: error: {message} (see advnets-compare --help)", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR)
+        fail(f"{message} (see advnets-compare --help)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -427,9 +426,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         compare(args.paths, out, args.metric)
     except UserError as err:
-        print(f"advnets: error: {err}", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
-    print(f"advnets-compare: wrote {', '.join(OUTPUTS)} to {out}")
+        fail(str(err))
+    output(f"advnets-compare: wrote {', '.join(OUTPUTS)} to {out}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
 from advnets.cli.help import with_help
-from advnets.errors import cli, console
+from advnets.errors import cli
+from advnets.logs import get_logger, output
+
+log = get_logger(__name__)
 
 
 def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any
     given = Path(cfg.ckpt_path)
     ckpt = checkpoint_in(given)
     if ckpt != given:
-        console(f"advnets: evaluating {ckpt} (of {given})")
+        log.info("evaluating %s (of %s)", ckpt, given)
     state, meta = load_generator_weights(ckpt)
     run_cfg = find_run_config(ckpt, cfg.run_config)
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
@@ -85,8 +88,8 @@ def hydra_main(cfg: DictConfig) -> None:
         evaluate(cfg, summary)
     finally:
         finish_wandb()
-    for line in summary:
-        console(line)
+    for line in summary:  # after W&B's own closing lines
+        output(line)
 
 
 USAGE = [

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from advnets.logs import output
+
 SHOWN_HYDRA_GROUPS = ("hydra/launcher",)  # Hydra's groups a user of advnets picks
 
 
@@ -50,7 +52,7 @@ def with_help(
         if {"--help", "-h"} & set(sys.argv[1:]):
             from advnets import CONF_DIR
 
-            print(help_text(command, summary, usage, Path(CONF_DIR)))
+            output(help_text(command, summary, usage, Path(CONF_DIR)))
             return
         entry()
 

@@ -11,18 +11,20 @@ import argparse
 import dataclasses
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from advnets.errors import EXIT_USER_ERROR, UserError, warn
+from advnets.errors import UserError, fail
 from advnets.evaluation import EvalSettings, evaluate_run
+from advnets.logs import get_logger, output
 from advnets.runs import atomic
 from advnets.runs.generator import build_generator, export_generator, load_generator_weights
 from advnets.runs.provenance import command_line
+
+log = get_logger(__name__)
 
 CHECK = {"n_samples": 1000, "seed": 0}
 """The re-evaluation CI repeats on the committed generator: small enough to take seconds."""
@@ -74,7 +76,7 @@ def _reported_checkpoint(results: dict, run_dir: Path) -> Path:
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise UserError(f"{run_dir} recorded no best checkpoint and has no {last}; there are no weights to publish")
-    warn(f"{run_dir} recorded no best checkpoint (none was written): publishing its last weights, {last}")
+    log.warning("%s recorded no best checkpoint (none was written): publishing its last weights, %s", run_dir, last)
     return last
 
 
@@ -113,10 +115,9 @@ def main() -> None:
     parser.add_argument("--commit", help="the source commit the run was trained from (when its results lack it)")
     args = parser.parse_args()
     try:
-        print(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results, args.commit))
+        output(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results, args.commit))
     except UserError as err:
-        print(f"advnets: error: {err}", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
+        fail(str(err))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from advnets.errors import UserError
+from advnets.errors import UserError, fail
+from advnets.logs import output
 from advnets.metrics.registry import spec
 from advnets.runs.records import (
     changes,
@@ -270,13 +271,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         text, skipped = report(args.paths)
     except UserError as err:
-        print(f"advnets: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(err))
     for note in skipped:
-        print(f"advnets-report: {note}", file=sys.stderr)
+        output(f"advnets-report: {note}", stream=sys.stderr)
     if args.out:
         args.out.write_text(text)
-    print(text, end="")
+    output(text, end="")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
 from advnets.errors import UserError
+from advnets.logs import get_logger
 from advnets.metrics import cache
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
 from advnets.metrics.features import (
@@ -47,6 +48,7 @@ SUITE = (
     "nearest_sq_dist",
 )
 CHEAP = ("fid", "kid", "precision", "recall")  # what a training-time monitor can afford
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,7 @@ def evaluate_metrics(
         return {}
     if dataset not in available_classifiers():
         why = f"no domain classifier for dataset={dataset!r} (train one with `advnets-classifier dataset={dataset}`)"
-        print(f"advnets: metrics beyond Parzen skipped: {why}")
+        log.info("metrics beyond Parzen skipped: %s", why)
         return {"metrics_skipped": why}
     net, card = load_classifier(dataset)
     test_print = cache.fingerprint(test)
