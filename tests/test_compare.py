@@ -111,6 +111,8 @@ def test_compare_groups_seeds_and_reports_mean_and_se(tmp_path: Path, capsys) ->
         make_run(sweep / f"joint{seed}", seed=seed, ll=ll, overrides=("game.update=joint", "optimizer.lr=1e-3"))
     # lr written differently, threads differ: still the same group as far as results go
     make_run(sweep / "alt1", seed=1, ll=-9.0, overrides=("game.update=alternating", "optimizer.lr=0.001", "threads=2"))
+    alt3 = ("game.update=alternating", "optimizer.lr=0.001", "logger=csv", "ckpt_path=a.ckpt")
+    make_run(sweep / "alt3", seed=3, ll=-8.5, overrides=alt3)
     make_run(sweep / "alt2", seed=2, ll=-8.0, overrides=("game.update=alternating", "optimizer.lr=0.001"))
     main([str(sweep)])
     out = capsys.readouterr().out
@@ -118,7 +120,7 @@ def test_compare_groups_seeds_and_reports_mean_and_se(tmp_path: Path, capsys) ->
     rows = _rows(sweep / "compare.csv")
     assert [(r["game.update"], r["runs"], r["seeds"]) for r in rows] == [
         ("joint", "3", "1,2,3"),
-        ("alternating", "2", "1,2"),
+        ("alternating", "3", "1,2,3"),  # logger, threads (records.NOT_A_CHANGE) never split a group
     ]
     mean, se = mean_se(list(lls.values()))
     assert float(rows[0]["test_parzen_ll_mean"]) == pytest.approx(mean)
@@ -128,7 +130,7 @@ def test_compare_groups_seeds_and_reports_mean_and_se(tmp_path: Path, capsys) ->
     md = (sweep / "compare.md").read_text()
     assert "## digits" in md and f"{mean:.2f} ± {se:.2f}" in md
     assert (sweep / "compare_val_parzen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(_rows(sweep / "compare_runs.csv")) == 5
+    assert len(_rows(sweep / "compare_runs.csv")) == 6
 
 
 def test_compare_on_bad_input_says_what_it_skipped_and_reports_the_rest(tmp_path: Path) -> None:

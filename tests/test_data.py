@@ -61,22 +61,6 @@ def test_data_module_serves_in_memory_batches() -> None:
     assert len(torch.unique(seen, dim=0)) == len(torch.unique(dm.load().train, dim=0))
 
 
-def test_a_run_config_recorded_with_the_common_base_still_loads() -> None:
-    """Run folders from before the per-dataset classes name ``advnets.data.ImageDataModule`` and a ``name``."""
-    from hydra.utils import instantiate
-
-    dm = instantiate(
-        {
-            "_target_": "advnets.data.ImageDataModule",
-            "name": "digits",
-            "batch_size": 100,
-            "n_train": 1200,
-            "n_valid": 300,
-        }
-    )
-    assert torch.equal(dm.load().valid, load_digits(1200, 300).valid)
-
-
 def test_only_rank_zero_reads_the_data_before_the_trainer(tmp_path: Path, monkeypatch) -> None:
     """build() before any process group: another rank must not read (and so download) the data there."""
     cfg = compose_cfg(["experiment=quickstart", "logger=none"], tmp_path)

@@ -155,8 +155,8 @@ def test_a_cuda_index_beyond_the_machines_devices_is_refused_by_name(monkeypatch
 def test_an_exported_config_leaves_data_dir_unresolved(tmp_path: Path, monkeypatch) -> None:
     from omegaconf import OmegaConf
 
-    from advnets.evaluation import export_generator
     from advnets.nets import Generator
+    from advnets.runs.generator import export_generator
 
     from conftest import compose_cfg
 
@@ -167,3 +167,52 @@ def test_an_exported_config_leaves_data_dir_unresolved(tmp_path: Path, monkeypat
     assert OmegaConf.to_container(exported.paths, resolve=False)["data_dir"] == "${oc.env:ADVNETS_DATA_DIR,data}"
     monkeypatch.setenv("ADVNETS_DATA_DIR", "/the/evaluating/machine")
     assert exported.paths.data_dir == "/the/evaluating/machine"
+
+
+@pytest.mark.parametrize("overrides", [["experiment=quickstart"], ["eval.sigma=1", "eval.metrics=[fid]", "seed=3"]])
+def test_the_typed_settings_record_the_eval_config_as_given(overrides: list[str]) -> None:
+    """results.json's ``eval`` is what the config gave: the same keys, order, values and types."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from advnets.training import eval_settings
+
+    from conftest import compose_cfg
+
+    cfg = compose_cfg(overrides)
+    settings = eval_settings(cfg)
+    given = OmegaConf.to_container(cfg.eval, resolve=True)
+    assert json.dumps(settings.record()) == json.dumps(given)
+    assert settings.suite_settings().seed == given["seed"] and settings.suite_settings().pr_k == given["suite"]["pr_k"]
+
+
+def test_unknown_or_missing_eval_settings_are_one_line() -> None:
+    from advnets.errors import UserError
+    from advnets.evaluation import EvalSettings
+
+    base = {"n_samples": 10, "n_valid": 5, "grid": [0.1], "sigma": None, "seed": 0, "precision": "float64"}
+    assert EvalSettings.from_dict(base).interpolation_rows == 0 and EvalSettings.from_dict(base).metrics == ()
+    with pytest.raises(UserError, match="eval.colour: not an evaluation setting; known: n_samples"):
+        EvalSettings.from_dict({**base, "colour": 1})
+    with pytest.raises(UserError, match="eval.suite.k: not a suite setting; known: pr_k"):
+        EvalSettings.from_dict({**base, "suite": {"k": 1}})
+    with pytest.raises(UserError, match="eval.precision is missing"):
+        EvalSettings.from_dict({k: v for k, v in base.items() if k != "precision"})
+
+
+def test_nothing_below_the_drivers_takes_a_config() -> None:
+    """Only the drivers (cli/, training.py), the run-folder code (runs/), the schema and Hydra's search-space hook
+    read a DictConfig; everything below them takes typed arguments (EvalSettings, SuiteSettings)."""
+    from conftest import REPO
+
+    package = REPO / "src" / "advnets"
+    drivers = {"cli", "runs", "search"}
+    readers = [
+        str(path.relative_to(package))
+        for path in sorted(package.rglob("*.py"))
+        if path.relative_to(package).parts[0] not in drivers
+        and path.name not in ("training.py", "schema.py")
+        and "DictConfig" in path.read_text()
+    ]
+    assert readers == []

@@ -168,10 +168,14 @@ def test_momentum_is_set_each_epoch_in_training(tmp_path) -> None:
     ],
 )
 def test_bad_game_values_are_refused_by_name(tmp_path, override: str, message: str) -> None:
+    """By the job's checks (the schema reads the game's choices from its signature) or, failing them, the build."""
     from advnets.errors import find_user_error
+    from advnets.training import check_config
 
+    cfg = compose_cfg(["experiment=quickstart", "optimizer=paper_sgd", "logger=none", override], tmp_path)
     with pytest.raises(Exception) as info:
-        small_game(tmp_path, override)
+        check_config(cfg)
+        build(cfg)
     assert message in str(find_user_error(info.value)) and "allowed" in str(find_user_error(info.value))
 
 

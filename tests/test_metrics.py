@@ -19,18 +19,11 @@ from advnets.data import load_digits
 from advnets.errors import UserError
 from advnets.metrics import cache, registry
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
-from advnets.metrics.features import (
-    CLASSIFIER_DIR,
-    ClassifierFeatures,
-    ClassifierLogits,
-    MaxPool2x2,
-    available_classifiers,
-    load_classifier,
-)
+from advnets.metrics.features import CLASSIFIER_DIR, MaxPool2x2, available_classifiers, load_classifier
 from advnets.metrics.kid import KernelDistance, cached_real_sums
-from advnets.metrics.knn import DensityCoverage, ImprovedPrecisionRecall, manifold_scores, smallest
+from advnets.metrics.knn import manifold_scores, smallest
 from advnets.metrics.parzen import parzen_protocol
-from advnets.metrics.suite import Precomputed, SuiteSettings, score_suite
+from advnets.metrics.suite import Precomputed, SuiteSettings, extract, score_suite
 
 from conftest import QUICK, assert_user_error, compose_cfg, run_cli, train_quick
 
@@ -56,11 +49,16 @@ def _fid(real: torch.Tensor, fake: torch.Tensor, feature: torch.nn.Module) -> fl
 
 
 def test_fid_of_a_set_against_itself_is_zero_and_against_noise_large(digits) -> None:
-    net, _ = load_classifier("digits")
-    feature = ClassifierFeatures(net)
-    same = _fid(digits.test, digits.test, feature)
-    other_real = _fid(digits.train[:297], digits.test, feature)
-    noise = _fid(torch.rand(297, 64, generator=torch.Generator().manual_seed(1)), digits.test, feature)
+    net, card = load_classifier("digits")
+    feature = Precomputed(card.feature_dim)  # the suite's features, extracted once, as the suite feeds FID
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        return extract(images, net, card).features
+
+    test = features(digits.test)
+    same = _fid(test, test, feature)
+    other_real = _fid(features(digits.train[:297]), test, feature)
+    noise = _fid(features(torch.rand(297, 64, generator=torch.Generator().manual_seed(1))), test, feature)
     assert abs(same) < 1e-3
     assert noise > 10 * other_real > 0
 
@@ -82,12 +80,7 @@ def test_precision_recall_density_coverage_equal_the_prdc_package(features, k: i
 
     real, fake = features
     want = compute_prdc(real.numpy(), fake.numpy(), nearest_k=k)
-    pr, dc = ImprovedPrecisionRecall(k=k), DensityCoverage(k=k)
-    for metric in (pr, dc):
-        metric.update(real[:120], real=True)
-        metric.update(fake, real=False)
-        metric.update(real[120:], real=True)
-    got = {**{n: float(v) for n, v in pr.compute().items()}, **{n: float(v) for n, v in dc.compute().items()}}
+    got = {n: float(v) for n, v in manifold_scores(real, fake, pr_k=k, dc_k=k).items()}
     for name in ("precision", "recall", "density", "coverage"):
         assert got[name] == pytest.approx(float(want[name]), abs=1e-9), name
     assert 0 < got["precision"] < 1 and 0 < got["coverage"] < 1
@@ -116,8 +109,6 @@ def _free_port() -> int:
 
 def _all_metrics() -> dict:
     return {
-        "pr": ImprovedPrecisionRecall(k=3),
-        "dc": DensityCoverage(k=5),
         "cls": ClassShares(torch.nn.Identity(), n_classes=16),
         "near": NearestSampleDistance(),
     }
@@ -178,7 +169,7 @@ def test_committed_classifier_scores_its_card_accuracy_on_the_real_test_set(name
     images = test.data.reshape(-1, 784).float() / 255.0
     net, card = load_classifier(name)
     with torch.no_grad():
-        predicted = torch.cat([ClassifierLogits(net)(images[i : i + 2000]).argmax(1) for i in range(0, 10000, 2000)])
+        predicted = torch.cat([net(images[i : i + 2000]).argmax(1) for i in range(0, 10000, 2000)])
     accuracy = float((predicted == test.targets).float().mean())
     assert accuracy >= floor and accuracy == pytest.approx(card.test_accuracy, abs=1e-6)
 
@@ -189,7 +180,8 @@ def test_committed_classifiers_are_small_and_match_their_cards() -> None:
         net, card = load_classifier(name)  # checks the md5
         weights = CLASSIFIER_DIR / card.weights
         assert weights.stat().st_size <= 2 * 2**20 and card.dataset == name
-        assert ClassifierFeatures(net).num_features == card.feature_dim
+        with torch.no_grad():
+            assert net.features(torch.rand(2, *card.image_shape)).shape == (2, card.feature_dim)
 
 
 def test_suite_real_vs_real_beats_real_vs_noise_on_every_metric(digits) -> None:
@@ -206,11 +198,11 @@ def test_suite_real_vs_real_beats_real_vs_noise_on_every_metric(digits) -> None:
 def test_bad_input_is_one_clear_error(digits) -> None:
     with pytest.raises(UserError, match="no domain classifier for dataset='cifar10'; available: .*digits.*mnist"):
         load_classifier("cifar10")
-    net, _ = load_classifier("digits")
+    net, card = load_classifier("digits")
     with pytest.raises(
         UserError, match=r"images of shape \(5, 784\) do not fit .* allowed: \[N, 64\] or \[N, 1, 8, 8\]"
     ):
-        ClassifierFeatures(net)(torch.rand(5, 784))
+        extract(torch.rand(5, 784), net, card)
     with pytest.raises(UserError, match="eval.metrics contains fd; allowed: fid"):
         score_suite(digits.test, digits.test, "digits", names=["fd"])
 
@@ -289,8 +281,8 @@ def test_classifier_cli_trains_and_writes_weights_and_card(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = ClassifierCard.read(out / "digits.json")
     assert card.md5 == md5_of(out / "digits.pt") and card.feature_dim == 128 and 0.5 < card.test_accuracy <= 1
-    net, _ = load_classifier("digits", out)
-    assert ClassifierFeatures(net)(torch.rand(4, 64)).shape == (4, 128)
+    net, card = load_classifier("digits", out)
+    assert extract(torch.rand(4, 64), net, card).features.shape == (4, 128)
     refused = run_cli("classifier", *common, "trainer.max_epochs=1", "classifier.min_accuracy=1.01", f"out_dir={out}")
     assert_user_error(refused, "classifier.min_accuracy=1.01", "nothing written")
     assert md5_of(out / "digits.pt") == card.md5  # the earlier classifier is untouched

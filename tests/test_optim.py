@@ -125,21 +125,6 @@ def test_max_norm_follows_each_layout_and_spares_the_untied_deconv_bias() -> Non
     assert torch.equal(held.deconv_bias, free.deconv_bias) and torch.equal(held.body[0].bias, free.body[0].bias)
 
 
-def test_an_sgd_checkpoint_resumes_with_the_same_next_step() -> None:
-    """An older checkpoint holds torch SGD's buffer b; its last step was -lr b, which is the velocity."""
-    p = torch.zeros(3, requires_grad=True)
-    sgd = torch.optim.SGD([p], lr=0.1, momentum=0.5)
-    for g in (torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 0.0, -1.0])):
-        p.grad = g
-        sgd.step()
-    opt = ClassicMomentum([p], lr=0.1, momentum=0.5)
-    opt.load_state_dict(sgd.state_dict())
-    expected = p.detach() - 0.1 * (0.5 * sgd.state[p]["momentum_buffer"] + 1.0)
-    p.grad = torch.ones(3)
-    opt.step()
-    torch.testing.assert_close(p.detach(), expected)
-
-
 def test_a_bad_max_norm_is_one_clear_line() -> None:
     with pytest.raises(UserError, match=r"optimizer.max_norm=-1"):
         ClassicMomentum([torch.zeros(1, requires_grad=True)], lr=0.1, max_norm=-1)

@@ -16,7 +16,7 @@ from advnets.data.cifar10 import TEST_BATCH, TRAIN_BATCHES, load_cifar10
 from advnets.data.tfd import load_tfd
 from advnets.errors import UserError
 from advnets.evaluation import evaluate_run
-from advnets.training import build
+from advnets.training import build, eval_settings
 
 from conftest import assert_user_error, compose_cfg, quiet_trainer, run_cli
 
@@ -191,7 +191,7 @@ def test_paper_experiment_composes_and_runs_a_few_updates(experiment: str, tmp_p
     assert game.noise == "gaussian"  # the yamls leave adversarial.Generator's default
     x = game.generator(torch.randn(5, 100))
     assert x.shape == (5, cfg.dataset.data_dim) and game.discriminator(x).shape == (5,)
-    results = evaluate_run(game.generator, datamodule, cfg.game.noise, cfg.eval, tmp_path / "eval", {})
+    results = evaluate_run(game.generator, datamodule, cfg.game.noise, eval_settings(cfg), tmp_path / "eval", {})
     assert results["dataset"] == cfg.dataset.name and math.isfinite(results["parzen_ll"])
     assert (tmp_path / "eval" / "interpolation.png").is_file() and (tmp_path / "eval" / "nearest.png").is_file()
     if experiment == "paper_tfd":  # max_col_norm 1.9365 on every layer held after the updates

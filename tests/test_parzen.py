@@ -1,25 +1,18 @@
-"""Parzen-window estimator: exactness against brute force and scikit-learn, blocking, errors, Metric, DDP, MNIST."""
+"""Parzen-window estimator and the distance kernel under it: exactness against brute force and scikit-learn,
+blocking, the nearest-neighbour search, errors, MNIST."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch
 
-from advnets.metrics.parzen import (
-    SIGMA_GRID,
-    ParzenLogLikelihood,
-    ParzenResult,
-    nearest_neighbours,
-    parzen_log_likelihood,
-    parzen_protocol,
-    select_sigma,
-)
+from advnets.metrics.distances import nearest_neighbours
+from advnets.metrics.parzen import SIGMA_GRID, ParzenResult, parzen_log_likelihood, parzen_protocol, select_sigma
 
 GRID = torch.tensor(SIGMA_GRID, dtype=torch.float64)
 
@@ -169,8 +162,7 @@ def test_tf32_setting_restored() -> None:
         (lambda: parzen_protocol(torch.rand(5, 3), torch.rand(4, 2), torch.rand(4, 3)), "valid has dimension 2"),
         (lambda: parzen_protocol(torch.rand(5, 3), None, torch.rand(4, 3)), "valid is None"),
         (lambda: nearest_neighbours(torch.rand(5, 3), torch.rand(5, 2)), "refs has dimension 2"),
-        (lambda: ParzenLogLikelihood(torch.rand(5, 3), sigma=-0.1), "sigma=-0.1"),
-        (lambda: ParzenLogLikelihood(torch.rand(5, 3), sigma=0.2).update(torch.rand(4, 2)), "dimension 2"),
+        (lambda: nearest_neighbours(torch.rand(5, 3), torch.rand(4, 3), precision="half"), "precision"),
     ],
 )
 def test_bad_input_raises_value_error(call, match: str) -> None:
@@ -197,86 +189,13 @@ def test_protocol_numbers(data) -> None:
     assert fixed.n_valid == 0 and fixed.mean_ll_per_sigma == []
 
 
-def test_metric_chunks_equal_protocol_and_reset(data) -> None:
-    x, c = data
-    sigma = SIGMA_GRID[4]
-    res = parzen_protocol(c, None, x, sigma=sigma)
-    metric = ParzenLogLikelihood(c, sigma=sigma)
-    assert "centers" in dict(metric.named_buffers()) and "centers" not in metric.state_dict()
-    for chunk in (x[:7], x[7:100], x[100:]):
-        metric.update(chunk)
-    out = metric.compute()
-    assert out["log_likelihood"].item() == pytest.approx(res.log_likelihood, abs=1e-9)
-    assert out["standard_error"].item() == pytest.approx(res.standard_error, abs=1e-9)
-    metric.reset()
-    assert metric.count.item() == 0
-    metric.update(x[:50])
-    ref50 = parzen_protocol(c, None, x[:50], sigma=sigma)
-    assert metric.compute()["log_likelihood"].item() == pytest.approx(ref50.log_likelihood, abs=1e-9)
-
-
-def test_metric_keeps_centres_dtype_under_module_casts(data) -> None:
-    x, c = data
-    metric = ParzenLogLikelihood(c, sigma=0.3)
-    torch.nn.ModuleDict({"parzen": metric}).half().to("cpu")
-    assert metric.centers.dtype == torch.float64
-    metric.update(x)
-    ref = parzen_protocol(c, None, x, sigma=0.3)
-    assert metric.compute()["log_likelihood"].item() == pytest.approx(ref.log_likelihood, abs=1e-9)
-
-
-def test_metric_sees_in_place_changes_of_centres(data) -> None:
-    x, c = data
-    metric = ParzenLogLikelihood(c, sigma=0.3)
-    metric.update(x[:10])
-    metric.reset()
-    metric.centers.mul_(0.5)  # e.g. new samples copied into the buffer
-    metric.update(x)
-    ref = parzen_protocol(c * 0.5, None, x, sigma=0.3)
-    assert metric.compute()["log_likelihood"].item() == pytest.approx(ref.log_likelihood, abs=1e-9)
-
-
 def test_errors_are_user_errors() -> None:
     from advnets.errors import UserError
-    from advnets.metrics.parzen import ParzenInputError
+    from advnets.metrics.distances import InputError
 
-    assert issubclass(ParzenInputError, ValueError) and issubclass(ParzenInputError, UserError)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str, c, x, sigma: float) -> None:
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
-        metric = ParzenLogLikelihood(c, sigma=sigma)
-        part = x[:37] if rank == 0 else x[37:]  # unequal halves: the count must be reduced too
-        for chunk in part.split(25):
-            metric.update(chunk)
-        out = {k: v.item() for k, v in metric.compute().items()}
-        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-            json.dump(out, f)
-    finally:
-        dist.destroy_process_group()
-
-
-def test_metric_ddp_two_processes(data, tmp_path) -> None:
-    import torch.multiprocessing as mp
-
-    x, c = data
-    sigma = SIGMA_GRID[3]
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), c, x, sigma), nprocs=2, join=True)
-    single = parzen_protocol(c, None, x, sigma=sigma)
-    for rank in (0, 1):
-        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert got["log_likelihood"] == pytest.approx(single.log_likelihood, abs=1e-9)
-        assert got["standard_error"] == pytest.approx(single.standard_error, abs=1e-9)
+    assert issubclass(InputError, ValueError) and issubclass(InputError, UserError)
+    with pytest.raises(InputError):
+        parzen_log_likelihood(torch.rand(5, 3), torch.rand(5, 3), [-1.0])
 
 
 @pytest.mark.skipif(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,34 @@ def test_an_eval_result_is_named_by_its_checkpoint_and_each_dataset_by_its_own_t
     assert "| checkpoint outputs/quickstart/t/checkpoints/best.ckpt" in text
     assert "digits: samples vs the 297 digits test images, through the digits domain classifier" in text
     assert "MNIST" not in text.split("Beyond the paper")[1]
+
+
+def test_settings_that_do_not_change_a_run_never_split_a_row(tmp_path: Path) -> None:
+    """records.NOT_A_CHANGE, the list advnets-compare groups by too: logger, threads, ckpt_path are not changes."""
+    base = json.loads((FIXTURES / "one_seed" / "results.json").read_text())
+    for seed, extra in enumerate([["logger=csv"], ["threads=2", "ckpt_path=x.ckpt"], []]):
+        run = tmp_path / f"s{seed}"
+        run.mkdir()
+        overrides = ["experiment=paper_mnist", "game.update=alternating", f"seed={seed}", *extra]
+        (run / "results.json").write_text(json.dumps({**base, "seed": seed, "overrides": overrides}))
+    rows = [r for r in table_rows(report([tmp_path])[0]) if r[0].startswith("paper_mnist")]
+    assert [(r[0], r[3]) for r in rows] == [("paper_mnist (game.update=alternating)", "3 seeds")]
+
+
+def test_report_and_compare_find_the_same_runs(tmp_path: Path) -> None:
+    """One discovery (advnets.runs.records): a folder without results.json is named, not silently left out."""
+    from advnets.runs.records import find_runs
+
+    done = tmp_path / "done"
+    shutil.copytree(FIXTURES / "one_seed", done)
+    unfinished = tmp_path / "unfinished" / ".hydra"
+    unfinished.mkdir(parents=True)
+    (unfinished / "config.yaml").write_text("seed: 0\n")
+    (unfinished.parent / "metrics.json").write_text(json.dumps({"diverged_at_epoch": 3}))
+    _, skipped = report([tmp_path])
+    assert skipped == [
+        f"skipped {unfinished.parent}: no results.json (not evaluated: evaluate=false, diverged, or unfinished)"
+    ]
+    records, _ = find_runs([tmp_path])
+    assert [r.path for r in records] == [done, unfinished.parent]
+    assert records[0].overrides == ["experiment=paper_mnist"]  # a results.json alone: the overrides it recorded

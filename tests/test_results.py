@@ -72,3 +72,15 @@ def test_committed_configs_take_the_evaluating_machines_data_folder(monkeypatch)
     assert exported
     for path in exported:
         assert OmegaConf.load(path).dataset.root == "/elsewhere/data", path
+
+
+def test_committed_configs_name_their_datasets_own_class() -> None:
+    """advnets-eval builds each exported config's dataset by its _target_: a class that reads its dataset."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from advnets.data import ImageDataModule
+
+    for path in sorted(p for p in RESULTS.rglob("config.yaml") if p.parent.name != ".hydra"):
+        cls = get_class(OmegaConf.load(path).dataset._target_)
+        assert issubclass(cls, ImageDataModule) and cls.read is not ImageDataModule.read, path

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from advnets.errors import UserError
-from advnets.evaluation import load_generator_weights
+from advnets.runs.generator import load_generator_weights
 
 from conftest import QUICK, REPO, assert_user_error, run_cli
 

@@ -27,6 +27,9 @@ from conftest import QUICK, assert_user_error, compose_cfg, run_cli
         ("model.discriminator.hidden_keep=1.5", "hidden_keep=1.5; allowed: a probability in (0, 1]"),
         ("model.generator.hidden=[100,0]", "model.generator.hidden=[100, 0]; allowed: a list of at least 1 items"),
         ("game.noise=cauchy", "game.noise='cauchy'; allowed: one of uniform, gaussian"),
+        ("game.update=never", "game.update='never'; allowed: one of joint, alternating (advnets.game.AdversarialGame"),
+        ("game.g_loss=wgan", "game.g_loss='wgan'; allowed: one of non_saturating, minimax"),
+        ("game.compile=fast", "game.compile='fast'; allowed: one of none, default, reduce-overhead"),
         ("game.k=true", "game.k=True; allowed: an integer >= 1"),
         ("eval.checkpoint=worst", "eval.checkpoint='worst'; allowed: one of best, last"),
         ("eval.grid=[]", "eval.grid=[]; allowed: a list of at least 1 items"),
@@ -52,6 +55,28 @@ def test_a_bad_value_names_key_value_and_what_is_allowed(override: str, message:
         validate(cfg, TRAIN)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_games_choices_live_in_its_signature_alone() -> None:
+    """update, g_loss, noise and compile: Literal annotations of AdversarialGame, read by the schema; no rule repeats
+    them (the plain pass, before torch loads, leaves them to the full pass)."""
+    import typing
+
+    from advnets.game import AdversarialGame
+
+    hints = typing.get_type_hints(AdversarialGame.__init__)
+    choices = {name: typing.get_args(hints[name]) for name in ("update", "g_loss", "noise", "compile")}
+    assert choices == {
+        "update": ("joint", "alternating"),
+        "g_loss": ("non_saturating", "minimax"),
+        "noise": ("uniform", "gaussian"),
+        "compile": ("none", "default", "reduce-overhead"),
+    }
+    assert not [key for key in TRAIN if key.removeprefix("game.") in choices]
+    cfg = compose_cfg(["game.update=never"])
+    validate(cfg, TRAIN, targets=False)
+    with pytest.raises(UserError, match="game.update='never'; allowed: one of joint, alternating"):
+        validate(cfg, TRAIN)
 
 
 def test_a_missing_required_argument_of_a_target_is_not_the_schemas_business() -> None:

@@ -93,6 +93,9 @@ def test_the_same_command_twice_leaves_the_finished_run_untouched(tmp_path: Path
     more = run_cli("train", *command, "trainer.max_epochs=6", "allow_config_change=true", cwd=tmp_path)
     _ok(more)
     assert f"advnets: resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in more.stdout
+    job_log = (run_dir / "train.log").read_text()  # Hydra's per-job log holds advnets' lines too
+    assert f"[advnets.training][INFO] - resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in job_log
+    assert f"advnets: run {run_dir}\n  test Parzen log-likelihood" in job_log and "is finished" not in job_log
     results = json.loads((run_dir / "results.json").read_text())
     assert results["epochs_trained"] == 6
     assert [line.split(",")[0] for line in (run_dir / "val_curve.csv").read_text().splitlines()[1:]] == ["2", "4", "6"]

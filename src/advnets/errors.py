@@ -8,9 +8,12 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from advnets.logs import TERMINAL, get_logger
 
 EXIT_USER_ERROR = 2
+_log = get_logger(__name__, rank_zero_only=False)  # a mistake is said by every process that meets it
 
 
 class UserError(Exception):
@@ -25,14 +28,11 @@ def defer_user_error(err: UserError) -> None:
     _deferred.append(err)
 
 
-def warn(message: str) -> None:
-    """One line on stderr that the user should see, e.g. a fallback taken."""
-    print(f"advnets: warning: {message}", file=sys.stderr)
-
-
-def console(message: str) -> None:
-    """One line on stdout for the user at the terminal (not into the run folder's log)."""
-    print(message, flush=True)
+def fail(message: str) -> NoReturn:
+    """End the program on a user mistake: its one ``advnets: error:`` line on stderr (never into a run folder's
+    log, which a mistake leaves as it was) and exit status 2."""
+    _log.error("%s", message, extra=TERMINAL)
+    raise SystemExit(EXIT_USER_ERROR)
 
 
 def find_user_error(err: BaseException) -> UserError | None:
@@ -162,10 +162,8 @@ def cli(hydra_main: Callable[[], Any], config_name: str | None = None) -> Callab
             from advnets.runs.hydra_callbacks import remove_unstarted_sweep
 
             remove_unstarted_sweep()
-            print(f"advnets: error: {message}", file=sys.stderr)
-            raise SystemExit(EXIT_USER_ERROR) from None
+            fail(message)
         if _deferred:
-            print(f"advnets: error: {_deferred.pop()}", file=sys.stderr)
-            raise SystemExit(EXIT_USER_ERROR)
+            fail(str(_deferred.pop()))
 
     return entry

@@ -2,87 +2,95 @@
 
 ``evaluate_run`` writes ``results.json``, ``samples.npz`` and the pictures; training calls it on its best checkpoint,
 ``advnets-eval`` (advnets.cli.evaluate) on any checkpoint and ``python -m advnets.cli.publish`` on a finished run.
+How is one typed object, ``EvalSettings``, built from the config's ``eval:`` by those drivers and passed down.
 """
 
 from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 
 from advnets.data import ImageDataModule
 from advnets.errors import UserError
-from advnets.metrics.parzen import nearest_neighbours, parzen_protocol
-from advnets.metrics.suite import evaluate_metrics
+from advnets.metrics.distances import nearest_neighbours
+from advnets.metrics.parzen import parzen_protocol
+from advnets.metrics.suite import SuiteOptions, SuiteSettings, evaluate_metrics
 from advnets.nets import Generator
 from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours
 from advnets.runs import atomic
-from advnets.runs.checkpoints import safe_load
-from advnets.sampling import generate, noise_from_seed
-
-RUN_CHECKPOINTS = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "generator.pt")
-"""What a folder given as ``ckpt_path`` is evaluated by, first found: a run's best or last checkpoint, or a
-published record's generator."""
+from advnets.sampling import Noise, generate, noise_from_seed
 
 
-def checkpoint_in(path: Path) -> Path:
-    """``path`` itself, or for a folder (a run folder, a published record) the file ``RUN_CHECKPOINTS`` names."""
-    if not path.is_dir():
-        return path
-    for name in RUN_CHECKPOINTS:
-        if (path / name).is_file():
-            return path / name
-    raise UserError(f"ckpt_path={path} is a folder without {', '.join(RUN_CHECKPOINTS)}; give a run folder or a file")
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a generator is evaluated: the config's ``eval:`` (``conf/eval/paper.yaml`` says what each is), typed.
 
+    Built once by the driver (``from_dict`` of the resolved ``eval:`` group) and recorded as it was given in every
+    ``results.json`` (``record``). A setting the given values leave out takes its default here: no metrics
+    beyond Parzen, no Figure 3, the best checkpoint."""
 
-def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """G's state_dict from a Lightning checkpoint (``generator.*`` keys) or a plain state_dict file."""
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    blob = safe_load(path)  # weights_only=True: a file that would run code is refused
-    if isinstance(blob, dict) and "state_dict" in blob:
-        state = {k[len("generator.") :]: v for k, v in blob["state_dict"].items() if k.startswith("generator.")}
-        epoch = blob.get("epoch")  # Lightning stores the 0-indexed epoch it saved in: report epochs completed
-        meta = {"epoch": None if epoch is None else epoch + 1, "global_step": blob.get("global_step")}
-        return state, {**meta, "updates": checkpoint_updates(blob)}
-    if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
-        return blob, {}
-    raise UserError(f"{path} holds neither a Lightning checkpoint nor a generator state_dict")
+    n_samples: int
+    n_valid: int
+    grid: tuple[float, ...]
+    sigma: float | None
+    seed: int
+    precision: Literal["float32", "float64"]
+    checkpoint: Literal["best", "last"] = "best"
+    interpolation_rows: int = 0
+    interpolation_steps: int = 10
+    metrics: tuple[str, ...] = ()
+    reference: bool = False
+    suite: SuiteOptions = field(default_factory=SuiteOptions)
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> EvalSettings:
+        """From plain values (``OmegaConf.to_container(cfg.eval, resolve=True)``); an unknown or missing setting is
+        one UserError line."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = [k for k in values if k not in known]
+        if unknown:
+            raise UserError(f"eval.{unknown[0]}: not an evaluation setting; known: {', '.join(known)}")
+        required = [n for n, f in known.items() if f.default is MISSING and f.default_factory is MISSING]
+        missing = [n for n in required if n not in values]
+        if missing:
+            raise UserError(f"eval.{missing[0]} is missing; an evaluation needs {', '.join(required)}")
+        given = dict(values)
+        for name in ("grid", "metrics"):
+            if name in given:
+                given[name] = tuple(given[name])
+        if "suite" in given:
+            suite = dict(given["suite"] or {})
+            options = [f.name for f in fields(SuiteOptions)]
+            bad = [k for k in suite if k not in options]
+            if bad:
+                raise UserError(f"eval.suite.{bad[0]}: not a suite setting; known: {', '.join(options)}")
+            given["suite"] = SuiteOptions(**suite)
+        return cls(**given)
 
-def checkpoint_updates(blob: dict[str, Any]) -> int | None:
-    """The updates a training checkpoint had done (the game's count; one per Lightning batch before it kept one)."""
-    if "advnets_updates" in blob:
-        return int(blob["advnets_updates"])
-    loop = blob.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
-    return int(loop["_batches_that_stepped"]) if "_batches_that_stepped" in loop else None
+    def record(self) -> dict[str, Any]:
+        """The settings as ``results.json`` records them under ``eval`` (lists, the suite's settings nested)."""
+        out = asdict(self)
+        out["grid"], out["metrics"] = list(self.grid), list(self.metrics)
+        return out
 
-
-def build_generator(model_cfg: DictConfig, state: dict[str, torch.Tensor], data_dim: int) -> Generator:
-    """The run's generator with the given weights; a checkpoint for another data shape is a clear error."""
-    out = state.get("out.weight")
-    if out is not None and out.shape[0] != data_dim:
-        raise UserError(f"checkpoint generates {out.shape[0]}-d images but the dataset has {data_dim}-d images")
-    generator: Generator = instantiate(model_cfg.generator)
-    try:
-        generator.load_state_dict(state)
-    except RuntimeError as err:
-        raise UserError(f"checkpoint does not fit model.generator: {str(err).splitlines()[0]}") from None
-    return generator
+    def suite_settings(self) -> SuiteSettings:
+        """The metric suite's settings: ``suite``, with the samples' seed (KID subsets and IS splits use it)."""
+        return SuiteSettings(**asdict(self.suite), seed=int(self.seed))
 
 
 def evaluate_run(
     generator: Generator,
     datamodule: ImageDataModule,
-    noise: str,
-    eval_cfg: DictConfig,
+    noise: Noise,
+    settings: EvalSettings,
     out_dir: Path,
     meta: dict[str, Any],
     device: torch.device | str = "cpu",
@@ -90,24 +98,33 @@ def evaluate_run(
     """Run the protocol, write ``results.json``, ``samples.npz``, the sample grid, Figures 2 and 3; return results."""
     splits = datamodule.load()
     generator = generator.to(device)
-    z = noise_from_seed(int(eval_cfg.n_samples), generator.noise_dim, noise, int(eval_cfg.seed), device)
+    z = noise_from_seed(int(settings.n_samples), generator.noise_dim, noise, int(settings.seed), device)
     samples = generate(generator, z)
     if not torch.isfinite(samples).all():
         raise UserError("the generator's samples contain NaN/inf (a diverged run); nothing to evaluate")
     start = time.perf_counter()
     result = parzen_protocol(
         samples,
-        splits.valid[: int(eval_cfg.n_valid)].to(device),
+        splits.valid[: int(settings.n_valid)].to(device),
         splits.test.to(device),
-        grid=list(eval_cfg.grid),
-        sigma=eval_cfg.sigma,
-        precision=eval_cfg.precision,
+        grid=list(settings.grid),
+        sigma=settings.sigma,
+        precision=settings.precision,
     )
     seconds = time.perf_counter() - start
     start = time.perf_counter()
     # the float64 Parzen pass found each test image's nearest sample exactly: the suite reuses it
-    nearest = result.nearest_sq_dist if eval_cfg.precision == "float64" else None
-    beyond = evaluate_metrics(samples, splits.train, splits.test.to(device), datamodule.name, eval_cfg, nearest)
+    nearest = result.nearest_sq_dist if settings.precision == "float64" else None
+    beyond = evaluate_metrics(
+        samples,
+        splits.train,
+        splits.test.to(device),
+        datamodule.name,
+        settings.metrics,
+        settings.suite_settings(),
+        settings.reference,
+        nearest,
+    )
     metrics_seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {
@@ -118,16 +135,16 @@ def evaluate_run(
         "n_valid": result.n_valid,
         "n_test": result.n_test,
         "mean_ll_per_sigma": result.mean_ll_per_sigma,
-        "grid": list(eval_cfg.grid),
-        "precision": eval_cfg.precision,
+        "grid": list(settings.grid),
+        "precision": settings.precision,
         "dataset": datamodule.name,
         **({"fold": datamodule.fold} if hasattr(datamodule, "fold") else {}),  # TFD: Table 1 averages the folds
         "noise": noise,
-        "seed": int(eval_cfg.seed),
+        "seed": int(settings.seed),
         "eval_seconds": round(seconds, 3),
         **beyond,
         "metrics_seconds": round(metrics_seconds, 3),
-        "eval": OmegaConf.to_container(eval_cfg, resolve=True),
+        "eval": settings.record(),
         "hardware": hardware(device),
         "advnets_version": version("advnets"),
         **meta,
@@ -138,7 +155,7 @@ def evaluate_run(
     save_grid(samples[:100], splits.image_shape, out_dir / "samples_grid.png")
     idx, _ = nearest_neighbours(samples[:30], splits.train.to(device))
     save_nearest_neighbours(samples[:30], splits.train[idx.cpu()], splits.image_shape, out_dir / "nearest.png")
-    save_figure3(generator, noise, eval_cfg, splits.image_shape, out_dir / "interpolation.png", device)
+    save_figure3(generator, noise, settings, splits.image_shape, out_dir / "interpolation.png", device)
     return results
 
 
@@ -162,20 +179,19 @@ def log_results(loggers: list[Any], results: dict[str, Any], out_dir: Path, step
 
 def save_figure3(
     generator: Generator,
-    noise: str,
-    eval_cfg: DictConfig,
+    noise: Noise,
+    settings: EvalSettings,
     shape: tuple[int, int, int],
     path: Path,
     device: torch.device | str,
 ) -> Path | None:
-    """Figure 3: G along straight lines between random pairs of z (the pairs seeded by ``eval.seed``).
-
-    An eval config without ``interpolation_rows`` (a run recorded before Figure 3 existed) skips it."""
-    if not eval_cfg.get("interpolation_rows"):
+    """Figure 3: G along straight lines between random pairs of z (the pairs seeded by ``eval.seed``); none with
+    ``interpolation_rows`` 0."""
+    if not settings.interpolation_rows:
         return None
-    rows, steps = int(eval_cfg.interpolation_rows), int(eval_cfg.interpolation_steps)
+    rows, steps = int(settings.interpolation_rows), int(settings.interpolation_steps)
     # a stream apart from the samples', drawn on the CPU: the same figure on every device
-    ends = noise_from_seed(2 * rows, generator.noise_dim, noise, int(eval_cfg.seed) + 1, device)
+    ends = noise_from_seed(2 * rows, generator.noise_dim, noise, int(settings.seed) + 1, device)
     return save_interpolation(generate(generator, interpolation_z(ends[:rows], ends[rows:], steps)), shape, path, steps)
 
 
@@ -203,35 +219,3 @@ def hardware(device: torch.device | str) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
-def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -> Path:
-    """The generator alone (a plain state_dict) and the run's config: enough for advnets-eval to re-derive."""
-    target = out_dir / "generator.pt"
-    if target.exists():
-        raise UserError(f"{target} exists; remove it or export elsewhere (nothing was overwritten)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    keep = {key: run_cfg[key] for key in ("seed", "dataset", "model", "game", "optimizer") if key in run_cfg}
-    # left unresolved (${oc.env:ADVNETS_DATA_DIR,data}): the evaluating machine's data folder, not this one's
-    keep["paths"] = {"data_dir": OmegaConf.to_container(run_cfg.paths, resolve=False)["data_dir"]}
-    keep["name"] = OmegaConf.select(run_cfg, "name", throw_on_resolution_failure=False) or "exported"
-    atomic.write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(keep)))
-    with atomic.atomic_open(target, "wb") as handle:
-        torch.save({k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, handle)
-    return target
-
-
-def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
-    """The composed config of the run that wrote ``ckpt``: given, beside it, or in ``<run>/.hydra/``."""
-    candidates = (
-        [Path(run_config)]
-        if run_config
-        else [
-            ckpt.parent / "config.yaml",
-            ckpt.parent.parent / ".hydra" / "config.yaml",
-        ]
-    )
-    for path in candidates:
-        if path.is_file():
-            return OmegaConf.load(path)
-    raise UserError(f"no run config for {ckpt}: looked for {', '.join(map(str, candidates))}")

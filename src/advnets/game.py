@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
@@ -25,21 +25,19 @@ from torch import Tensor
 from torch.func import functional_call
 from torch.optim import Optimizer
 
+from advnets import internals
 from advnets.errors import UserError
+from advnets.logs import get_logger
 from advnets.nets import Generator, MaskedDropoutDiscriminator
 from advnets.optim import make_optimizer
-from advnets.sampling import sample_noise
+from advnets.sampling import Noise, sample_noise
 from advnets.schedules import PaperSchedule
 
-UPDATES = ("joint", "alternating")
-G_LOSSES = ("non_saturating", "minimax")
-NOISES = ("uniform", "gaussian")
-COMPILE_MODES = ("none", "default", "reduce-overhead")
-
-
-def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise UserError(f"{key}={value!r}; allowed: {', '.join(allowed)}")
+Update = Literal["joint", "alternating"]
+GLoss = Literal["non_saturating", "minimax"]
+CompileMode = Literal["none", "default", "reduce-overhead"]
+"""The choices of the game's settings: the config schema reads them from ``AdversarialGame``'s signature."""
+log = get_logger(__name__)  # rank zero's
 
 
 def d_loss_fn(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
@@ -47,7 +45,7 @@ def d_loss_fn(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
     return 0.5 * (F.softplus(-logit_real).mean() + F.softplus(logit_fake).mean())
 
 
-def g_loss_fn(logit_fake: Tensor, kind: str) -> Tensor:
+def g_loss_fn(logit_fake: Tensor, kind: GLoss) -> Tensor:
     """``non_saturating``: -log D(G(z)) (section 3 of the paper); ``minimax``: log(1 - D(G(z)))."""
     if kind == "non_saturating":
         return F.softplus(-logit_fake).mean()
@@ -84,20 +82,16 @@ class AdversarialGame(pl.LightningModule):
         g_optimizer: partial[Optimizer],
         d_optimizer: partial[Optimizer],
         schedule: PaperSchedule | None = None,
-        update: str = "joint",
+        update: Update = "joint",
         k: int = 1,
-        g_loss: str = "non_saturating",
-        noise: str = "uniform",
+        g_loss: GLoss = "non_saturating",
+        noise: Noise = "uniform",
         seed: int = 0,
         n_fixed_samples: int = 100,
         updates_per_step: int = 1,
-        compile: str = "none",
+        compile: CompileMode = "none",
     ) -> None:
         super().__init__()
-        _check_choice("game.update", update, UPDATES)
-        _check_choice("game.g_loss", g_loss, G_LOSSES)
-        _check_choice("game.noise", noise, NOISES)
-        _check_choice("game.compile", compile, COMPILE_MODES)
         if k < 1:
             raise UserError(f"game.k={k}; allowed: a positive integer")
         if not isinstance(updates_per_step, int) or updates_per_step < 1:
@@ -180,11 +174,9 @@ class AdversarialGame(pl.LightningModule):
         checkpoint["advnets_updates"] = self.updates
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "advnets_updates" in checkpoint:
-            self.updates = int(checkpoint["advnets_updates"])
-        else:  # written before the game counted its updates: one update per Lightning batch then
-            loop = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
-            self.updates = int(loop.get("_batches_that_stepped", 0))
+        if "advnets_updates" not in checkpoint:
+            raise UserError("the checkpoint holds no advnets_updates: it was not written by advnets' AdversarialGame")
+        self.updates = int(checkpoint["advnets_updates"])
 
     def _g_logits(self, fake: Tensor, masks: list[Tensor | None]) -> Tensor:
         """D's logits for G's loss: gradient flows into ``fake`` only, never into D's parameters."""
@@ -291,7 +283,7 @@ class AdversarialGame(pl.LightningModule):
         self._advance_lightning_counters(len(group))
         self.losses_finite &= torch.isfinite(self._epoch_d).all() & torch.isfinite(self._epoch_g)  # no host sync
         n_batches = self.trainer.num_training_batches
-        if not math.isfinite(n_batches) or self.trainer.fit_loop.epoch_loop.batch_progress.current.ready >= n_batches:
+        if not math.isfinite(n_batches) or internals.batches_started(self.trainer) >= n_batches:
             means = self._epoch_d / self._epoch_n  # the epoch's means, logged once per epoch (self.log is slow)
             self.log_dict(
                 {"train/d_loss_epoch": means[0], "train/d_fake_epoch": means[2]},
@@ -307,14 +299,11 @@ class AdversarialGame(pl.LightningModule):
         The raw optimizers (and the scaler's steps) bypass Lightning's step counting; ``max_steps`` and
         checkpoint or log cadences therefore see the same counts as with K = 1 (checked once per Lightning step,
         so ``max_steps`` may be overshot by up to K - 1 updates)."""
-        loop = self.trainer.fit_loop.epoch_loop
+        trainer = self.trainer
         if self._fast or self._scaler is not None:
-            progress = loop.manual_optimization.optim_step_progress
-            done = self.optimizer_steps(self.updates) - progress.total.completed
-            for tracker in (progress.total, progress.current):
-                tracker.ready += done
-                tracker.completed += done
-        loop._batches_that_stepped += n - 1  # Lightning adds the last one after this step
+            done = self.optimizer_steps(self.updates) - internals.optimizer_steps_counted(trainer)
+            internals.count_optimizer_steps(trainer, done)
+        internals.count_batches(trainer, n - 1)  # Lightning adds the last one after this step
 
     def _log_update(self, stats: Tensor, g_loss: Tensor | None, g_opt: Any, d_opt: Any) -> None:
         """Step metrics of the update just done, straight to the loggers (one host sync per logged update)."""
@@ -342,8 +331,7 @@ class AdversarialGame(pl.LightningModule):
         if diverged:
             self.diverged_at = self.current_epoch + 1
             self.trainer.callback_metrics["run/diverged_at_epoch"] = torch.tensor(float(self.diverged_at))
-            if self.trainer.is_global_zero:
-                print(f"advnets: training diverged in epoch {self.diverged_at} (non-finite loss); stopping this run")
+            log.info("training diverged in epoch %d (non-finite loss); stopping this run", self.diverged_at)
             self.trainer.should_stop = True
 
     def on_train_end(self) -> None:

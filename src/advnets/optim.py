@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from advnets.errors import UserError
+from advnets.internals import foreach_add_, foreach_mul_
 
 
 class ClassicMomentum(Optimizer):
@@ -56,9 +57,9 @@ class ClassicMomentum(Optimizer):
             if not params:
                 continue
             velocity = [self._velocity(p) for p in params]
-            torch._foreach_mul_(velocity, group["momentum"])
-            torch._foreach_add_(velocity, [p.grad for p in params], alpha=-group["lr"])
-            torch._foreach_add_(params, velocity)
+            foreach_mul_(velocity, group["momentum"])
+            foreach_add_(velocity, [p.grad for p in params], alpha=-group["lr"])
+            foreach_add_(params, velocity)
             if group["max_norm"] is not None:
                 for p in params:
                     dim = self._norm_dim(p)
@@ -71,18 +72,6 @@ class ClassicMomentum(Optimizer):
         if "velocity" not in state:
             state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state["velocity"]
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Also reads a ``torch.optim.SGD`` state (an older checkpoint): its last step was ``-lr * buffer``."""
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            group.setdefault("max_norm", None)
-            for p in group["params"]:
-                state = self.state.get(p, {})
-                if "momentum_buffer" in state and "velocity" not in state:
-                    buffer = state.pop("momentum_buffer")
-                    if buffer is not None:
-                        state["velocity"] = buffer.mul(-group["lr"])
 
 
 def norm_dims(net: nn.Module) -> list[tuple[nn.Parameter, int]]:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+Noise = Literal["uniform", "gaussian"]
+"""The noise z is drawn from (``game.noise``)."""
 
-def sample_noise(n: int, dim: int, kind: str, device: torch.device | str, generator: torch.Generator) -> Tensor:
+
+def sample_noise(n: int, dim: int, kind: Noise, device: torch.device | str, generator: torch.Generator) -> Tensor:
     """``uniform``: U(-sqrt 3, sqrt 3) (unit variance, the released code); ``gaussian``: N(0, 1)."""
     if kind == "uniform":
         return (torch.rand(n, dim, device=device, generator=generator) * 2.0 - 1.0) * math.sqrt(3.0)
     return torch.randn(n, dim, device=device, generator=generator)
 
 
-def noise_from_seed(n: int, dim: int, kind: str, seed: int, device: torch.device | str = "cpu") -> Tensor:
+def noise_from_seed(n: int, dim: int, kind: Noise, seed: int, device: torch.device | str = "cpu") -> Tensor:
     """``n`` noise vectors drawn on the CPU from ``seed``, then moved: the same z on every device."""
     return sample_noise(n, dim, kind, "cpu", torch.Generator().manual_seed(seed)).to(device)
 

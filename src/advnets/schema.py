@@ -184,15 +184,11 @@ TRAIN: dict[str, Rule] = {
     "optimizer.schedule.momentum_start": number(ge=0, lt=1),
     "optimizer.schedule.momentum_final": number(ge=0, lt=1),
     "optimizer.schedule.momentum_saturate_epoch": POSITIVE,
-    "game": TARGET,
-    "game.update": choice("joint", "alternating"),
+    "game": TARGET,  # update, g_loss, noise, compile: the Literal choices of advnets.game.AdversarialGame
     "game.k": POSITIVE,
-    "game.g_loss": choice("non_saturating", "minimax"),
-    "game.noise": choice("uniform", "gaussian"),
     "game.seed": integer(0),
     "game.n_fixed_samples": POSITIVE,
     "game.updates_per_step": POSITIVE,
-    "game.compile": choice("none", "default", "reduce-overhead"),
     "trainer": TARGET,
     "trainer.max_epochs": POSITIVE,
     "trainer.num_nodes": POSITIVE,
@@ -239,12 +235,12 @@ def _fail(key: str, value: Any, allowed: str) -> UserError:
 
 # -- _target_ nodes: the target's signature is the schema of its keys ---------------------------------------
 def _locate(key: str, target: Any) -> Any:
-    from hydra._internal.utils import _locate as hydra_locate
+    from advnets.internals import locate
 
     if not isinstance(target, str):
         raise _fail(f"{key}._target_", target, "the dotted name of a class or function")
     try:
-        return hydra_locate(target)
+        return locate(target)
     except Exception:
         raise _fail(f"{key}._target_", target, "an importable class or function (this one does not import)") from None
 
@@ -302,17 +298,18 @@ def _fits(value: Any, annotation: Any) -> bool:
     return True
 
 
-def _words(annotation: Any) -> str:
-    """An annotation in words: ``int or null``, ``one of 'a', 'b'``."""
+def _words(annotation: Any, alone: bool = True) -> str:
+    """An annotation in words: ``int or null``; a ``Literal`` alone ``one of a, b`` (as ``choice`` says it),
+    within a union ``'a', 'b'``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(dict.fromkeys(_words(a) for a in args))
+        return " or ".join(dict.fromkeys(_words(a, alone=False) for a in args))
     if origin is typing.Literal:
-        return ", ".join(map(repr, args))
+        return "one of " + ", ".join(map(str, args)) if alone else ", ".join(map(repr, args))
     if annotation is type(None):
         return "null"
     if origin is not None and args:
-        return f"{getattr(origin, '__name__', origin)}[{', '.join(_words(a) for a in args)}]"
+        return f"{getattr(origin, '__name__', origin)}[{', '.join(_words(a, alone=False) for a in args)}]"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 

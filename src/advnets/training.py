@@ -18,8 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.errors import UserError, console, warn
-from advnets.evaluation import evaluate_run, log_results
+from advnets.errors import UserError
+from advnets.evaluation import EvalSettings, evaluate_run, log_results
+from advnets.logs import JOB_LOG, get_logger
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
 from advnets.runs import atomic
@@ -41,6 +42,7 @@ from advnets.runs.summary import summary_lines
 from advnets.schema import TRAIN, validate
 
 FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst
+log = get_logger(__name__)
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
@@ -89,7 +91,13 @@ def check_config(cfg: DictConfig) -> None:
     validate(cfg, TRAIN)
     check_objective(cfg)
     if cfg.get("eval"):
+        eval_settings(cfg)
         check_names(list(cfg.eval.get("metrics") or []))  # a typo fails now, not after hours of training
+
+
+def eval_settings(cfg: DictConfig) -> EvalSettings:
+    """The run's evaluation settings, typed, from its ``eval:`` group."""
+    return EvalSettings.from_dict(OmegaConf.to_container(cfg.eval, resolve=True))  # type: ignore[arg-type]
 
 
 def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
@@ -105,7 +113,10 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     check_writable(run_dir)
     lock_run_folder(run_dir)
     ckpt_path = resume_path(cfg, run_dir)
-    check_same_overrides(cfg, run_dir, resuming=bool(ckpt_path) and not cfg.ckpt_path)
+    resuming = bool(ckpt_path) and not cfg.ckpt_path
+    check_same_overrides(cfg, run_dir, resuming)
+    if resuming:  # said once the rerun is known to continue the folder (a refused one leaves its log as it was)
+        log.info("resuming from %s", ckpt_path)
     torch.set_float32_matmul_precision("highest")
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -136,8 +147,10 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
                 logger.finalize("success")
     finite = {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
     atomic.write_json(run_dir / "metrics.json", finite)
+    lines = summary_lines(run_dir, metrics, results)
+    log.info("%s", "\n".join(lines), extra=JOB_LOG)  # the terminal gets them from the driver, after W&B's lines
     if summary is not None:
-        summary += summary_lines(run_dir, metrics, results)
+        summary += lines
     return metrics
 
 
@@ -159,7 +172,8 @@ def _evaluate_best(
 ) -> dict[str, Any] | None:
     """The protocol on the reported checkpoint -> ``results.json``; None for a generator that cannot be scored."""
     epochs = _epochs(trainer)
-    ckpt = _checkpoint_to_evaluate(trainer, cfg.eval.checkpoint)
+    settings = eval_settings(cfg)
+    ckpt = _checkpoint_to_evaluate(trainer, settings.checkpoint)
     meta: dict[str, Any] = {
         "checkpoint": ckpt,
         "epoch": epochs,
@@ -178,10 +192,10 @@ def _evaluate_best(
         meta["epoch"] = state["epoch"] + 1
     try:
         return evaluate_run(
-            game.generator, datamodule, cfg.game.noise, cfg.eval, run_dir, meta, trainer.strategy.root_device
+            game.generator, datamodule, cfg.game.noise, settings, run_dir, meta, trainer.strategy.root_device
         )
     except UserError as err:  # a diverged generator: report it, keep the run folder
-        warn(f"evaluation skipped: {err}")
+        log.warning("evaluation skipped: %s", err)
         return None
 
 
@@ -235,15 +249,15 @@ def objective(metrics: dict[str, Any]) -> float:
     return float(metrics["objective_score"])
 
 
-def run(cfg: DictConfig) -> float:
-    """One Hydra job: train, and always close the W&B run (one run per job).
+def run(cfg: DictConfig, summary: list[str]) -> float:
+    """One Hydra job: train, and always close the W&B run (one run per job); what the run says at its end goes to
+    ``summary``, for the driver to print after W&B's closing lines.
 
     A job stopped by SIGTERM exits without a result (SystemExit), also when the stop surfaced as another error
     (SLURM kills the W&B service too, so the next log call fails): a launcher must not record a failed result
     for a job that SLURM reruns; the rerun resumes from ``last.ckpt``."""
     quiet_third_party()
     sigterms, restore_sigterm = note_sigterm()
-    summary: list[str] = []
     try:
         return objective(train(cfg, summary))
     except Exception as err:
@@ -254,5 +268,3 @@ def run(cfg: DictConfig) -> float:
         finish_wandb()
         restore_sigterm()
         release_run_folder()
-        for line in summary:  # last, after W&B's own closing lines
-            console(line)

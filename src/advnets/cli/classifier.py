@@ -18,9 +18,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from advnets import CONF_DIR
 from advnets.errors import UserError, cli
+from advnets.logs import get_logger
 from advnets.metrics.features import CLASSIFIER_DIR, ClassifierCard, LeNet, md5_of
 
 MAX_WEIGHTS_BYTES = 2 * 2**20  # committed into the package: keep each file small
+log = get_logger(__name__)
 
 
 def _mnist_like_labels(cls_name: str, root: str | None) -> tuple[Tensor, Tensor]:
@@ -117,7 +119,7 @@ def train_classifier(cfg: DictConfig) -> ClassifierCard:
     trainer = instantiate(cfg.trainer)
     trainer.fit(ClassifierModule(net, float(cfg.classifier.lr)), train_loader, valid_loader)
     test_acc = accuracy(net, *data["test"])
-    print(f"{datamodule.name}: test accuracy {test_acc:.4f} on {len(data['test'][1])} images")
+    log.info("%s: test accuracy %.4f on %d images", datamodule.name, test_acc, len(data["test"][1]))
     if test_acc < float(cfg.classifier.min_accuracy):
         raise UserError(
             f"test accuracy {test_acc:.4f} < classifier.min_accuracy={cfg.classifier.min_accuracy}; nothing written"
@@ -157,7 +159,7 @@ def write_classifier(
         training={k: cfg.classifier[k] for k in ("lr", "batch_size", "dropout")},
     )
     card.write(out / f"{dataset}.json")
-    print(f"wrote {weights} and {out / f'{dataset}.json'}")
+    log.info("wrote %s and %s", weights, out / f"{dataset}.json")
     return card
 
 

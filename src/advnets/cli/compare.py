@@ -2,8 +2,9 @@
 
 Reads run folders, multirun folders or any folders holding runs (``results.json``, ``metrics.json``,
 ``.hydra/``, ``val_curve.csv``; no W&B, no network). Runs whose overrides differ only in the seed (or in
-settings that do not change the result: threads, paths, logger, progress bar, ckpt_path) form one group,
-reported as mean ± standard error over seeds. Prints a table, writes ``compare.csv`` (groups),
+settings that do not change what a run is: ``advnets.runs.records.NOT_A_CHANGE``, e.g. threads, paths, logger,
+ckpt_path) form one group, reported as mean ± standard error over seeds; runs evaluated with other settings
+are never averaged. Prints a table, writes ``compare.csv`` (groups),
 ``compare_runs.csv`` (runs), ``compare.md`` and ``compare_val_parzen.png`` (validation Parzen
 log-likelihood per epoch, one line per group, shaded ± SE over seeds). Runs on different datasets are not
 comparable: each dataset gets its own table and panel. Whatever is skipped is said, with the reason.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import sys
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from advnets.errors import EXIT_USER_ERROR, UserError
+from advnets.errors import UserError, fail
+from advnets.logs import output
 from advnets.metrics.registry import higher_is_better
 from advnets.metrics.suite import SUITE
 from advnets.runs.records import (
@@ -31,14 +32,13 @@ from advnets.runs.records import (
     eval_settings,
     eval_signature,
     find_runs,
+    is_a_change,
     mean_se,
     parse_overrides,
 )
 
 # what cli.train.FAILED_OBJECTIVE marks (a diverged run, an evaluation that could not run): not a score
 FAILED = -1.0e6
-# overrides that do not change what a run computes: never split groups (prefix match on the key)
-NOT_GROUPED = ("seed", "threads", "paths", "ckpt_path", "logger", "callbacks.progress_bar", "hydra")
 # metric name -> column title; which way is better comes from advnets.metrics.registry
 PARZEN_METRICS: dict[str, str] = {
     "test_parzen_ll": "test LL",
@@ -104,7 +104,7 @@ def run_row(record: RunRecord) -> RunRow:
 
 @dataclass
 class Group:
-    """Runs of one dataset that differ only in seed (and settings in NOT_GROUPED)."""
+    """Runs of one dataset that differ only in seed (and settings in records.NOT_A_CHANGE)."""
 
     dataset: str
     key: tuple[tuple[str, Any], ...]
@@ -140,10 +140,6 @@ class Group:
         return sum(r.diverged for r in self.rows)
 
 
-def _grouped(key: str) -> bool:
-    return not any(key == p or key.startswith(p + ".") or key.startswith(p + "/") for p in NOT_GROUPED)
-
-
 def _text(value: Any) -> str:
     return "null" if value is None else str(value)
 
@@ -153,7 +149,7 @@ def differing_keys(records: Sequence[RunRecord]) -> list[str]:
     parsed = [parse_overrides(r.overrides) for r in records]
     keys = sorted({k for p in parsed for k in p})
     missing = object()
-    return [k for k in keys if _grouped(k) and len({repr(p.get(k, missing)) for p in parsed}) > 1]
+    return [k for k in keys if is_a_change(k) and len({repr(p.get(k, missing)) for p in parsed}) > 1]
 
 
 def group_runs(records: Sequence[RunRecord]) -> tuple[dict[str, list[Group]], dict[str, list[str]]]:
@@ -411,8 +407,7 @@ def compare(
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, like every advnets mistake
-        print(f"advnets: error: {message} (see advnets-compare --help)", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR)
+        fail(f"{message} (see advnets-compare --help)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -431,9 +426,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         compare(args.paths, out, args.metric)
     except UserError as err:
-        print(f"advnets: error: {err}", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
-    print(f"advnets-compare: wrote {', '.join(OUTPUTS)} to {out}")
+        fail(str(err))
+    output(f"advnets-compare: wrote {', '.join(OUTPUTS)} to {out}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
 from advnets.cli.help import with_help
-from advnets.errors import cli, console
+from advnets.errors import cli
+from advnets.logs import get_logger, output
+
+log = get_logger(__name__)
 
 
 def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
@@ -25,27 +28,26 @@ def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any
     from hydra.utils import instantiate
 
     from advnets.data import ImageDataModule
-    from advnets.evaluation import (
+    from advnets.evaluation import EvalSettings, eval_device, evaluate_run, log_results
+    from advnets.metrics.suite import check_names
+    from advnets.runs.folders import build_loggers
+    from advnets.runs.generator import (
         build_generator,
         checkpoint_in,
-        eval_device,
-        evaluate_run,
         export_generator,
         find_run_config,
         load_generator_weights,
-        log_results,
     )
-    from advnets.metrics.suite import check_names
-    from advnets.runs.folders import build_loggers
     from advnets.runs.summary import summary_lines
     from advnets.schema import EVALUATE, validate
 
     validate(cfg, EVALUATE)
-    check_names(list(cfg.eval.get("metrics") or []))
+    settings = EvalSettings.from_dict(OmegaConf.to_container(cfg.eval, resolve=True))  # type: ignore[arg-type]
+    check_names(settings.metrics)
     given = Path(cfg.ckpt_path)
     ckpt = checkpoint_in(given)
     if ckpt != given:
-        console(f"advnets: evaluating {ckpt} (of {given})")
+        log.info("evaluating %s (of %s)", ckpt, given)
     state, meta = load_generator_weights(ckpt)
     run_cfg = find_run_config(ckpt, cfg.run_config)
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
@@ -56,7 +58,7 @@ def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any
         generator,
         datamodule,
         run_cfg.game.noise,
-        cfg.eval,
+        settings,
         out_dir,
         {"checkpoint": str(ckpt), **meta},
         device,
@@ -86,8 +88,8 @@ def hydra_main(cfg: DictConfig) -> None:
         evaluate(cfg, summary)
     finally:
         finish_wandb()
-    for line in summary:
-        console(line)
+    for line in summary:  # after W&B's own closing lines
+        output(line)
 
 
 USAGE = [

@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from advnets.logs import output
+
 SHOWN_HYDRA_GROUPS = ("hydra/launcher",)  # Hydra's groups a user of advnets picks
 
 
@@ -68,7 +70,7 @@ def with_help(
         if {"--help", "-h"} & set(sys.argv[1:]):
             from advnets import CONF_DIR
 
-            print(help_text(command, summary, usage, Path(CONF_DIR), user_config_dirs(sys.argv[1:])))
+            output(help_text(command, summary, usage, Path(CONF_DIR), user_config_dirs(sys.argv[1:])))
             return
         entry()
 

@@ -8,19 +8,23 @@ Copies ``results.json`` (paths made relative), ``val_curve.csv`` and the picture
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from advnets.errors import EXIT_USER_ERROR, UserError, warn
-from advnets.evaluation import build_generator, evaluate_run, export_generator, load_generator_weights
+from advnets.errors import UserError, fail
+from advnets.evaluation import EvalSettings, evaluate_run
+from advnets.logs import get_logger, output
 from advnets.runs import atomic
+from advnets.runs.generator import build_generator, export_generator, load_generator_weights
 from advnets.runs.provenance import command_line
+
+log = get_logger(__name__)
 
 CHECK = {"n_samples": 1000, "seed": 0}
 """The re-evaluation CI repeats on the committed generator: small enough to take seconds."""
@@ -72,7 +76,7 @@ def _reported_checkpoint(results: dict, run_dir: Path) -> Path:
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise UserError(f"{run_dir} recorded no best checkpoint and has no {last}; there are no weights to publish")
-    warn(f"{run_dir} recorded no best checkpoint (none was written): publishing its last weights, {last}")
+    log.warning("%s recorded no best checkpoint (none was written): publishing its last weights, %s", run_dir, last)
     return last
 
 
@@ -92,9 +96,10 @@ def _publish_generator(run_dir: Path, ckpt: Path, dest: Path, sigma: float) -> N
     datamodule = instantiate(run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
     export_generator(generator, run_cfg, dest)
-    eval_cfg = OmegaConf.create({**OmegaConf.to_container(run_cfg.eval), **CHECK, "sigma": sigma})
+    recorded = EvalSettings.from_dict(OmegaConf.to_container(run_cfg.eval, resolve=True))  # type: ignore[arg-type]
+    settings = dataclasses.replace(recorded, **CHECK, sigma=sigma)
     scratch = dest / ".check"
-    check = evaluate_run(generator, datamodule, run_cfg.game.noise, eval_cfg, scratch, {}, torch.device("cpu"))
+    check = evaluate_run(generator, datamodule, run_cfg.game.noise, settings, scratch, {}, torch.device("cpu"))
     shutil.rmtree(scratch)
     summary = {**CHECK, "sigma": sigma, "parzen_ll": check["parzen_ll"], "parzen_se": check["parzen_se"]}
     atomic.write_json(dest / "check.json", summary)
@@ -110,10 +115,9 @@ def main() -> None:
     parser.add_argument("--commit", help="the source commit the run was trained from (when its results lack it)")
     args = parser.parse_args()
     try:
-        print(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results, args.commit))
+        output(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results, args.commit))
     except UserError as err:
-        print(f"advnets: error: {err}", file=sys.stderr)
-        raise SystemExit(EXIT_USER_ERROR) from None
+        fail(str(err))
 
 
 if __name__ == "__main__":

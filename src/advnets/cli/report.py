@@ -1,8 +1,10 @@
 """``advnets-report PATH...``: the paper's Table 1 with our runs added as rows (Markdown).
 
-Reads ``results.json`` files (given, or found below the given folders). Runs that differ only in their seed
-form one row, reported as mean ± standard error over seeds; a single run shows the protocol's own standard
-error over test images. Rows say what they change, the sigma, epochs, wall time and hardware.
+Reads the ``results.json`` of the run folders given or found below the given folders (``advnets.runs.records``,
+as advnets-compare finds them). Runs that differ only in their seed (or in settings that do not change what a
+run is: ``records.NOT_A_CHANGE``) form one row, reported as mean ± standard error over seeds; a single run shows
+the protocol's own standard error over test images. Rows say what they change, the sigma, epochs, wall time and
+hardware.
 """
 
 from __future__ import annotations
@@ -16,9 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from advnets.errors import UserError
+from advnets.errors import UserError, fail
+from advnets.logs import output
 from advnets.metrics.registry import spec
-from advnets.runs.records import describe_eval, eval_settings, eval_signature, mean_se
+from advnets.runs.records import (
+    changes,
+    describe_eval,
+    eval_settings,
+    eval_signature,
+    mean_se,
+    override_key,
+    run_folders,
+)
 
 # Table 1 of Goodfellow et al. (2014): Parzen window log-likelihood (nats), mean ± standard error.
 PAPER_TABLE1: list[tuple[str, str, str]] = [
@@ -29,21 +40,23 @@ PAPER_TABLE1: list[tuple[str, str, str]] = [
 ]
 DATASET_COLUMNS = ("mnist", "tfd")
 REQUIRED = ("parzen_ll", "parzen_se", "sigma", "dataset")
-# Overrides that do not change what a run is (a TFD fold is one part of one Table 1 entry)
-NOT_A_CHANGE = ("seed", "paths", "eval", "experiment", "threads", "dataset.fold")
 
 
-def find_results(paths: Sequence[Path]) -> list[Path]:
-    """``results.json`` files: the paths themselves, or every one found below a folder."""
-    found: list[Path] = []
+def find_results(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """The ``results.json`` of every run folder given or found below the given folders, and one note per path or
+    run folder that holds none (and why)."""
     for path in paths:
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            found.extend(sorted(path.rglob("results.json")))
-        else:
+        if not path.exists():
             raise UserError(f"{path} does not exist; give results.json files or folders that hold them")
-    return found
+    folders, skipped = run_folders(paths)
+    notes = [f"skipped {path}: {why}" for path, why in skipped]
+    found = []
+    for folder in folders:
+        if (folder / "results.json").is_file():
+            found.append(folder / "results.json")
+        else:
+            notes.append(f"skipped {folder}: no results.json (not evaluated: evaluate=false, diverged, or unfinished)")
+    return found, notes
 
 
 def load(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -59,13 +72,13 @@ def load(path: Path) -> tuple[dict[str, Any] | None, str]:
 
 
 def label(result: dict[str, Any]) -> str:
-    """What a run is, named by what it changes: its given label, else the experiment plus its overrides
-    other than seed, paths and evaluation settings (an ``advnets-eval`` result: the checkpoint it scored)."""
+    """What a run is, named by what it changes: its given label, else the experiment plus its overrides that
+    change what a run is (``records.changes``; an ``advnets-eval`` result: the checkpoint it scored)."""
     if result.get("label"):
         return str(result["label"])
-    changes = [o for o in result.get("overrides", []) if not o.split("=")[0].lstrip("+~").startswith(NOT_A_CHANGE)]
+    changed = [o for o in changes(result.get("overrides", [])) if override_key(o) != "experiment"]  # the name
     name = result.get("experiment") or (f"checkpoint {result['checkpoint']}" if result.get("checkpoint") else "run")
-    return f"{name} ({', '.join(changes)})" if changes else str(name)
+    return f"{name} ({', '.join(changed)})" if changed else str(name)
 
 
 PAPER_PROTOCOL = {"n_samples": 10_000, "n_valid": 1000, "grid_size": 10}
@@ -236,8 +249,8 @@ def beyond_markdown(results: list[dict[str, Any]]) -> str:
 
 def report(paths: Sequence[Path]) -> tuple[str, list[str]]:
     """The Markdown, and one note per results.json that was skipped (and why)."""
-    files = find_results(paths)
-    loaded, skipped = [], []
+    files, skipped = find_results(paths)
+    loaded = []
     for f in files:
         data, why = load(f)
         if data is None:
@@ -258,13 +271,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         text, skipped = report(args.paths)
     except UserError as err:
-        print(f"advnets: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(err))
     for note in skipped:
-        print(f"advnets-report: {note}", file=sys.stderr)
+        output(f"advnets-report: {note}", stream=sys.stderr)
     if args.out:
         args.out.write_text(text)
-    print(text, end="")
+    output(text, end="")
 
 
 if __name__ == "__main__":

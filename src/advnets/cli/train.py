@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from advnets import CONF_DIR
 from advnets.cli.help import with_help
 from advnets.errors import cli
+from advnets.logs import output
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
@@ -20,7 +21,12 @@ def hydra_main(cfg: DictConfig) -> float:
     validate(cfg, TRAIN, targets=False)  # the plain keys' rules: no imports of the built classes yet
     from advnets.training import run
 
-    return run(cfg)
+    summary: list[str] = []
+    try:
+        return run(cfg, summary)
+    finally:
+        for line in summary:  # last, after W&B's own closing lines (run closes the W&B run)
+            output(line)
 
 
 USAGE = [

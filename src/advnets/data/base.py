@@ -16,10 +16,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from advnets.errors import UserError
 
-# Run folders written before each dataset had its own class record ``_target_: advnets.data.ImageDataModule``
-# with a ``name``; they still evaluate through these classes.
-RECORDED_BEFORE_SUBCLASSES = {"mnist": "advnets.data.mnist.MNISTData", "digits": "advnets.data.digits.DigitsData"}
-
 
 @dataclass(frozen=True)
 class Splits:
@@ -132,20 +128,10 @@ class ImageDataModule(pl.LightningDataModule):
 
     def read(self) -> Splits:
         """This dataset's train / valid / test splits (subclasses implement it)."""
-        return self._recorded_class().read(self)
+        raise NotImplementedError(f"{type(self).__name__} ({self.name}) does not implement read()")
 
     def fetch(self) -> None:
         """Download what ``read`` needs (on one process, before ``setup``); nothing by default."""
-        if type(self) is ImageDataModule:
-            self._recorded_class().fetch(self)
-
-    def _recorded_class(self) -> type[ImageDataModule]:
-        """The class for a run config recorded before each dataset had one (``_target_`` was this base)."""
-        from hydra.utils import get_class
-
-        if type(self) is not ImageDataModule or self.name not in RECORDED_BEFORE_SUBCLASSES:
-            raise NotImplementedError(f"{type(self).__name__} ({self.name}) does not implement read()")
-        return get_class(RECORDED_BEFORE_SUBCLASSES[self.name])
 
     def prepare_data(self) -> None:
         self.fetch()

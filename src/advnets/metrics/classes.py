@@ -9,7 +9,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from advnets.errors import UserError
-from advnets.metrics.parzen import nearest_neighbours
+from advnets.metrics.distances import nearest_neighbours
 
 MIN_SHARE = 0.01  # a class is covered when it holds at least 1% of the samples
 

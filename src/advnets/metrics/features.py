@@ -1,5 +1,5 @@
-"""The domain classifiers: a small LeNet-style conv net per dataset, its committed weights and card, and the frozen
-feature / logit modules that FID, KID, precision-recall and the class metrics read.
+"""The domain classifiers: a small LeNet-style conv net per dataset and its committed weights and card; its
+penultimate features feed FID, KID and precision-recall, its logits the Inception-style score and the class metrics.
 
 Weights and cards live in ``advnets/metrics/classifiers/<dataset>.pt|.json`` (package data, written by
 ``advnets-classifier``), so evaluation never downloads anything.
@@ -170,31 +170,3 @@ def load_classifier(dataset: str, folder: Path = CLASSIFIER_DIR) -> tuple[LeNet,
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     net.eval().requires_grad_(False)
     return net, card
-
-
-class ClassifierFeatures(nn.Module):
-    """The classifier's penultimate features as a frozen module (torchmetrics' ``feature=``): float images in."""
-
-    def __init__(self, net: LeNet) -> None:
-        super().__init__()
-        self.net = net.eval().requires_grad_(False)
-        self.num_features = net.hidden[1].out_features
-
-    def train(self, mode: bool = True) -> ClassifierFeatures:  # stays in eval mode (dropout off) for good
-        return super().train(False)
-
-    @torch.no_grad()
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net.features(x.float())
-
-
-class ClassifierLogits(ClassifierFeatures):
-    """The classifier's logits as a frozen module (for the Inception-style score and the class shares)."""
-
-    def __init__(self, net: LeNet) -> None:
-        super().__init__(net)
-        self.num_features = net.head[1].out_features
-
-    @torch.no_grad()
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.float())

@@ -16,10 +16,13 @@ import numpy as np
 import torch
 
 from advnets.data import load_digits, load_mnist
-from advnets.errors import UserError
+from advnets.errors import UserError, fail
+from advnets.logs import get_logger
+from advnets.metrics.distances import nearest_neighbours
 from advnets.metrics.features import load_classifier
-from advnets.metrics.parzen import nearest_neighbours
 from advnets.metrics.suite import extract
+
+log = get_logger(__name__)
 
 
 def class_shares(images: torch.Tensor, dataset: str) -> np.ndarray:
@@ -63,14 +66,14 @@ def main(argv: list[str] | None = None) -> None:
         results = json.loads((args.run_dir / "results.json").read_text())
         samples = torch.from_numpy(np.load(args.run_dir / "samples.npz")["samples"]).float()
     except (OSError, ValueError, KeyError) as err:
-        raise SystemExit(f"advnets: error: cannot read {args.run_dir}/results.json and samples.npz ({err})") from None
+        fail(f"cannot read {args.run_dir}/results.json and samples.npz ({err})")
     dataset = results["dataset"]
     try:
         splits = load_mnist(None, 50000, 10000, download=False) if dataset == "mnist" else load_digits(1200, 300)
         path = plot(samples, splits.train, splits.test, dataset, args.out or args.run_dir / "beyond_parzen.png")
     except UserError as err:
-        raise SystemExit(f"advnets: error: {err}") from None
-    print(f"wrote {path}")
+        fail(str(err))
+    log.info("wrote %s", path)
 
 
 if __name__ == "__main__":

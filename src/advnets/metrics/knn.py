@@ -1,22 +1,18 @@
-"""k-nearest-neighbour manifold metrics on features, as torchmetrics ``Metric``s with DDP-correct states.
+"""k-nearest-neighbour manifold metrics on whole feature sets (``manifold_scores``, what the suite computes):
 
 - improved precision / recall (Kynkaanniemi et al. 2019): a point is "inside" a set when it lies within the
   distance of some member to that member's k-th nearest neighbour (its k-NN ball);
 - density / coverage (Naeem et al. 2020): density counts the real k-NN balls holding each sample (/ k), coverage
   is the share of real points whose ball holds at least one sample.
 
-Every rank keeps the features it saw; the states are concatenated across ranks (``dist_reduce_fx="cat"``), so
-``compute`` sees the whole sets, exactly as a single process would. Distances are Euclidean, in row
-blocks (no N x M matrix is kept), compared as squared float32 distances; ``manifold_scores`` is the
-function behind the metrics, for callers that already hold whole sets (and the real set's radii).
+Distances are Euclidean, in row blocks (no N x M matrix is kept), compared as squared float32 distances; a real
+set's radii can be computed once (``knn_sq_radii``) and reused for every generator scored against it.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
+from torch import Tensor
 
 from advnets.errors import UserError
 
@@ -114,65 +110,3 @@ def manifold_scores(
         density = held.sum(dtype=torch.int64).double() / (dc_k * len(fake))
         out.update(density=density, coverage=(held > 0).double().mean())
     return out
-
-
-class _FeatureSets(Metric):
-    """Real and fake features (through an optional frozen ``feature`` module), gathered across ranks."""
-
-    full_state_update = False
-    higher_is_better = True
-
-    def __init__(self, k: int, feature: nn.Module | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.k, self.feature = k, feature
-        self.add_state("real", default=[], dist_reduce_fx="cat")
-        self.add_state("fake", default=[], dist_reduce_fx="cat")
-
-    def update(self, x: Tensor, real: bool) -> None:
-        features = self.feature(x) if self.feature is not None else x
-        if features.dim() != 2:
-            raise UserError(f"features must be [N, D]; got shape {tuple(features.shape)}")
-        (self.real if real else self.fake).append(features.detach().float())
-
-    def _sets(self) -> tuple[Tensor, Tensor]:
-        if _empty(self.real) or _empty(self.fake):
-            raise UserError("k-NN metrics need both real and fake features (call update with real=True and False)")
-        return dim_zero_cat(self.real), dim_zero_cat(self.fake)
-
-
-def _empty(state: list[Tensor] | Tensor) -> bool:
-    """A list state is a list before a DDP sync and one tensor after it."""
-    return len(state) == 0
-
-
-class ManifoldMetrics(_FeatureSets):
-    """Improved precision/recall (k = ``pr_k``) and density/coverage (k = ``dc_k``) in one pass over the
-    distances: the real radii for both k from one top-k, the fake radii once, the real x fake distances once."""
-
-    def __init__(self, pr_k: int | None = 3, dc_k: int | None = 5, feature: nn.Module | None = None, **kwargs) -> None:
-        ks = [k for k in (pr_k, dc_k) if k is not None]
-        if not ks:
-            raise UserError("ManifoldMetrics needs pr_k or dc_k")
-        super().__init__(max(ks), feature, **kwargs)
-        for k in ks:
-            if k < 1:
-                raise UserError(f"k={k}; allowed: a positive integer")
-        self.pr_k, self.dc_k = pr_k, dc_k
-
-    def compute(self) -> dict[str, Tensor]:
-        real, fake = self._sets()
-        return manifold_scores(real, fake, self.pr_k, self.dc_k)
-
-
-class ImprovedPrecisionRecall(ManifoldMetrics):
-    """Precision: share of fake points inside the real k-NN balls; recall: share of real inside the fake balls."""
-
-    def __init__(self, k: int = 3, feature: nn.Module | None = None, **kwargs) -> None:
-        super().__init__(pr_k=k, dc_k=None, feature=feature, **kwargs)
-
-
-class DensityCoverage(ManifoldMetrics):
-    """Density: mean number of real k-NN balls holding a fake point, / k; coverage: share of real balls with one."""
-
-    def __init__(self, k: int = 5, feature: nn.Module | None = None, **kwargs) -> None:
-        super().__init__(pr_k=None, dc_k=k, feature=feature, **kwargs)

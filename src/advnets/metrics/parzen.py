@@ -2,187 +2,57 @@
 
 LL(x) = logsumexp_j(-||x - c_j||^2 / (2 sigma^2)) - log N - d log(sigma sqrt(2 pi)), in nats per point.
 
-One matrix product per (x block, centre block) gives ||x||^2 - 2 x.c + ||c||^2 (clamped at 0); the block is
-reused for every sigma, and a streaming log-sum-exp (running minimum distance + running sum) carries the result
-across centre blocks, so no full N x M matrix is ever allocated.
+The squared distances come block by block from ``advnets.metrics.distances`` (one matrix product per
+(x block, centre block), clamped at 0 here); each block is reused for every sigma, and a streaming log-sum-exp
+(running minimum distance + running sum) carries the result across centre blocks, so no full N x M matrix is
+ever allocated.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
-from advnets.errors import UserError
+from advnets.metrics.distances import (
+    DEFAULT_BLOCK_BYTES,
+    InputError,
+    Prepared,
+    check_block_bytes,
+    check_pair,
+    check_points,
+    check_precision,
+    distance_blocks,
+    prepare,
+)
 
-__all__ = [
-    "SIGMA_GRID",
-    "ParzenInputError",
-    "ParzenLogLikelihood",
-    "ParzenResult",
-    "nearest_neighbours",
-    "parzen_log_likelihood",
-    "parzen_protocol",
-    "select_sigma",
-]
+__all__ = ["SIGMA_GRID", "ParzenResult", "parzen_log_likelihood", "parzen_protocol", "select_sigma"]
 
 SIGMA_GRID: tuple[float, ...] = tuple(float(s) for s in np.logspace(-1, 0, 10))
 """The paper's bandwidth grid: numpy.logspace(-1, 0, 10) = 0.1 ... 1.0."""
 
-DEFAULT_BLOCK_BYTES = 256 * 2**20
-PRECISIONS = ("float64", "float32")
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-class ParzenInputError(UserError, ValueError):
-    """Bad input to the Parzen estimator (a ``ValueError``, and a ``UserError`` for the CLI)."""
-
 
 # --------------------------------------------------------------------------------------------------- checks
-def _check_points(t: Tensor, name: str) -> None:
-    if not isinstance(t, Tensor):
-        raise ParzenInputError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != 2:
-        raise ParzenInputError(f"{name} must be 2-D [points, features], got shape {tuple(t.shape)}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ParzenInputError(f"{name} is empty (shape {tuple(t.shape)}); at least one point and one feature")
-    if t.is_complex() or t.dtype == torch.bool:
-        raise ParzenInputError(f"{name} has dtype {t.dtype}; a real (floating point or integer) tensor is allowed")
-    if t.is_floating_point() and not bool(torch.isfinite(t.sum())):  # one cheap pass; exact count only if bad
-        bad = int((~torch.isfinite(t)).sum())
-        if bad:
-            raise ParzenInputError(
-                f"{name} contain NaN/inf ({bad} non-finite values, e.g. a diverged generator); "
-                "all values must be finite"
-            )
-
-
-def _check_pair(
-    x: Tensor, centers: Tensor, x_name: str = "x", c_name: str = "centers", *, centers_checked: bool = False
-) -> None:
-    _check_points(x, x_name)
-    if not centers_checked:
-        _check_points(centers, c_name)
-    if x.shape[1] != centers.shape[1]:
-        raise ParzenInputError(
-            f"{x_name} has dimension {x.shape[1]} but {c_name} has dimension {centers.shape[1]}; they must match"
-        )
-
-
-def _check_precision(precision: str) -> torch.dtype:
-    if precision not in _DTYPES:
-        raise ParzenInputError(f"precision={precision!r} is not allowed; use one of {PRECISIONS}")
-    return _DTYPES[precision]
-
-
 def _check_sigmas(sigmas: Sequence[float] | Tensor | float) -> Tensor:
     """Sigmas as a 1-D float64 CPU tensor, each finite and > 0."""
     try:
         s = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu().reshape(-1)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise ParzenInputError(f"sigmas={sigmas!r} is not a sequence of numbers") from err
+        raise InputError(f"sigmas={sigmas!r} is not a sequence of numbers") from err
     if s.numel() == 0:
-        raise ParzenInputError("sigmas is empty; give at least one bandwidth > 0")
+        raise InputError("sigmas is empty; give at least one bandwidth > 0")
     bad = s[~torch.isfinite(s) | (s <= 0)]
     if bad.numel():
-        raise ParzenInputError(f"sigma={bad[0].item()!r} is not allowed; every sigma must be finite and > 0")
+        raise InputError(f"sigma={bad[0].item()!r} is not allowed; every sigma must be finite and > 0")
     return s
 
 
-def _check_block_bytes(block_bytes: int) -> int:
-    if not isinstance(block_bytes, int) or block_bytes <= 0:
-        raise ParzenInputError(f"block_bytes={block_bytes!r} is not allowed; a positive integer number of bytes")
-    return block_bytes
-
-
-@contextlib.contextmanager
-def _full_fp32_matmul() -> Iterator[None]:
-    """Disable TF32 / reduced-precision float32 matmuls for the duration; restore the caller's settings."""
-    old_precision = torch.get_float32_matmul_precision()
-    old_tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(old_precision)
-        torch.backends.cuda.matmul.allow_tf32 = old_tf32
-
-
-# ------------------------------------------------------------------------------------------ shared kernel
-def _block_shape(n_x: int, n_c: int, bytes_per_pair: int, block_bytes: int) -> tuple[int, int]:
-    """(rows of x, rows of centres) per block so that one block's work buffers fit in ``block_bytes``."""
-    pairs = max(1, block_bytes // bytes_per_pair)
-    bc = min(n_c, pairs)  # prefer whole rows of centres: fewer streaming updates
-    bx = max(1, min(n_x, pairs // bc))
-    return bx, bc
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """Centres ready for the kernel: augmented rows [-2(c - mu), 1, ||c - mu||^2] in the compute dtype."""
-
-    aug: Tensor
-    mu: Tensor
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.aug.dtype
-
-
-def _prepare(centers: Tensor, dtype: torch.dtype, device: torch.device) -> _Prepared:
-    """Translate by the centres' mean (distances unchanged, less cancellation) and augment for one matmul."""
-    c64 = centers.detach().to(device=device, dtype=torch.float64)
-    mu = c64.mean(0)
-    c = (c64 - mu).to(dtype)
-    del c64
-    aug = torch.empty(c.shape[0], c.shape[1] + 2, dtype=dtype, device=device)
-    torch.mul(c, -2, out=aug[:, :-2])
-    aug[:, -2] = 1
-    aug[:, -1] = c.pow(2).sum(1)
-    if not bool(torch.isfinite(aug[:, -1]).all()):
-        raise ParzenInputError(f"centers are too large to square in {dtype}; rescale the data")
-    return _Prepared(aug, mu.to(dtype))
-
-
-def _distance_blocks(
-    x: Tensor, prep: _Prepared, block_bytes: int, bytes_per_pair: int
-) -> Iterator[tuple[int, int, bool, Tensor]]:
-    """Yield ``(row0, row1, last_centre_block, d2)``: squared distances of x[row0:row1] to one centre block.
-
-    d2 = ||x||^2 - 2 x.c + ||c||^2 (both translated by the centres' mean) comes from ONE matrix product of
-    augmented rows [x, ||x||^2, 1] and [-2c, 1, ||c||^2] in the compute dtype, TF32 off. It is NOT clamped at 0:
-    callers clamp what they use. ``d2`` lives in a buffer reused for the next block: consume it before
-    advancing. Centre blocks of one x block come consecutively; ``last_centre_block`` marks a row block's end.
-    """
-    n_x, dim = x.shape
-    n_c = prep.aug.shape[0]
-    dtype, dev = prep.dtype, prep.aug.device
-    bx, bc = _block_shape(n_x, n_c, bytes_per_pair, block_bytes)
-    flat = torch.empty(bx * bc, dtype=dtype, device=dev)
-    x_aug = torch.empty(bx, dim + 2, dtype=dtype, device=dev)
-    for i0 in range(0, n_x, bx):
-        rows = min(bx, n_x - i0)
-        xa = x_aug[:rows]
-        torch.sub(x[i0 : i0 + rows].to(dtype), prep.mu, out=xa[:, :dim])
-        xa[:, dim] = xa[:, :dim].pow(2).sum(1)
-        xa[:, dim + 1] = 1
-        for j0 in range(0, n_c, bc):
-            cb = prep.aug[j0 : j0 + bc]
-            d2 = flat[: rows * cb.shape[0]].view(rows, cb.shape[0])
-            with _full_fp32_matmul():
-                torch.mm(xa, cb.T, out=d2)
-            yield i0, i0 + rows, j0 + bc >= n_c, d2
-
-
-def _log_likelihood(x: Tensor, prep: _Prepared, sig: Tensor, block_bytes: int, nearest: Tensor | None = None) -> Tensor:
+# ------------------------------------------------------------------------------------------------ kernel
+def _log_likelihood(x: Tensor, prep: Prepared, sig: Tensor, block_bytes: int, nearest: Tensor | None = None) -> Tensor:
     """Unchecked core of :func:`parzen_log_likelihood` (inputs validated, centres prepared).
 
     ``nearest`` (float64, ``len(x)``), when given, receives each point's squared distance to its nearest centre:
@@ -200,7 +70,7 @@ def _log_likelihood(x: Tensor, prep: _Prepared, sig: Tensor, block_bytes: int, n
     run_min: Tensor | None = None
     run_sum: Tensor | None = None
     # bytes per (x, centre) pair: the distance block and one work buffer
-    for r0, r1, last, d2 in _distance_blocks(x, prep, block_bytes, 2 * item):
+    for r0, r1, last, d2 in distance_blocks(x, prep, block_bytes, 2 * item):
         bmin = d2.amin(1)
         if bool((bmin < 0).any()):  # rounding below 0 (near-duplicates): clamp, as the formula says
             d2.clamp_(min=0)
@@ -246,11 +116,11 @@ def parzen_log_likelihood(
     ``precision="float32"`` (monitoring): float32 matrix product and exponentials, float64 sums.
     Memory is bounded by ``block_bytes`` (roughly), whatever the sizes of x and centers.
     """
-    _check_pair(x, centers)
-    dtype = _check_precision(precision)
+    check_pair(x, centers)
+    dtype = check_precision(precision)
     sig = _check_sigmas(sigmas)
-    _check_block_bytes(block_bytes)
-    return _log_likelihood(x, _prepare(centers, dtype, x.device), sig, block_bytes)
+    check_block_bytes(block_bytes)
+    return _log_likelihood(x, prepare(centers, dtype, x.device), sig, block_bytes)
 
 
 def select_sigma(
@@ -261,49 +131,6 @@ def select_sigma(
     means = parzen_log_likelihood(valid, centers, sig, **kw).mean(1)
     best = int(torch.argmax(means))
     return float(sig[best]), means
-
-
-def nearest_neighbours(
-    x: Tensor,
-    refs: Tensor,
-    *,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
-    precision: str = "float64",
-) -> tuple[Tensor, Tensor]:
-    """Index into ``refs`` and Euclidean distance (float64) of each point's nearest reference, on x's device.
-
-    The search uses the Parzen estimator's blocked distance kernel; the returned distance is then recomputed
-    exactly from the difference to the chosen reference (the expanded form loses ~sqrt(eps) near 0).
-    """
-    _check_pair(x, refs, "x", "refs")
-    dtype = _check_precision(precision)
-    _check_block_bytes(block_bytes)
-    x, refs = x.detach(), refs.detach().to(x.device)
-    idx = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
-    best: Tensor | None = None
-    best_idx: Tensor | None = None
-    j0 = 0
-    item = torch.finfo(dtype).bits // 8
-    for r0, r1, last, d2 in _distance_blocks(x, _prepare(refs, dtype, x.device), block_bytes, item):
-        val, arg = d2.min(1)
-        arg = arg + j0
-        if best is None or best_idx is None:
-            best, best_idx = val, arg
-        else:
-            better = val < best  # strict: ties keep the lower index, like argmin
-            best = torch.where(better, val, best)
-            best_idx = torch.where(better, arg, best_idx)
-        j0 += d2.shape[1]
-        if last:
-            idx[r0:r1] = best_idx
-            best = best_idx = None
-            j0 = 0
-    dist = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
-    step = max(1, block_bytes // (8 * x.shape[1]))
-    for r0 in range(0, x.shape[0], step):
-        diff = x[r0 : r0 + step].to(torch.float64) - refs[idx[r0 : r0 + step]].to(torch.float64)
-        dist[r0 : r0 + step] = diff.pow(2).sum(1).sqrt()
-    return idx, dist
 
 
 @dataclass(frozen=True)
@@ -339,16 +166,16 @@ def parzen_protocol(
     Standard error = std(LL, ddof=0) / sqrt(n_test). With ``sigma`` given, ``valid`` is unused (may be None),
     ``n_valid`` is 0 and ``mean_ll_per_sigma`` is empty. Everything runs on ``test``'s device.
     """
-    dtype = _check_precision(precision)
-    _check_block_bytes(block_bytes)
-    _check_points(samples, "samples")
-    _check_pair(test, samples, "test", "samples", centers_checked=True)
+    dtype = check_precision(precision)
+    check_block_bytes(block_bytes)
+    check_points(samples, "samples")
+    check_pair(test, samples, "test", "samples", centers_checked=True)
     if sigma is None and valid is None:
-        raise ParzenInputError("valid is None; give validation points to choose sigma, or give sigma")
+        raise InputError("valid is None; give validation points to choose sigma, or give sigma")
     if sigma is None and valid is not None:
-        _check_pair(valid, samples, "valid", "samples", centers_checked=True)
+        check_pair(valid, samples, "valid", "samples", centers_checked=True)
     grid_t = _check_sigmas(grid) if sigma is None else _check_sigmas([sigma])
-    prep = _prepare(samples, dtype, test.device)
+    prep = prepare(samples, dtype, test.device)
     per_sigma: list[float] = []
     n_valid = 0
     if sigma is None and valid is not None:
@@ -369,70 +196,3 @@ def parzen_protocol(
         mean_ll_per_sigma=per_sigma,
         nearest_sq_dist=float(nearest.mean()),
     )
-
-
-class ParzenLogLikelihood(Metric):
-    """Streaming Parzen log-likelihood against fixed centres at one sigma; DDP-safe (sum-reduced states).
-
-    ``compute()`` returns ``{"log_likelihood": mean, "standard_error": std(ddof=0) / sqrt(n)}`` (float64).
-    Under DDP every rank must hold the same centres; each rank updates with its share of the points.
-    """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
-    ll_sum: Tensor
-    ll_sq_sum: Tensor
-    count: Tensor
-    centers: Tensor
-
-    def __init__(
-        self,
-        centers: Tensor,
-        sigma: float,
-        precision: str = "float64",
-        block_bytes: int = DEFAULT_BLOCK_BYTES,
-        **kwargs: object,
-    ) -> None:
-        super().__init__(**kwargs)
-        _check_points(centers, "centers")
-        self.sigma = float(_check_sigmas([sigma])[0])
-        self.precision = precision
-        _check_precision(precision)
-        self.block_bytes = _check_block_bytes(block_bytes)
-        self.register_buffer("centers", centers.detach().clone(), persistent=False)
-        self._prep: _Prepared | None = None
-        self._prep_key: tuple[object, ...] | None = None
-        self.add_state("ll_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("ll_sq_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
-
-    def _apply(self, fn: Callable[[Tensor], Tensor], *args: Any, **kwargs: Any) -> ParzenLogLikelihood:
-        """Move the centres with the module, but never let a module-wide cast (.half(), bf16) quantise them."""
-        old = self.centers
-        out = super()._apply(fn, *args, **kwargs)
-        if self.centers.dtype != old.dtype:
-            self._buffers["centers"] = old.to(self.centers.device)
-        return out
-
-    def update(self, x: Tensor) -> None:
-        """Score a batch of points against the centres."""
-        _check_pair(x, self.centers, centers_checked=True)
-        c = self.centers
-        key = (c.data_ptr(), c._version, c.device, x.device)
-        if self._prep_key != key:  # prepare the centres once, not per batch
-            self._prep = _prepare(c, _DTYPES[self.precision], x.device)
-            self._prep_key = key
-        ll = _log_likelihood(x, self._prep, torch.tensor([self.sigma], dtype=torch.float64), self.block_bytes)[0]
-        ll = ll.to(self.ll_sum.device)
-        self.ll_sum += ll.sum()
-        self.ll_sq_sum += ll.pow(2).sum()
-        self.count += ll.numel()
-
-    def compute(self) -> dict[str, Tensor]:
-        """Mean log-likelihood and its standard error."""
-        n = self.count.to(torch.float64)
-        mean = self.ll_sum / n
-        var = (self.ll_sq_sum / n - mean.pow(2)).clamp(min=0)
-        return {"log_likelihood": mean, "standard_error": var.sqrt() / n.sqrt()}

@@ -19,6 +19,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
 from advnets.errors import UserError
+from advnets.logs import get_logger
 from advnets.metrics import cache
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
 from advnets.metrics.features import (
@@ -47,17 +48,24 @@ SUITE = (
     "nearest_sq_dist",
 )
 CHEAP = ("fid", "kid", "precision", "recall")  # what a training-time monitor can afford
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class SuiteSettings:
-    """How the suite is computed (recorded beside the numbers; runs with other settings are not averaged)."""
+class SuiteOptions:
+    """The suite's settings a config gives (``eval.suite``)."""
 
     pr_k: int = 3  # [Kynkaanniemi 2019] k of improved precision/recall
     dc_k: int = 5  # [Naeem 2020] k of density/coverage
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     is_splits: int = 10
+
+
+@dataclass(frozen=True)
+class SuiteSettings(SuiteOptions):
+    """How the suite is computed (recorded beside the numbers; runs with other settings are not averaged)."""
+
     seed: int = 0  # KID subsets and IS splits are each drawn with this seed
     batch: int = 256  # images per classifier forward pass
 
@@ -253,27 +261,29 @@ def evaluate_metrics(
     train: Tensor,
     test: Tensor,
     dataset: str,
-    eval_cfg: Any,
+    metrics: Sequence[str],
+    settings: SuiteSettings,
+    reference: bool,
     nearest_sq_dist: float | None = None,
 ) -> dict[str, Any]:
-    """``results.json``'s view of the suite: ``metrics`` (samples vs the test set), ``metrics_reference`` (the first
-    len(samples) training images vs the test set: the real-vs-real floor) and ``metrics_protocol``; or, when the
-    dataset has no domain classifier, ``metrics_skipped`` with the reason (Parzen alone still stands).
-    ``nearest_sq_dist``: the samples' value from the Parzen protocol's test pass, when the caller has it."""
-    names = check_names(list(eval_cfg.get("metrics") or []))
+    """``results.json``'s view of the suite: ``metrics`` (samples vs the test set), with ``reference`` also
+    ``metrics_reference`` (the first len(samples) training images vs the test set: the real-vs-real floor), and
+    ``metrics_protocol``; or, when the dataset has no domain classifier, ``metrics_skipped`` with the reason
+    (Parzen alone still stands). ``nearest_sq_dist``: the samples' value from the Parzen protocol's test pass,
+    when the caller has it."""
+    names = check_names(list(metrics))
     if not names:
         return {}
     if dataset not in available_classifiers():
         why = f"no domain classifier for dataset={dataset!r} (train one with `advnets-classifier dataset={dataset}`)"
-        print(f"advnets: metrics beyond Parzen skipped: {why}")
+        log.info("metrics beyond Parzen skipped: %s", why)
         return {"metrics_skipped": why}
-    settings = SuiteSettings(**{**dict(eval_cfg.get("suite") or {}), "seed": int(eval_cfg.seed)})
     net, card = load_classifier(dataset)
     test_print = cache.fingerprint(test)
     real = extract_real(test, net, card, settings, test_print)  # once for both rows, cached for later evaluations
     fake = extract(samples, net, card, settings.batch)
     out: dict[str, Any] = {"metrics": score_extracted(fake, real, names, settings, nearest_sq_dist)}
-    if eval_cfg.get("reference"):
+    if reference:
         floor_images = train[: len(samples)].to(samples.device)
 
         def floor() -> dict[str, float]:

@@ -21,9 +21,13 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.errors import UserError, console, warn
+from advnets.errors import UserError
+from advnets.internals import wandb_init_arguments
+from advnets.logs import TERMINAL, get_logger
 from advnets.runs import atomic
 from advnets.runs.checkpoints import check_complete, check_resumable
+
+log = get_logger(__name__)
 
 
 def check_writable(run_dir: Path) -> None:
@@ -112,7 +116,7 @@ def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
 
     leave_record_untouched()
     what = "results.json" if (run_dir / "results.json").is_file() else "metrics.json"
-    console(f"advnets: run {run_dir} is finished ({what}); nothing to do")
+    log.info("run %s is finished (%s); nothing to do", run_dir, what, extra=TERMINAL)  # the folder stays untouched
     return metrics
 
 
@@ -154,11 +158,10 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
             continue
         check_resumable(ckpt)  # complete but holding more than weights: refused, never skipped silently
         if damaged:
-            warn(f"damaged {', '.join(damaged)} in {folder}; resuming from {ckpt.name} instead")
-        console(f"advnets: resuming from {ckpt}")
+            log.warning("damaged %s in %s; resuming from %s instead", ", ".join(damaged), folder, ckpt.name)
         return str(ckpt)
     if damaged:
-        warn(f"damaged {', '.join(damaged)} in {folder} and no sound checkpoint; starting afresh")
+        log.warning("damaged %s in %s and no sound checkpoint; starting afresh", ", ".join(damaged), folder)
     return None
 
 
@@ -242,6 +245,11 @@ def _log_new_params_only(logger: Any) -> None:
     logger.log_hyperparams = log_new
 
 
+SUMMARY_SETTINGS = {"max_end_of_run_summary_metrics": 40}
+"""W&B's settings where the logger's config gives none: the closing summary lists every test/ value (wandb's
+default shows the first 10 keys by name)."""
+
+
 def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
     """Loggers from ``cfg.logger``; W&B gets the stable run id and the sweep's group, name and tags (and
     ``job_type`` when given: ``eval`` for advnets-eval); MLflow continues the run folder's run."""
@@ -266,10 +274,9 @@ def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
             **({"job_type": job_type} if job_type else {}),
         }
         logger: WandbLogger = instantiate(logger_cfg, **extra)
-        # Lightning always passes anonymous=None, which wandb >= 0.19 warns about on every run
-        logger._wandb_init.pop("anonymous", None)
-        # the closing summary lists every test/ value (wandb's default shows the first 10 keys by name)
-        logger._wandb_init.setdefault("settings", {"max_end_of_run_summary_metrics": 40})
+        init = wandb_init_arguments(logger)
+        init.pop("anonymous", None)  # Lightning always passes anonymous=None, which wandb >= 0.19 warns about
+        init.setdefault("settings", dict(SUMMARY_SETTINGS))
         loggers.append(logger)
     return loggers
 
@@ -285,7 +292,7 @@ def finish_wandb() -> None:
         if getattr(wandb, "run", None) is not None:
             wandb.finish()
     except Exception as err:
-        warn(f"could not close the W&B run cleanly ({type(err).__name__}: {err})")
+        log.warning("could not close the W&B run cleanly (%s: %s)", type(err).__name__, err)
 
 
 def note_sigterm() -> tuple[list[int], Callable[[], None]]:

@@ -4,7 +4,6 @@ and a sweep's search space is checked against the schema before its first job.""
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,11 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from advnets.errors import EXIT_USER_ERROR, UserError, console, defer_user_error, find_user_error
+from advnets.errors import UserError, defer_user_error, fail, find_user_error
+from advnets.internals import job_exception
+from advnets.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def _stamp() -> str:
@@ -151,7 +154,8 @@ class UserErrorsLeaveNoTrace(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if self.run_dir is None or job_return.status != JobStatus.FAILED:
             return
-        error = find_user_error(job_return._return_value)
+        raised = job_exception(job_return)
+        error = find_user_error(raised) if raised is not None else None
         if error is None:
             return
         hydra_only = {str(config.hydra.output_subdir), f"{config.hydra.job.name}.log", ".lock", "overrides.json"}
@@ -162,7 +166,7 @@ class UserErrorsLeaveNoTrace(Callback):
                     parent.rmdir()
         defer_user_error(error)
         job_return.status = JobStatus.COMPLETED
-        job_return._return_value = None
+        job_return.return_value = None
 
 
 class SweepStudy(Callback):
@@ -183,7 +187,7 @@ class SweepStudy(Callback):
         if study and path.is_file():
             failed = fail_orphaned_trials(storage, str(study))
             if failed:
-                console(f"advnets: {failed} trial(s) of study {study} left RUNNING by a stopped sweep: marked FAIL")
+                log.info("%d trial(s) of study %s left RUNNING by a stopped sweep: marked FAIL", failed, study)
 
 
 class ValidateSearchSpace(Callback):
@@ -216,5 +220,4 @@ class ValidateSearchSpace(Callback):
         try:
             check_jobs(config, [plain_rules, in_full])
         except UserError as err:
-            print(f"advnets: error: {err}", file=sys.stderr)
-            raise SystemExit(EXIT_USER_ERROR) from None
+            fail(str(err))

@@ -1,9 +1,11 @@
 """Run folders on disk, read back: what each finished advnets run left (config, overrides, results, curve).
 
-A run folder is a folder with ``.hydra/config.yaml`` (Hydra writes it when a job starts). It is finished when
-it holds ``results.json`` (the paper protocol ran) or at least ``metrics.json`` (training ended, e.g. diverged
-or ``evaluate=false``); a folder with neither is a run still going, killed or crashed, and is skipped with
-that reason. Shared by ``advnets-compare`` and ``advnets-report``; needs neither W&B nor a network.
+A run folder is a folder with ``.hydra/config.yaml`` (Hydra writes it when a job starts) or a ``results.json`` (a
+result copied on its own). It is finished when it holds ``results.json`` (the paper protocol ran) or at least
+``metrics.json`` (training ended, e.g. diverged or ``evaluate=false``); a folder with neither is a run still
+going, killed or crashed, and is skipped with that reason. Runs that differ only in overrides of
+``NOT_A_CHANGE`` are the same run as far as results go. ``advnets-compare`` and ``advnets-report`` find and
+group runs through this module alone; it needs neither W&B nor a network.
 """
 
 from __future__ import annotations
@@ -23,6 +25,30 @@ CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
 # folders inside a run or a sweep that never hold runs: not searched
 _NOT_RUNS = {"checkpoints", "samples", "wandb", "__pycache__"}
+NOT_A_CHANGE = (
+    *("seed", "threads", "paths", "ckpt_path", "allow_config_change", "logger", "callbacks.progress_bar", "hydra"),
+    "dataset.fold",  # a TFD fold is one part of one Table 1 entry: folds are averaged like seeds
+    # the evaluation's settings: runs are told apart by the protocol their results.json records (eval_signature)
+    *("eval.n_samples", "eval.n_valid", "eval.grid", "eval.sigma", "eval.precision", "eval.seed"),
+    *("eval.interpolation_rows", "eval.interpolation_steps", "eval.metrics", "eval.reference", "eval.suite"),
+)
+"""Override keys (and the keys below them) that do not change what a run is: runs differing only in these are
+averaged into one row by advnets-report and one group by advnets-compare."""
+
+
+def override_key(override: str) -> str:
+    """The key an override sets: ``+a.b=1`` -> ``a.b``, ``~c`` -> ``c``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def is_a_change(key: str) -> bool:
+    """Whether an override of ``key`` changes what a run is (see ``NOT_A_CHANGE``)."""
+    return not any(key == p or key.startswith((f"{p}.", f"{p}/")) for p in NOT_A_CHANGE)
+
+
+def changes(overrides: Sequence[str]) -> list[str]:
+    """The overrides that change what a run is, in their order."""
+    return [o for o in overrides if is_a_change(override_key(o))]
 
 
 @dataclass
@@ -107,12 +133,19 @@ def read_curve(path: Path) -> list[tuple[int, float]]:
     return sorted(points.items())
 
 
+def _is_run_folder(folder: Path) -> bool:
+    return (folder / CONFIG).is_file() or (folder / "results.json").is_file()
+
+
 def load_run(run_dir: Path) -> tuple[RunRecord | None, str]:
-    """(record, "") for a finished run folder, or (None, why it is skipped)."""
-    try:
-        config = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        return None, f"unreadable {CONFIG} ({err})"
+    """(record, "") for a finished run folder, or (None, why it is skipped). A folder with a ``results.json`` but
+    no Hydra record has an empty config and the overrides its results recorded."""
+    config: Any = {}
+    if (run_dir / CONFIG).is_file():
+        try:
+            config = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            return None, f"unreadable {CONFIG} ({err})"
     if not isinstance(config, dict):
         return None, f"{CONFIG} does not hold a config"
     overrides: list[str] = []
@@ -126,6 +159,9 @@ def load_run(run_dir: Path) -> tuple[RunRecord | None, str]:
     metrics, why_metrics = _read_json(run_dir / "metrics.json")
     if why_results or why_metrics:
         return None, why_results or why_metrics
+    if results is not None and not (run_dir / OVERRIDES).is_file():
+        recorded = results.get("overrides")
+        overrides = [str(o) for o in recorded] if isinstance(recorded, list) else []
     curve = read_curve(run_dir / "val_curve.csv")
     if results is None and metrics is None:
         progress = f"validation curve up to epoch {curve[-1][0]}" if curve else "no validation point yet"
@@ -141,7 +177,7 @@ def _run_dirs_below(folder: Path) -> list[Path]:
     found: list[Path] = []
     for root, dirs, _files in os.walk(folder):
         here = Path(root)
-        if (here / CONFIG).is_file():
+        if _is_run_folder(here):
             found.append(here)
             dirs[:] = []
             continue
@@ -149,11 +185,11 @@ def _run_dirs_below(folder: Path) -> list[Path]:
     return found
 
 
-def find_runs(paths: Sequence[Path]) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
-    """Finished runs in run folders, multirun folders or any folders holding runs (searched recursively),
-    and what was skipped with the reason: a missing path, a folder without runs, a half-finished run, a run
-    whose files cannot be read. Each run is read once; records come sorted by path."""
-    records: dict[Path, RunRecord] = {}
+def run_folders(paths: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The run folders given (or named by a ``results.json`` / ``metrics.json`` in them) or found below the given
+    folders (searched recursively, a run folder's own subfolders not), each once, in the order found; and what
+    was skipped with the reason: a missing path, a file that is not a run's, a folder without runs."""
+    found: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     seen: set[Path] = set()
     for path in map(Path, paths):
@@ -161,27 +197,35 @@ def find_runs(paths: Sequence[Path]) -> tuple[list[RunRecord], list[tuple[Path, 
             skipped.append((path, "does not exist"))
             continue
         if path.is_file():
-            if path.name in ("results.json", "metrics.json") and (path.parent / CONFIG).is_file():
+            if path.name in ("results.json", "metrics.json") and _is_run_folder(path.parent):
                 path = path.parent
             else:
                 skipped.append((path, "not a run folder (give run folders or folders that hold them)"))
                 continue
-        run_dirs = _run_dirs_below(path)
-        if not run_dirs:
+        below = _run_dirs_below(path)
+        if not below:
             empty = not any(path.iterdir())
-            skipped.append((path, "empty folder" if empty else "no run folders in it (none has .hydra/config.yaml)"))
-            continue
-        for run_dir in run_dirs:
-            key = run_dir.resolve()
-            if key in seen:
-                continue
-            seen.add(key)
-            record, why = load_run(run_dir)
-            if record is None:
-                skipped.append((run_dir, why))
-            else:
-                records[key] = record
-    return sorted(records.values(), key=lambda r: str(r.path)), skipped
+            why = "no run folders in it (none has .hydra/config.yaml or results.json)"
+            skipped.append((path, "empty folder" if empty else why))
+        for run_dir in below:
+            if run_dir.resolve() not in seen:
+                seen.add(run_dir.resolve())
+                found.append(run_dir)
+    return found, skipped
+
+
+def find_runs(paths: Sequence[Path]) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
+    """Finished runs in the ``run_folders`` of ``paths``, and what was skipped with the reason (as there, and a
+    half-finished run, a run whose files cannot be read). Each run is read once; records come sorted by path."""
+    folders, skipped = run_folders(paths)
+    records: list[RunRecord] = []
+    for run_dir in folders:
+        record, why = load_run(run_dir)
+        if record is None:
+            skipped.append((run_dir, why))
+        else:
+            records.append(record)
+    return sorted(records, key=lambda r: str(r.path)), skipped
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:

@@ -52,10 +52,10 @@ def _parse(arguments: Sequence[str]) -> list[Any]:
 
 def basic_jobs(arguments: Sequence[str]) -> list[list[str]]:
     """The basic sweeper's jobs, as it will launch them (every combination of the swept values)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from advnets.internals import split_sweep_arguments
 
     try:
-        batches = BasicSweeper.split_arguments(_parse(arguments), None)
+        batches = split_sweep_arguments(_parse(arguments))
     except UserError:
         raise
     except Exception as err:

@@ -28,5 +28,5 @@ def fail_orphaned_trials(storage: str, study_name: str) -> int:
         return 0  # a new study
     running = rdb.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     for trial in running:
-        rdb.set_trial_state(trial._trial_id, TrialState.FAIL)
+        rdb.set_trial_state(rdb.get_trial_id_from_study_id_trial_number(study_id, trial.number), TrialState.FAIL)
     return len(running)
