@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/parzen_speed.py
 
 docs: $(STAMP)  ## the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link fails
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache site
