@@ -188,12 +188,14 @@ class SweepStudy(Callback):
 
 class ValidateSearchSpace(Callback):
     """Before a sweep's first job: the config of every job it will run (advnets.runs.search_space) is composed
-    and checked, first against the schema's plain rules (nothing heavy imported), then in full.
+    and checked, first against the schema's plain rules (nothing heavy imported), then in full; a sweep of SLURM
+    jobs also against what it asks of SLURM, and that against the partition (advnets.runs.slurm_request).
 
     Hydra turns an exception raised by a callback into a warning, so a mistake ends the sweep here with its one
     line and exit status 2 (SystemExit passes through)."""
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
+        from advnets.runs import slurm_request
         from advnets.runs.search_space import check_jobs
         from advnets.schema import EVALUATE, TRAIN, validate
 
@@ -214,7 +216,13 @@ class ValidateSearchSpace(Callback):
                 validate(cfg, rules)
 
         try:
-            check_jobs(config, [plain_rules, in_full])
+            checks = [plain_rules, in_full]
+            if train and slurm_request.is_slurm(config):
+                request = slurm_request.request_of(config)
+                checks.append(slurm_request.job_check(request))
+            check_jobs(config, checks)
+            if train and slurm_request.is_slurm(config):
+                slurm_request.check_cluster(request)
         except UserError as err:
             print(f"advnets: error: {err}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR) from None
