@@ -12,6 +12,7 @@ closed and opened again between the two."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import socket
@@ -159,7 +160,7 @@ def meet(point: Rendezvous, within: float) -> None:
             joined = re.search(r"(\d+)/(\d+) clients joined", str(err))
             arrived = f"{joined[1]} of {joined[2]} ranks arrived" if joined else str(err)
             raise UserError(
-                f"DDP rendezvous {point.where}: rank 0 waited {time.monotonic() - start:.0f} s and {arrived} (a "
+                f"DDP rendezvous {point.where}: rank 0 waited {within:.0f} s and {arrived} (a "
                 f"firewall between the nodes, or ranks that did not start: their logs say why); {TIMEOUT_ENV} sets "
                 "the wait"
             ) from None
@@ -178,8 +179,22 @@ def meet(point: Rendezvous, within: float) -> None:
     del store
 
 
+def _in_multirun_job() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def check_rendezvous() -> None:
-    """In a task of a multi-task SLURM job: the ranks meet before Lightning's process group (``meet``)."""
+    """In a task of a multi-task SLURM job: the ranks meet before Lightning's process group (``meet``). A sweep
+    reports rank zero's mistake; each task's own log (and the run's train.log) says why that task stopped."""
     point = slurm_rendezvous()
-    if point is not None:
+    if point is None:
+        return
+    try:
         meet(point, timeout_s())
+    except UserError as err:
+        if _in_multirun_job():
+            logging.getLogger(__name__).error("advnets: error: rank %d: %s", point.rank, err)
+        raise
