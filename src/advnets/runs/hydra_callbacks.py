@@ -12,7 +12,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from advnets.errors import EXIT_USER_ERROR, UserError, console, defer_user_error, find_user_error
 
@@ -166,15 +166,21 @@ class UserErrorsLeaveNoTrace(Callback):
 
 
 class SweepStudy(Callback):
-    """An Optuna study in SQLite (``hydra.sweeper.storage: sqlite:///outputs/optuna.db``): its folder is made
-    before the sweeper opens it (a sweep from a fresh working folder finds it), and trials that a stopped sweep
-    left RUNNING are marked failed (advnets.runs.studies). List it after validate_search_space: a refused sweep
-    creates nothing."""
+    """An Optuna study's database (``hydra.sweeper.storage``, a URL or the ``url`` of an ``open_storage`` node).
+    SQLite (``sqlite:///outputs/optuna.db``, one sweeper): its folder is made before the sweeper opens it (a sweep
+    from a fresh working folder finds it), and trials that a stopped sweep left RUNNING are marked failed
+    (advnets.runs.studies). Any other database (PostgreSQL, several sweepers): given as a plain URL, it is
+    opened with heartbeats all the same (advnets.runs.study_storage). List it after validate_search_space: a
+    refused sweep creates nothing."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from advnets.runs.studies import fail_orphaned_trials, sqlite_file
+        from advnets.runs.studies import fail_orphaned_trials, heartbeat_node, is_sqlite, sqlite_file, storage_url
 
-        storage = str(OmegaConf.select(config, "hydra.sweeper.storage", default=None) or "")
+        node = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+        storage = storage_url(node) or ""
+        if storage and not is_sqlite(storage) and isinstance(node, str):
+            with read_write(config.hydra), open_dict(config.hydra):  # the sweeper is built from it next
+                config.hydra.sweeper.storage = heartbeat_node(storage)
         path = sqlite_file(storage)
         if path is None:
             return
