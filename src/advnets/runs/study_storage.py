@@ -10,6 +10,8 @@ trials nobody marked for ``grace_period`` seconds (their sweeper was stopped).""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -28,13 +30,39 @@ def open_storage(
     return HeartbeatStorage(url, heartbeat_interval=int(heartbeat_interval), grace_period=int(grace_period))
 
 
+SCHEMA_LOCK_KEY = 20141  # the PostgreSQL advisory lock held while a sweeper opens (and creates) the study tables
+
+
+@contextmanager
+def _schema_lock(url: str) -> Iterator[None]:
+    """Held while Optuna creates its tables: on PostgreSQL, an advisory lock, so that sweepers started at once on
+    a fresh database create them one after another (at the same time, one fails: ``studydirection`` already
+    exists); other databases as they are."""
+    import sqlalchemy
+
+    if not url.startswith("postgresql"):
+        yield
+        return
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as db:
+            db.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                db.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
 class HeartbeatStorage(RDBStorage):
     """An RDB storage whose RUNNING trials, while this process holds them, get a heartbeat every
     ``heartbeat_interval`` seconds (a daemon thread); a new trial is created only after the study's stale
     trials (no heartbeat for ``grace_period`` seconds) are marked FAIL."""
 
     def __init__(self, url: str, heartbeat_interval: int, grace_period: int) -> None:
-        super().__init__(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        with _schema_lock(url):  # sweepers started together on a fresh database would race to create the tables
+            super().__init__(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
         self._beats: threading.Thread | None = None
