@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Throwaway single-node SLURM cluster on localhost, for the launcher's `slurm`-marked tests.
+# Throwaway SLURM cluster on localhost, for the launcher's `slurm`- and `cluster`-marked tests.
 #
-#   scripts/slurm-localhost.sh install   apt-get the packages (skipped when already installed)
-#   scripts/slurm-localhost.sh up        start munged + slurmctld + slurmd, wait for the node to be idle
-#   scripts/slurm-localhost.sh down      cancel all jobs, stop the daemons this script started
-#   scripts/slurm-localhost.sh status    print the state; exit 0 iff the cluster is usable
+#   scripts/slurm-localhost.sh install         apt-get the packages (skipped when already installed)
+#   scripts/slurm-localhost.sh up [LAYOUT]     start munged + slurmctld + the slurmd(s), wait for the nodes to be idle
+#   scripts/slurm-localhost.sh down            cancel all jobs, stop the daemons this script started
+#   scripts/slurm-localhost.sh status          print the state; exit 0 iff the cluster is usable
+#
+# LAYOUT:
+#   one-node   one node named after the host (all its CPUs and memory), partition `debug` (the default).
+#   two-node   the same, plus two nodes `n1` and `n2` in partition `pair`, for jobs that cross a node boundary:
+#              one slurmd per node (`slurmd -N n1`, `slurmd -N n2`), each with its own port, spool folder, pid
+#              and log file, and half the host's CPUs and memory (the three nodes share the same CPUs). As on
+#              any real cluster the node names must resolve (Lightning's rendezvous connects to the first node
+#              by name): `up` adds `127.0.0.2 n1` and `127.0.0.3 n2` to /etc/hosts, marked with
+#              "# advnets slurm-localhost", and `down` (or `up one-node`) removes exactly those lines.
+#   (none)     the layout of the running cluster, else one-node.
 #
 # Run as root on Debian/Ubuntu; needs no systemd, cgroups, slurmdbd or database. `up` and `down` are
 # idempotent; `up` on a healthy cluster with an unchanged config returns at once and touches nothing.
@@ -17,8 +27,8 @@
 #   SLURM_LOCAL_SACCT_SHIM   1 (default): install scripts/sacct-shim.sh as /usr/local/bin/sacct, because
 #                            without accounting submitit cannot see CANCELLED/FAILED/TIMEOUT jobs.
 #
-# Notes: PID 1 on our machines reaps slowly, so a dead daemon can linger as a zombie: liveness checks skip
-# state Z. Jobs run as root, on one node with the CPUs/memory `slurmd -C` reports, partition `debug`.
+# Notes: PID 1 on some machines reaps slowly, so a dead daemon can linger as a zombie: liveness checks skip
+# state Z. Jobs run as root.
 set -euo pipefail
 
 DIR=${SLURM_LOCAL_DIR:-/tmp/advnets-slurm}
@@ -31,6 +41,11 @@ SHIM_MARK='advnets sacct shim'
 SHIM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/sacct-shim.sh
 PKGS=(slurmctld slurmd slurm-client munge)
 NODE=$(hostname -s)
+PAIR=(n1 n2)                       # the two-node layout's nodes, their addresses and slurmd ports
+PAIR_ADDR=(127.0.0.2 127.0.0.3)
+PAIR_PORT=(6821 6822)
+HOSTS=/etc/hosts
+HOSTS_MARK='# advnets slurm-localhost'
 
 say() { echo "slurm-localhost: $*"; }
 die() {
@@ -44,26 +59,29 @@ need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
 # --- processes -------------------------------------------------------------------------------------------
 is_running() { grep -qs '^State:[[:space:]]*[^Z]' "/proc/$1/status"; }   # exists and is not a zombie
 
-pidfile() {  # where the daemon $1 writes its pid: the installed config decides (DIR may have changed)
-  local key
+pidfile() {  # where daemon $1 (slurmd: of node $2) writes its pid: the installed config decides
+  local key f
   case $1 in slurmctld) key=SlurmctldPidFile ;; slurmd) key=SlurmdPidFile ;; munged) echo /run/munge/munged.pid; return ;; esac
-  local f
   f=$(sed -n "s/^$key=//p" "$CONF" 2>/dev/null | tail -n 1)
-  echo "${f:-$DIR/$1.pid}"
+  f=${f:-$DIR/$1.pid}
+  echo "${f//%n/${2:-$NODE}}"
 }
 
-daemon_pid() {  # print the pid of daemon $1 if its pidfile names a live process running that program
+daemon_pid() {  # print the pid of daemon $1 (slurmd: of node $2) if its pidfile names a live process of it
   local f p
-  f=$(pidfile "$1")
+  f=$(pidfile "$1" "${2:-}")
   [ -s "$f" ] || return 1
   p=$(tr -dc '0-9' <"$f")
   [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$1" ] && is_running "$p" && echo "$p"
 }
 
-stop_daemons() {  # SIGTERM each named daemon (found by its pidfile), wait up to 10 s, then SIGKILL
+conf_nodes() { sed -n 's/^NodeName=\([^ ]*\).*/\1/p' "$CONF" 2>/dev/null; }   # the installed config's nodes
+conf_layout() { head -n 1 "$CONF" 2>/dev/null | sed -n 's/.*layout=\([a-z-]*\).*/\1/p'; }
+
+stop_daemons() {  # SIGTERM each daemon named NAME or slurmd@NODE (found by its pidfile), wait 10 s, then SIGKILL
   local n p pids=()
   for n in "$@"; do
-    if p=$(daemon_pid "$n"); then kill "$p" 2>/dev/null || true; pids+=("$p"); fi
+    if p=$(daemon_pid "${n%@*}" "$([[ $n == *@* ]] && echo "${n#*@}")"); then kill "$p" 2>/dev/null || true; pids+=("$p"); fi
   done
   [ ${#pids[@]} -gt 0 ] || return 0
   local i left
@@ -79,20 +97,31 @@ stop_daemons() {  # SIGTERM each named daemon (found by its pidfile), wait up to
 
 # --- health ----------------------------------------------------------------------------------------------
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
-node_state() { sinfo -h -n "$NODE" -o %T 2>/dev/null | head -n 1; }
+node_state() { sinfo -h -n "${1:-$NODE}" -o %T 2>/dev/null | head -n 1; }
 ctld_up() { timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP'; }
-node_ready() { node_state | grep -Eqx 'idle|mixed|allocated|completing|planned'; }
+node_ready() { node_state "${1:-$NODE}" | grep -Eqx 'idle|mixed|allocated|completing|planned'; }
 shim_ok() { [ "$WANT_SHIM" != 1 ] || { grep -qs "$SHIM_MARK" "$SHIM" && [ "$(command -v sacct)" = "$SHIM" ]; }; }
 ours_conf() { head -n 1 "$CONF" 2>/dev/null | grep -qF "$CONF_MARK"; }
-healthy() { daemon_pid slurmctld >/dev/null && daemon_pid slurmd >/dev/null && munge_ok && ctld_up && node_ready; }
+resolves() { [ "$(getent ahostsv4 "$1" 2>/dev/null | awk 'NR == 1 {print $1}')" = "$2" ]; }   # name $1 -> address $2
+hosts_ok() {  # the two-node layout's names resolve to their addresses
+  [ "$(conf_layout)" != two-node ] && return 0
+  local i
+  for i in "${!PAIR[@]}"; do resolves "${PAIR[$i]}" "${PAIR_ADDR[$i]}" || return 1; done
+}
+healthy() {
+  local n nodes
+  nodes=$(conf_nodes)
+  [ -n "$nodes" ] && daemon_pid slurmctld >/dev/null && munge_ok && ctld_up && hosts_ok || return 1
+  for n in $nodes; do daemon_pid slurmd "$n" >/dev/null && node_ready "$n" || return 1; done
+}
 
 # --- config ----------------------------------------------------------------------------------------------
-render_conf() {  # the whole slurm.conf on stdout
+render_conf() {  # the whole slurm.conf of layout $1 on stdout
   local hw
   hw=$(slurmd -C 2>/dev/null | head -n 1)
   [[ $hw == NodeName=* ]] || die "'slurmd -C' gave no node line: $hw"
   cat <<EOF
-$CONF_MARK (SLURM_LOCAL_DIR=$DIR); rewritten by 'up'
+$CONF_MARK (SLURM_LOCAL_DIR=$DIR; layout=$1); rewritten by 'up'
 ClusterName=advnets
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
@@ -108,6 +137,8 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
+# the nodes are what this file says (the two-node layout's nodes are halves of this host)
+SlurmdParameters=config_overrides
 MpiDefault=none
 # requeue (scontrol requeue / submitit's preemption and timeout handling) must restart jobs here
 JobRequeue=1
@@ -123,14 +154,44 @@ MinJobAge=3600
 SchedulerParameters=batch_sched_delay=0,sched_interval=1
 MailProg=/bin/true
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
+# one slurmd per node (%n: its node name)
+SlurmdSpoolDir=$DIR/spool/%n
 SlurmctldPidFile=$DIR/slurmctld.pid
-SlurmdPidFile=$DIR/slurmd.pid
+SlurmdPidFile=$DIR/slurmd.%n.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+SlurmdLogFile=$DIR/log/slurmd.%n.log
 $hw NodeAddr=127.0.0.1 State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
+  [ "$1" = two-node ] || return 0
+  local cpus mem i
+  cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$hw")
+  mem=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
+  cpus=$((cpus / 2 > 0 ? cpus / 2 : 1))
+  for i in "${!PAIR[@]}"; do
+    echo "NodeName=${PAIR[$i]} NodeAddr=${PAIR_ADDR[$i]} Port=${PAIR_PORT[$i]} CPUs=$cpus Boards=1 SocketsPerBoard=1" \
+      "CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$((mem / 2)) State=UNKNOWN"
+  done
+  echo "PartitionName=pair Nodes=$(IFS=,; echo "${PAIR[*]}") MaxTime=INFINITE State=UP"
+}
+
+# --- /etc/hosts ------------------------------------------------------------------------------------------
+hosts_clean() {  # remove the lines this script added (in place: /etc/hosts may be a bind mount)
+  grep -qsF "$HOSTS_MARK" "$HOSTS" || return 0
+  local kept
+  kept=$(grep -vF "$HOSTS_MARK" "$HOSTS" || true)
+  printf '%s\n' "$kept" >"$HOSTS"
+}
+
+hosts_add() {  # one marked line per node of the two-node layout; a name already bound elsewhere is an error
+  local i
+  for i in "${!PAIR[@]}"; do
+    resolves "${PAIR[$i]}" "${PAIR_ADDR[$i]}" && continue
+    if getent hosts "${PAIR[$i]}" >/dev/null; then
+      die "node name ${PAIR[$i]} already resolves to $(getent hosts "${PAIR[$i]}" | awk '{print $1}'), not ${PAIR_ADDR[$i]}"
+    fi
+    echo "${PAIR_ADDR[$i]} ${PAIR[$i]} $HOSTS_MARK" >>"$HOSTS"
+  done
 }
 
 # --- subcommands -----------------------------------------------------------------------------------------
@@ -178,42 +239,58 @@ install_shim() {
   [ "$(command -v sacct)" = "$SHIM" ] || say "warning: 'sacct' resolves to $(command -v sacct), not $SHIM (PATH order)"
 }
 
+states() { local n sep=""; for n in $(conf_nodes); do printf "%s%s %s" "$sep" "$n" "$(node_state "$n")"; sep=", "; done; }
+
 cmd_up() {
+  local layout=${1:-}
   need_root
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
     && command -v sbatch >/dev/null || die "Slurm is not installed: run '$0 install' first"
   lock
+  if [ -z "$layout" ]; then layout=$(ours_conf && conf_layout || true); layout=${layout:-one-node}; fi
+  case $layout in one-node|two-node) ;; *) die "layout '$layout'; allowed: one-node, two-node" ;; esac
   mkdir -p "$DIR"/state "$DIR"/spool "$DIR"/log
   local new="$DIR/slurm.conf"
-  render_conf >"$new"
+  render_conf "$layout" >"$new"
 
   # fast path: nothing to do when running healthy with exactly this config
   if cmp -s "$new" "$CONF" && healthy; then
     install_shim
-    say "already up ($(node_state); logs in $DIR/log)"
+    say "already up ($layout: $(states); logs in $DIR/log)"
     return 0
   fi
 
   start_munge
-  stop_daemons slurmd slurmctld
+  local n old=()
+  for n in $(conf_nodes); do old+=("slurmd@$n"); done
+  stop_daemons "${old[@]}" slurmctld
   if [ -e "$CONF" ] && ! ours_conf && [ ! -e "$CONF.advnets-orig" ]; then cp -p "$CONF" "$CONF.advnets-orig"; fi
   install -D -m 644 "$new" "$CONF"
+  hosts_clean
+  [ "$layout" = two-node ] && hosts_add
   # 9>&-: the daemons must not inherit the lock
   slurmctld 9>&- || die "slurmctld failed to start"
-  slurmd 9>&- || die "slurmd failed to start"
+  for n in $(conf_nodes); do
+    mkdir -p "$DIR/spool/$n"
+    slurmd -N "$n" 9>&- || die "slurmd of node $n failed to start"
+  done
 
   local i resumed=0
   for i in $(seq 150); do   # up to 30 s; a cold start takes about 1 s
     healthy && break
-    if [ $i -ge 25 ] && [ $resumed = 0 ] && node_state | grep -Eq 'down|drain|fail'; then
-      scontrol update NodeName="$NODE" State=RESUME 2>/dev/null || true; resumed=1   # stale DOWN state
+    if [ $i -ge 25 ] && [ $resumed = 0 ]; then
+      for n in $(conf_nodes); do
+        if node_state "$n" | grep -Eq 'down|drain|fail'; then   # a stale DOWN state
+          scontrol update NodeName="$n" State=RESUME 2>/dev/null || true; resumed=1
+        fi
+      done
     fi
     sleep 0.2
   done
-  healthy || die "node not ready after 30 s (state: $(node_state))"
+  healthy || die "nodes not ready after 30 s ($(states))"
   install_shim
   sinfo
-  say "up (logs in $DIR/log)"
+  say "up ($layout; logs in $DIR/log)"
 }
 
 cmd_down() {
@@ -228,21 +305,30 @@ cmd_down() {
       for i in $(seq 75); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.2; done
     fi
   fi
-  stop_daemons slurmd slurmctld
+  local n nodes=()
+  for n in $(conf_nodes); do nodes+=("slurmd@$n"); done
+  stop_daemons "${nodes[@]}" slurmctld
   if [ -e "$DIR/munged.ours" ]; then stop_daemons munged; rm -f "$DIR/munged.ours"; fi
   if grep -qs "$SHIM_MARK" "$SHIM"; then rm -f "$SHIM"; fi
+  hosts_clean
   say "down (state kept in $DIR)"
 }
 
 cmd_status() {
   local ok=0 p
   if munge_ok; then echo "munge:     ok"; else echo "munge:     NOT working"; ok=1; fi
+  local n nodes
+  nodes=$(conf_nodes)
   if p=$(daemon_pid slurmctld); then echo "slurmctld: pid $p"; else echo "slurmctld: not running"; ok=1; fi
-  if p=$(daemon_pid slurmd); then echo "slurmd:    pid $p"; else echo "slurmd:    not running"; ok=1; fi
   if ctld_up; then echo "ping:      UP"; else echo "ping:      DOWN"; ok=1; fi
-  echo "node:      $NODE $(node_state || true)"
-  node_ready || ok=1
-  if ! ours_conf; then echo "config:    $CONF not written by this script"; ok=1; fi
+  [ -n "$nodes" ] || { echo "nodes:     none configured"; ok=1; }
+  for n in $nodes; do
+    if p=$(daemon_pid slurmd "$n"); then p="slurmd pid $p"; else p="slurmd not running"; ok=1; fi
+    echo "node:      $n $(node_state "$n" || true) ($p)"
+    node_ready "$n" || ok=1
+  done
+  if ! ours_conf; then echo "config:    $CONF not written by this script"; ok=1; else echo "layout:    $(conf_layout)"; fi
+  if ! hosts_ok; then echo "hosts:     ${PAIR[*]} do not resolve to ${PAIR_ADDR[*]} ($HOSTS)"; ok=1; fi
   if shim_ok; then echo "sacct:     $(command -v sacct)"; else echo "sacct:     shim missing or shadowed ($(command -v sacct || echo none))"; ok=1; fi
   echo "dir:       $DIR"
   if [ $ok = 0 ]; then echo "status:    healthy"; else echo "status:    NOT healthy"; fi
@@ -251,8 +337,8 @@ cmd_status() {
 
 case ${1:-} in
   install) cmd_install ;;
-  up) cmd_up ;;
+  up) cmd_up "${2:-}" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 {install|up|down|status}" >&2; exit 2 ;;
+  *) echo "usage: $0 {install|up [one-node|two-node]|down|status}" >&2; exit 2 ;;
 esac

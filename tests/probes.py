@@ -15,13 +15,15 @@ from advnets.data.base import Splits
 
 
 class ParamDigest(pl.Callback):
-    """At the end of training, every rank writes its world size and a digest of all parameters."""
+    """At the end of training, every rank writes its world size, its SLURM node (if any) and a digest of all
+    parameters."""
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         flat = torch.cat([p.detach().double().flatten() for p in pl_module.parameters()])
         record = {
             "rank": trainer.global_rank,
             "world": trainer.world_size,
+            "node": os.environ.get("SLURMD_NODENAME"),
             "sum": float(flat.sum()),
             "abs_sum": float(flat.abs().sum()),
             "first": flat[:5].tolist(),

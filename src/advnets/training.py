@@ -38,6 +38,7 @@ from advnets.runs.folders import (
     task_overrides,
 )
 from advnets.runs.provenance import command_line, source_commit
+from advnets.runs.rendezvous import check_rendezvous
 from advnets.runs.summary import summary_lines
 from advnets.schema import TRAIN, validate
 
@@ -121,6 +122,7 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    check_rendezvous()  # the ranks of a multi-node SLURM job meet within a minute, or one line says where not
     datamodule, game, trainer = build(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -11,7 +11,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from advnets.errors import UserError, defer_user_error, fail, find_user_error
 from advnets.internals import job_exception
@@ -170,15 +170,21 @@ class UserErrorsLeaveNoTrace(Callback):
 
 
 class SweepStudy(Callback):
-    """An Optuna study in SQLite (``hydra.sweeper.storage: sqlite:///outputs/optuna.db``): its folder is made
-    before the sweeper opens it (a sweep from a fresh working folder finds it), and trials that a stopped sweep
-    left RUNNING are marked failed (advnets.runs.studies). List it after validate_search_space: a refused sweep
-    creates nothing."""
+    """An Optuna study's database (``hydra.sweeper.storage``, a URL or the ``url`` of an ``open_storage`` node).
+    SQLite (``sqlite:///outputs/optuna.db``, one sweeper): its folder is made before the sweeper opens it (a sweep
+    from a fresh working folder finds it), and trials that a stopped sweep left RUNNING are marked failed
+    (advnets.runs.studies). Any other database (PostgreSQL, several sweepers): given as a plain URL, it is
+    opened with heartbeats all the same (advnets.runs.study_storage). List it after validate_search_space: a
+    refused sweep creates nothing."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from advnets.runs.studies import fail_orphaned_trials, sqlite_file
+        from advnets.runs.studies import fail_orphaned_trials, heartbeat_node, is_sqlite, sqlite_file, storage_url
 
-        storage = str(OmegaConf.select(config, "hydra.sweeper.storage", default=None) or "")
+        node = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+        storage = storage_url(node) or ""
+        if storage and not is_sqlite(storage) and isinstance(node, str):
+            with read_write(config.hydra), open_dict(config.hydra):  # the sweeper is built from it next
+                config.hydra.sweeper.storage = heartbeat_node(storage)
         path = sqlite_file(storage)
         if path is None:
             return
@@ -192,12 +198,14 @@ class SweepStudy(Callback):
 
 class ValidateSearchSpace(Callback):
     """Before a sweep's first job: the config of every job it will run (advnets.runs.search_space) is composed
-    and checked, first against the schema's plain rules (nothing heavy imported), then in full.
+    and checked, first against the schema's plain rules (nothing heavy imported), then in full; a sweep of SLURM
+    jobs also against what it asks of SLURM, and that against the partition (advnets.runs.slurm_request).
 
     Hydra turns an exception raised by a callback into a warning, so a mistake ends the sweep here with its one
     line and exit status 2 (SystemExit passes through)."""
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
+        from advnets.runs import slurm_request
         from advnets.runs.search_space import check_jobs
         from advnets.schema import EVALUATE, TRAIN, validate
 
@@ -218,6 +226,12 @@ class ValidateSearchSpace(Callback):
                 validate(cfg, rules)
 
         try:
-            check_jobs(config, [plain_rules, in_full])
+            checks = [plain_rules, in_full]
+            if train and slurm_request.is_slurm(config):
+                request = slurm_request.request_of(config)
+                checks.append(slurm_request.job_check(request))
+            check_jobs(config, checks)
+            if train and slurm_request.is_slurm(config):
+                slurm_request.check_cluster(request)
         except UserError as err:
             fail(str(err))

@@ -4,6 +4,36 @@ is opened again, so samplers and tables never wait on a trial that nobody runs."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+TARGET = "advnets.runs.study_storage.open_storage"
+HEARTBEAT_INTERVAL_S = 60
+GRACE_PERIOD_S = 180
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether a storage URL names a SQLite file (``sqlite:///PATH``, also with a driver: ``sqlite+pysqlite``)."""
+    return url.startswith("sqlite")
+
+
+def storage_url(node: Any) -> str | None:
+    """The database URL of ``hydra.sweeper.storage``: the URL itself, or the ``url`` of an ``open_storage`` node."""
+    if node is None:
+        return None
+    if isinstance(node, str):
+        return node
+    url = node.get("url") if hasattr(node, "get") else None
+    return str(url) if url else None
+
+
+def heartbeat_node(url: str) -> dict[str, Any]:
+    """The ``hydra.sweeper.storage`` node that opens ``url`` with heartbeats (the default intervals)."""
+    return {
+        "_target_": TARGET,
+        "url": url,
+        "heartbeat_interval": HEARTBEAT_INTERVAL_S,
+        "grace_period": GRACE_PERIOD_S,
+    }
 
 
 def sqlite_file(storage: str) -> Path | None:
@@ -16,7 +46,7 @@ def fail_orphaned_trials(storage: str, study_name: str) -> int:
 
     Only for a storage that one sweeper uses at a time (SQLite): there, a RUNNING trial when a sweep starts
     belongs to a sweeper that was stopped. Several sweepers on one study (PostgreSQL) rely on heartbeats
-    instead (``heartbeat_interval`` / ``grace_period``)."""
+    instead (advnets.runs.study_storage)."""
     import optuna
     from optuna.trial import TrialState
 
