@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 
 import pytest
 import pytorch_lightning as pl
@@ -224,3 +225,18 @@ def test_losses_finite_is_this_ranks_own_not_a_buffer(tmp_path) -> None:
     fit(game, datamodule, tmp_path, batches=2)
     assert "losses_finite" not in dict(game.named_buffers()) and bool(game.losses_finite)
     assert game.losses_finite.device == game.device
+
+
+def test_training_time_adds_up_over_resumes(tmp_path) -> None:
+    """A resumed run's checkpoint and results hold every start's training time, not only the last start's."""
+    _, datamodule, game = small_game(tmp_path)
+    fit(game, datamodule, tmp_path, batches=2)
+    first: dict = {}
+    game.on_save_checkpoint(first)
+    assert first["advnets_train_seconds"] > 0
+    _, _, again = small_game(tmp_path)
+    again.on_load_checkpoint({"advnets_updates": 2, "advnets_train_seconds": 1000.0})
+    again._fit_start = time.perf_counter()  # what on_fit_start records when the resumed fit begins
+    second: dict = {}
+    again.on_save_checkpoint(second)
+    assert 1000.0 < second["advnets_train_seconds"] < 1000.0 + 60

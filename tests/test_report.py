@@ -163,3 +163,22 @@ def test_report_and_compare_find_the_same_runs(tmp_path: Path) -> None:
     records, _ = find_runs([tmp_path])
     assert [r.path for r in records] == [done, unfinished.parent]
     assert records[0].overrides == ["experiment=paper_mnist"]  # a results.json alone: the overrides it recorded
+
+
+def test_one_floor_row_per_dataset_unless_the_floors_differ(tmp_path: Path) -> None:
+    """A training run (2,000 samples) and an advnets-eval (10,000) of one dataset: one real-vs-real row when
+    their floors agree, one per sample count, named by it, when they do not."""
+    base = {"parzen_ll": 5.0, "parzen_se": 0.4, "sigma": 0.2, "dataset": "digits", "metrics": {"fid": 40.0}}
+    for n, (n_samples, floor) in enumerate([(2000, 4.2), (10000, 4.2)]):
+        (tmp_path / f"r{n}").mkdir()
+        record = {**base, "n_samples": n_samples, "seed": n, "metrics_reference": {"fid": floor}}
+        (tmp_path / f"r{n}" / "results.json").write_text(json.dumps(record))
+    floors = [r for r in table_rows(report([tmp_path])[0]) if r[0].startswith("*real vs real")]
+    assert floors == [["*real vs real (training images as samples)*", "digits", "4.200"]]
+    record = json.loads((tmp_path / "r1" / "results.json").read_text())
+    (tmp_path / "r1" / "results.json").write_text(json.dumps({**record, "metrics_reference": {"fid": 3.9}}))
+    floors = [r[0] for r in table_rows(report([tmp_path])[0]) if r[0].startswith("*real vs real")]
+    assert floors == [
+        "*real vs real (2000 training images as samples)*",
+        "*real vs real (10000 training images as samples)*",
+    ]

@@ -13,6 +13,7 @@ step on fresh noise.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
@@ -112,6 +113,8 @@ class AdversarialGame(pl.LightningModule):
         self.losses_finite = torch.tensor(True)
         self.diverged_at: int | None = None
         self.updates = 0  # updates done (batches seen), across epochs and resumes
+        self._seconds_before = 0.0  # training wall time of the run's earlier starts (from its checkpoint)
+        self._fit_start: float | None = None
         self._fast = False  # set in on_fit_start: True where no Lightning API is needed per update
         self._scaler: Any = None  # set in on_fit_start: the gradient scaler of 16-mixed, else None
         self._joint_fn: Callable[..., tuple[Tensor, Tensor]] = self._joint_losses
@@ -152,6 +155,7 @@ class AdversarialGame(pl.LightningModule):
         ]
 
     def on_fit_start(self) -> None:
+        self._fit_start = time.perf_counter()
         trainer = self.trainer
         self._scaler = getattr(trainer.precision_plugin, "scaler", None)
         self._fast = isinstance(trainer.strategy, SingleDeviceStrategy) and self._scaler is None
@@ -170,13 +174,20 @@ class AdversarialGame(pl.LightningModule):
             for opt in self.optimizers():
                 self.schedule.set_momentum(opt.optimizer, self.current_epoch)
 
+    def train_seconds(self) -> float:
+        """Training wall time of the whole run: this start's, plus every earlier start's (a resumed run)."""
+        started = self._fit_start if self._fit_start is not None else time.perf_counter()
+        return self._seconds_before + time.perf_counter() - started
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["advnets_updates"] = self.updates
+        checkpoint["advnets_train_seconds"] = self.train_seconds()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "advnets_updates" not in checkpoint:
             raise UserError("the checkpoint holds no advnets_updates: it was not written by advnets' AdversarialGame")
         self.updates = int(checkpoint["advnets_updates"])
+        self._seconds_before = float(checkpoint.get("advnets_train_seconds", 0.0))
 
     def _g_logits(self, fake: Tensor, masks: list[Tensor | None]) -> Tensor:
         """D's logits for G's loss: gradient flows into ``fake`` only, never into D's parameters."""
@@ -340,6 +351,7 @@ class AdversarialGame(pl.LightningModule):
         metrics["run/epochs"] = torch.tensor(float(self.trainer.current_epoch))
         metrics["run/global_step"] = torch.tensor(float(self.trainer.global_step))
         metrics["run/log_step"] = torch.tensor(float(self.log_step))
+        metrics["run/train_seconds"] = torch.tensor(self.train_seconds(), dtype=torch.float64)
         best = getattr(self.trainer.checkpoint_callback, "best_model_score", None)
         if best is not None:  # ddp_spawn hands best_model_path back to its parent, but not the score
             metrics["run/best_score"] = best.detach().float().cpu().reshape(())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -126,11 +125,11 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     datamodule, game, trainer = build(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    start = time.perf_counter()
     trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    train_seconds = time.perf_counter() - start
     # run facts come through callback_metrics: ddp_spawn hands them back from its rank zero (see the game)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    # every start's training time, a resumed run's too (a fit with no epoch left to train sets none)
+    train_seconds = metrics.pop("run/train_seconds", None) or game.train_seconds()
     diverged_at = metrics.pop("run/diverged_at_epoch", None)
     if diverged_at is not None:
         metrics.update({"diverged_at_epoch": int(diverged_at), "val/parzen_ll": FAILED_OBJECTIVE})

@@ -227,10 +227,20 @@ def beyond_markdown(results: list[dict[str, Any]]) -> str:
             cells.append(_fmt(mean_se(values)[0], 3) if values else "—")
         lines.append(f"| {name} | {dataset} | " + " | ".join(cells) + " |")
         if group[0].get("metrics_reference"):
-            floors.setdefault((dataset, signature), group[0]["metrics_reference"])
-    for (dataset, _), floor in sorted(floors.items()):
+            floors.setdefault((dataset, signature), (group[0].get("n_samples"), group[0]["metrics_reference"]))
+    shown: dict[str, list[dict[str, Any]]] = defaultdict(list)  # one row per distinct floor of a dataset
+    for (dataset, _), (n_samples, floor) in sorted(floors.items(), key=lambda kv: (kv[0][0], kv[1][0] or 0)):
+        if floor in shown[dataset]:
+            continue
+        shown[dataset].append(floor)
+        several = len({json.dumps(f, sort_keys=True) for (d, _), (_, f) in floors.items() if d == dataset}) > 1
+        name = (
+            f"real vs real ({n_samples} training images as samples)"
+            if several
+            else "real vs real (training images as samples)"
+        )
         cells = [_fmt(floor.get(n), 3) for n in names]
-        lines.append(f"| *real vs real (training images as samples)* | {dataset} | " + " | ".join(cells) + " |")
+        lines.append(f"| *{name}* | {dataset} | " + " | ".join(cells) + " |")
     lines.append("")
     protocols = {r["dataset"]: r.get("metrics_protocol", {}) for r in reversed(with_metrics)}
     for dataset, protocol in sorted(protocols.items()):
