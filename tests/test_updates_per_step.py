@@ -70,10 +70,13 @@ def test_k7_equals_k1_bit_for_bit_also_across_a_resume(tmp_path: Path, rule: str
 
 def test_bad_updates_per_step_is_refused_by_name(tmp_path: Path) -> None:
     from advnets.errors import find_user_error
+    from advnets.training import check_config
 
     for value, message in (("0", "game.updates_per_step=0"), ("fast", "game.compile='fast'")):
         key = "game.compile" if value == "fast" else "game.updates_per_step"
-        with pytest.raises(Exception) as info:
-            build(compose_cfg(["experiment=quickstart", "logger=none", f"{key}={value}"], tmp_path))
+        cfg = compose_cfg(["experiment=quickstart", "logger=none", f"{key}={value}"], tmp_path)
+        with pytest.raises(Exception) as info:  # the schema (the choices of the game's Literal), then the game
+            check_config(cfg)
+            build(cfg)
         error = str(find_user_error(info.value))
         assert message in error and "allowed" in error

@@ -16,8 +16,11 @@ from contextlib import contextmanager
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from advnets.errors import console
+from advnets import internals
+from advnets.logs import get_logger
 from advnets.runs.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite
+
+log = get_logger(__name__)
 
 
 def open_storage(
@@ -75,9 +78,9 @@ class HeartbeatStorage(RDBStorage):
 
     def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
         self._fail_stale(study_id)
-        trial = super()._create_new_trial(study_id, template_trial)
+        trial = internals.rdb_create_new_trial(self, study_id, template_trial)
         if trial.state == TrialState.RUNNING:
-            self._hold(trial._trial_id)
+            self._hold(internals.trial_id(trial))
         return trial
 
     def set_trial_state(self, trial_id: int, state: TrialState) -> bool:
@@ -90,9 +93,11 @@ class HeartbeatStorage(RDBStorage):
         name = self.get_study_name_from_id(study_id)
         for trial_id in self.fail_stale_trials(study_id):
             number = self.get_trial_number_from_id(trial_id)
-            console(
-                f"advnets: trial {number} of study {name} had no heartbeat for {self.grace_period} s (its sweeper "
-                "was stopped): marked FAIL"
+            log.info(
+                "trial %d of study %s had no heartbeat for %d s (its sweeper was stopped): marked FAIL",
+                number,
+                name,
+                self.grace_period,
             )
 
     def _hold(self, trial_id: int) -> None:
