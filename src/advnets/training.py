@@ -100,6 +100,21 @@ def eval_settings(cfg: DictConfig) -> EvalSettings:
     return EvalSettings.from_dict(OmegaConf.to_container(cfg.eval, resolve=True))  # type: ignore[arg-type]
 
 
+def fit_or_stop(trainer: pl.Trainer, game: Any, datamodule: Any, ckpt_path: str | None) -> None:
+    """``trainer.fit``; a rank told to stop (SIGTERM: a requeue, a preemption, scancel) whose fit then breaks,
+    e.g. on a collective its stopped peer left, ends as stopped (exit 143), not failed: submitit records no
+    failed result for it, so a launcher waiting on the requeued job never takes this rank's error for the job's."""
+    try:
+        trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except Exception as err:
+        if not trainer.received_sigterm:
+            raise
+        log.warning(
+            "stopped by SIGTERM during training (%s: %s); the run resumes from last.ckpt", type(err).__name__, err
+        )
+        raise SystemExit(143) from err
+
+
 def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics, and add
     what the run says at its end to ``summary``.
@@ -125,7 +140,7 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     datamodule, game, trainer = build(cfg)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    fit_or_stop(trainer, game, datamodule, ckpt_path)
     # run facts come through callback_metrics: ddp_spawn hands them back from its rank zero (see the game)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     # every start's training time, a resumed run's too (a fit with no epoch left to train sets none)
