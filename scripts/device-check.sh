@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One prepared run for a lent GPU machine, finishing within SECONDS (default 540), everything under $OUT
-# (default ./device-out). Prepare here first: `bash scripts/device-prepare.sh`, then (device tool)
-#   run(command="bash scripts/device-check.sh 540", carry=["device-wheels"], timeout_s=600)
+# One GPU check of advnets on a CUDA machine, finishing within SECONDS (default 540), everything under $OUT
+# (default ./device-out). On a machine without registry access, gather the wheels first with
+# `bash scripts/device-prepare.sh` (into device-wheels/, beside this checkout), then on the GPU machine:
+#   bash scripts/device-check.sh 540
 #
-#   1. installs the carried wheels (pip --no-deps --target; torch and the rest stay the machine's own), unpacks
+#   1. installs the prepared wheels (pip --no-deps --target; torch and the rest stay the machine's own), unpacks
 #      MNIST, uses this checkout's src/ through PYTHONPATH;
 #   2. prints GPU, driver, torch, CUDA;
 #   3. runs the GPU tests (pytest -m gpu);
@@ -12,7 +13,7 @@
 #      from the measured speed, max_time as a guard), checkpointing; the full Parzen protocol on the best
 #      checkpoint (results.json on the GPU), then publishes it (python -m advnets.cli.publish: generator.pt,
 #      val_curve.csv, pictures, check.json);
-#   6. $OUT gets at most 8 files (the device tool's limit): device-check.log, summary.json, throughput.json,
+#   6. $OUT gets at most 8 files (a small, fixed set of files): device-check.log, summary.json, throughput.json,
 #      paper_mnist_gpu.tar.gz (the published folder, for results/paper_mnist_gpu/), run.tar.gz (the run folder
 #      without checkpoints: W&B offline run, samples, config).
 #
@@ -78,11 +79,11 @@ export PYTHONPATH=$REPO/src:$REPO/tests:$SITE${PYTHONPATH:+:$PYTHONPATH}
 if [ "$DRY" = 0 ]; then
   WHEELS=$REPO/device-wheels
   if ! ls "$WHEELS"/*.whl > /dev/null 2>&1; then
-    echo "advnets: error: no wheels in $WHEELS; run scripts/device-prepare.sh here and carry device-wheels" >&2
+    echo "advnets: error: no wheels in $WHEELS; run scripts/device-prepare.sh and copy device-wheels/ beside this checkout" >&2
     exit 2
   fi
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHEELS"/*.whl \
-    || { echo "advnets: error: installing the carried wheels failed" >&2; exit 1; }
+    || { echo "advnets: error: installing the prepared wheels failed" >&2; exit 1; }
   mkdir -p "$WORK/data/MNIST/raw"
   for gz in "$WHEELS"/data/*.gz; do gunzip -c "$gz" > "$WORK/data/MNIST/raw/$(basename "$gz" .gz)"; done
   export ADVNETS_DATA_DIR=$WORK/data

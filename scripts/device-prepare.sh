@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Run HERE (a machine with pip access to the package registry), before a lent GPU session:
+# Run on a machine with pip access to the package registry, for a GPU machine that has none:
 #   bash scripts/device-prepare.sh [DEST]      (DEST default: device-wheels/, git-ignored)
-# Gathers what the lent GPU machine lacks (see /work/.library/device/KINDS.md: Python 3.12, torch, Lightning,
+# Gathers what such a GPU machine typically lacks (Python 3.12, torch, Lightning,
 # torchmetrics, torchvision, scikit-learn, matplotlib, rich, pytest are there; hydra-core, omegaconf, antlr4,
 # wandb and some of wandb's needs are not): Python 3.12 manylinux wheels, antlr4-python3-runtime 4.9.3 built here
-# as a pure wheel (PyPI has only its sdist), and MNIST's four IDX files gzipped. Then the device run carries DEST:
-#   run(command="bash scripts/device-check.sh 540", carry=["device-wheels"])
-# Prints the total size: everything that travels must stay under 64 MiB, so this aims at < 60 MiB.
+# as a pure wheel (PyPI has only its sdist), and MNIST's four IDX files gzipped. Copy DEST beside the checkout on
+# the GPU machine and run `bash scripts/device-check.sh 540` there.
+# Prints the total size, kept under 60 MiB so that DEST and the checkout copy quickly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEST=${1:-device-wheels}
@@ -16,7 +16,7 @@ DATA=${ADVNETS_DATA_DIR:-data}
 WANDB=${WANDB_VERSION:-$($PY -c 'from importlib.metadata import version; print(version("wandb"))' 2>/dev/null || echo 0.31.0)}
 HYDRA=${HYDRA_VERSION:-1.3.8}
 OMEGACONF=${OMEGACONF_VERSION:-2.3.1}
-# packages the lent machine already has (KINDS.md, "Python packages already there"): not carried, so that its
+# packages such a GPU machine already has (torch, Lightning, torchmetrics, ...): not gathered, so that its
 # own versions (used by torch, Lightning, JAX) stay the ones imported
 HAVE="anyio certifi charset_normalizer click h11 httpcore httpx idna packaging protobuf pyyaml requests typing_extensions urllib3 xxhash"
 PLATFORM=(--only-binary=:all: --python-version 3.12 --implementation cp --abi cp312
@@ -49,6 +49,6 @@ ls -1 "$DEST" "$DEST/extra" "$DEST/data"
 total=$(du -sb "$DEST" | cut -f1)
 echo "total: $((total / 1024 / 1024)) MiB ($total bytes) in $DEST"
 if [ "$total" -gt $((60 * 1024 * 1024)) ]; then
-  echo "advnets: error: $DEST is over 60 MiB; it would not travel with the tree (64 MiB in all)" >&2
+  echo "advnets: error: $DEST is over 60 MiB; keep the copy small (at most 60 MiB)" >&2
   exit 1
 fi

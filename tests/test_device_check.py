@@ -1,4 +1,4 @@
-"""scripts/device-check.sh --dry: the lent-GPU script's every step on the CPU with a tiny config (no wheels)."""
+"""scripts/device-check.sh --dry: the GPU check's every step on the CPU with a tiny config (no wheels)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_device_check_dry_runs_every_step(tmp_path: Path) -> None:
     with tarfile.open(out / "run.tar.gz") as tar:
         names = set(tar.getnames())
     assert any(n.startswith("run/wandb/offline-run-") for n in names) and not any("checkpoints" in n for n in names)
-    assert len(list(out.iterdir())) <= 8  # what the device tool brings back
+    assert len(list(out.iterdir())) <= 8  # the fixed, small set of files the check writes
     assert "passed" in (out / "device-check.log").read_text()
     assert not list(tmp_path.glob("advnets-device.*"))  # its scratch folder removed
 

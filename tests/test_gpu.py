@@ -1,5 +1,5 @@
 """On a CUDA device (``pytest -m gpu``; skipped where there is none): the updates, the Parzen protocol, training
-and evaluation give what the CPU gives. scripts/device-check.sh runs these on a lent GPU."""
+and evaluation give what the CPU gives. scripts/device-check.sh runs these on a CUDA machine."""
 
 from __future__ import annotations
 
