@@ -116,3 +116,12 @@ def train_quick(run_dir: Path, *overrides: str) -> Path:
     proc = run_cli("train", *QUICK, *overrides, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+def sacct_states(job: str) -> dict[str, tuple[str, int]]:
+    """SLURM's accounting for a job and its array tasks: ``{job id: (state, restarts)}``."""
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-o", "JobID,State,Restarts", "-j", job], capture_output=True, text=True
+    ).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+    return {r[0]: (r[1], int(r[2] or 0)) for r in rows}

@@ -25,7 +25,7 @@ from advnets.errors import UserError
 from advnets.runs import rendezvous, slurm_request
 from advnets.runs.rendezvous import Rendezvous, meet
 
-from conftest import REPO, assert_user_error, cli_env
+from conftest import REPO, assert_user_error, cli_env, sacct_states
 from wandb_log import read_records, run_info
 
 SCRIPT = REPO / "scripts" / "slurm-localhost.sh"
@@ -86,14 +86,6 @@ def _task_logs(sweep: Path, job: str, task: int) -> str:
     return "".join((folder / f"{job}_{task}_log.{kind}").read_text() for kind in ("out", "err"))
 
 
-def _sacct(job: str) -> dict[str, tuple[str, int]]:
-    out = subprocess.run(
-        ["sacct", "-n", "-P", "-o", "JobID,State,Restarts", "-j", job], capture_output=True, text=True
-    ).stdout
-    rows = [line.split("|") for line in out.splitlines() if line.strip()]
-    return {r[0]: (r[1], int(r[2] or 0)) for r in rows}
-
-
 @pytest.mark.slurm
 @pytest.mark.cluster
 def test_one_ddp_job_spans_two_nodes_and_resumes_after_a_requeue(two_nodes: None, tmp_path: Path) -> None:
@@ -133,9 +125,9 @@ def test_one_ddp_job_spans_two_nodes_and_resumes_after_a_requeue(two_nodes: None
     for flag in ("--nodes=2", "--ntasks-per-node=1", f"--partition={PAIR}"):
         assert f"#SBATCH {flag}" in script, flag
     end = time.time() + 60
-    while _sacct(job).get(job, ("", 0))[0] != "COMPLETED" and time.time() < end:
+    while sacct_states(job).get(job, ("", 0))[0] != "COMPLETED" and time.time() < end:
         time.sleep(0.5)
-    assert _sacct(job)[job][0] == "COMPLETED" and _sacct(job)[job][1] >= 1, _sacct(job)
+    assert sacct_states(job)[job][0] == "COMPLETED" and sacct_states(job)[job][1] >= 1, sacct_states(job)
 
     # the two ranks ran on different nodes, as one world, and end with the same parameters
     ranks = [json.loads((run / f"params_rank{r}.json").read_text()) for r in (0, 1)]

@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from advnets import CONF_DIR
 from advnets.runs.records import read_curve
 
-from conftest import QUICK, REPO, cli_env
+from conftest import QUICK, REPO, cli_env, sacct_states
 from wandb_log import history, read_records, run_info
 
 SCRIPT = REPO / "scripts" / "slurm-localhost.sh"
@@ -108,14 +108,6 @@ def _logged(run: Path) -> bool:
         return False
 
 
-def _sacct(job: str) -> dict[str, tuple[str, int]]:
-    out = subprocess.run(
-        ["sacct", "-n", "-P", "-o", "JobID,State,Restarts", "-j", job], capture_output=True, text=True
-    ).stdout
-    rows = [line.split("|") for line in out.splitlines() if line.strip()]
-    return {r[0]: (r[1], int(r[2] or 0)) for r in rows}
-
-
 SLURM_SWEEP = [
     sys.executable,
     "-m",
@@ -174,10 +166,10 @@ def test_sweep_runs_as_slurm_jobs_and_requeued_jobs_resume(slurm: None, tmp_path
 
     # both ran as SLURM jobs, were restarted once, and completed (SLURM may still be completing them)
     end = time.time() + 60
-    states = _sacct(array)
+    states = sacct_states(array)
     while {state for state, _ in states.values()} != {"COMPLETED"} and time.time() < end:
         time.sleep(0.5)
-        states = _sacct(array)
+        states = sacct_states(array)
     assert states[f"{array}_0"][0] == states[f"{array}_1"][0] == "COMPLETED", states
     assert states[f"{array}_0"][1] >= 1 and states[f"{array}_1"][1] >= 1, states
 
@@ -279,9 +271,11 @@ def test_a_job_requeued_after_it_finished_has_nothing_to_do(slurm: None, tmp_pat
     requeue = subprocess.run(["scontrol", "requeue", task], capture_output=True, text=True)
     assert requeue.returncode == 0, requeue.stderr
     end = time.time() + 180
-    while "nothing to do" not in log.read_text() or _sacct(task.split("_")[0]).get(task, ("", 0))[0] != "COMPLETED":
+    while (
+        "nothing to do" not in log.read_text() or sacct_states(task.split("_")[0]).get(task, ("", 0))[0] != "COMPLETED"
+    ):
         assert time.time() < end, log.read_text()[-3000:]
         time.sleep(0.5)
     assert f"advnets: run {run} is finished (results.json); nothing to do" in log.read_text()
     assert (run / "results.json").stat().st_mtime_ns == results
-    assert _sacct(task.split("_")[0])[task][1] >= 1  # it really ran again
+    assert sacct_states(task.split("_")[0])[task][1] >= 1  # it really ran again

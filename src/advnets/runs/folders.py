@@ -26,6 +26,7 @@ from advnets.internals import wandb_init_arguments
 from advnets.logs import TERMINAL, get_logger
 from advnets.runs import atomic
 from advnets.runs.checkpoints import check_complete, check_resumable
+from advnets.runs.records import flat_keys
 
 log = get_logger(__name__)
 
@@ -219,17 +220,6 @@ def mlflow_logger(logger_cfg: DictConfig, run_dir: Path) -> Logger:
     return logger
 
 
-def _flat(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested keys joined by ``/``, as Lightning's loggers name hyper-parameters (lists are values)."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _log_new_params_only(logger: Any) -> None:
     """A continued MLflow run keeps its parameters as first logged (MLflow refuses to change one): a job that
     continues it with another config (allow_config_change=true) adds its new keys only; the run folder's
@@ -240,7 +230,7 @@ def _log_new_params_only(logger: Any) -> None:
         if rank_zero_only.rank != 0:
             return
         known = logger.experiment.get_run(logger.run_id).data.params
-        log_hyperparams({k: v for k, v in _flat(params).items() if k not in known}, *args, **kwargs)
+        log_hyperparams({k: v for k, v in flat_keys(params, sep="/").items() if k not in known}, *args, **kwargs)
 
     logger.log_hyperparams = log_new
 

@@ -263,15 +263,17 @@ def eval_settings(results: dict | None) -> dict[str, Any]:
     protocol = dict(results.get("metrics_protocol") or {})
     protocol.pop("seed", None)
     settings["metrics"] = None if not protocol else "on"
-    settings.update(_flat(protocol, "metrics."))
+    settings.update(flat_keys(protocol, "metrics."))
     return settings
 
 
-def _flat(tree: dict, prefix: str) -> dict[str, Any]:
+def flat_keys(tree: dict, prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """A nested dict's leaves under their joined keys (``sep="/"``: as Lightning's loggers name hyper-parameters;
+    lists are values)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat_keys(value, f"{prefix}{key}{sep}", sep))
         else:
             out[f"{prefix}{key}"] = value
     return out
