@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -27,6 +27,7 @@ from torch.func import functional_call
 from torch.optim import Optimizer
 
 from advnets import internals
+from advnets.choices import CompileMode, GLoss, Update
 from advnets.errors import UserError
 from advnets.logs import get_logger
 from advnets.nets import Generator, MaskedDropoutDiscriminator
@@ -34,10 +35,6 @@ from advnets.optim import make_optimizer
 from advnets.sampling import Noise, sample_noise
 from advnets.schedules import PaperSchedule
 
-Update = Literal["joint", "alternating"]
-GLoss = Literal["non_saturating", "minimax"]
-CompileMode = Literal["none", "default", "reduce-overhead"]
-"""The choices of the game's settings: the config schema reads them from ``AdversarialGame``'s signature."""
 log = get_logger(__name__)  # rank zero's
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Noise = Literal["uniform", "gaussian"]
+from advnets.choices import Noise
+
 """The noise z is drawn from (``game.noise``)."""
 
 

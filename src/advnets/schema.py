@@ -29,6 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from advnets import choices
 from advnets.errors import UserError
 
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
@@ -74,6 +75,12 @@ def boolean() -> Rule:
 
 def text() -> Rule:
     return Rule("a string", lambda v: isinstance(v, str))
+
+
+def game_choice(name: str, options: Any) -> Rule:
+    """A game setting's ``Literal`` choices (advnets.choices), named as the game's signature names them."""
+    rule = choice(*typing.get_args(options))
+    return Rule(f"{rule.allowed} (advnets.game.AdversarialGame's {name})", rule.test)
 
 
 def choice(*options: Any) -> Rule:
@@ -184,7 +191,11 @@ TRAIN: dict[str, Rule] = {
     "optimizer.schedule.momentum_start": number(ge=0, lt=1),
     "optimizer.schedule.momentum_final": number(ge=0, lt=1),
     "optimizer.schedule.momentum_saturate_epoch": POSITIVE,
-    "game": TARGET,  # update, g_loss, noise, compile: the Literal choices of advnets.game.AdversarialGame
+    "game": TARGET,  # and its signature's Literal choices (advnets.choices), also checked before torch loads:
+    "game.update": game_choice("update", choices.Update),
+    "game.g_loss": game_choice("g_loss", choices.GLoss),
+    "game.noise": game_choice("noise", choices.Noise),
+    "game.compile": game_choice("compile", choices.CompileMode),
     "game.k": POSITIVE,
     "game.seed": integer(0),
     "game.n_fixed_samples": POSITIVE,
