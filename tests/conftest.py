@@ -15,6 +15,8 @@ from omegaconf import DictConfig
 
 from advnets import CONF_DIR
 
+from inprocess import run_inprocess
+
 REPO = Path(__file__).resolve().parents[1]
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each, subprocesses too
@@ -96,6 +98,12 @@ def run_cli(
     )
 
 
+def run_advnets(module: str, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """``advnets-<module> ARGS`` as ``run_cli`` runs it (same environment, same folder, same result), inside this
+    test process: the imports are paid once per worker (``inprocess.run_inprocess``)."""
+    return run_inprocess(module, *args, cwd=cwd or REPO, env=cli_env(**env))
+
+
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """A user mistake: exit 2, no traceback, exactly one ``advnets: error:`` line holding every fragment."""
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
@@ -113,7 +121,7 @@ grids every 2 epochs, a 300-sample evaluation (advnets/conf/debug/limit.yaml).""
 
 def train_quick(run_dir: Path, *overrides: str) -> Path:
     """Train a QUICK run into ``run_dir`` through the real CLI; fail the test with its stderr if it fails."""
-    proc = run_cli("train", *QUICK, *overrides, f"hydra.run.dir={run_dir}")
+    proc = run_advnets("train", *QUICK, *overrides, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
