@@ -180,13 +180,6 @@ def test_momentum_ramp_and_lr_decay() -> None:
     assert opt.param_groups[0]["lr"] == 1e-6  # the floor
 
 
-def test_momentum_is_set_each_epoch_in_training(tmp_path) -> None:
-    _, datamodule, game = small_game(tmp_path, "optimizer.schedule.momentum_saturate_epoch=3")
-    fit(game, datamodule, tmp_path, batches=2, epochs=3)
-    for opt in game.optimizers():
-        assert math.isclose(opt.param_groups[0]["momentum"], 0.7)  # epoch 2 of a ramp saturating at epoch 3
-
-
 @pytest.mark.parametrize(
     "override,message",
     [
