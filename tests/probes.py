@@ -78,3 +78,29 @@ class SlowDownload(DigitsData):
         (root / f"downloaded_by_{os.getpid()}").write_text(os.environ.get("RANK", "-"))
         time.sleep(1.0)
         (root / "digits.done").write_text("ok")
+
+
+class DrawRecorder(pl.Callback):
+    """Every rank saves the noise z its G and the dropout masks its D received in the first update of the fit, to
+    ``draws_rank<rank>.pt`` in the run folder."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seen: dict[str, object] = {}
+
+        def take_z(module, args) -> None:
+            self.seen.setdefault("z", args[0].detach().cpu().clone())
+
+        def take_masks(module, args, kwargs) -> None:
+            masks = args[1] if len(args) > 1 else kwargs.get("masks")
+            self.seen.setdefault("masks", [None if m is None else m.detach().cpu().clone() for m in masks])
+
+        self.hooks = [
+            pl_module.generator.register_forward_pre_hook(take_z),
+            pl_module.discriminator.register_forward_pre_hook(take_masks, with_kwargs=True),
+        ]
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        Path(trainer.default_root_dir).mkdir(parents=True, exist_ok=True)
+        torch.save(self.seen, Path(trainer.default_root_dir) / f"draws_rank{trainer.global_rank}.pt")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
+from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
@@ -14,6 +17,9 @@ from advnets.nets import Discriminator
 from advnets.nets.conv import DeconvGenerator
 from advnets.optim import ClassicMomentum, clip_row_norms_
 from advnets.schedules import PaperSchedule
+from advnets.training import build
+
+from conftest import compose_cfg, quiet_trainer
 
 DECAY, UPDATES = 1.001, 3000
 
@@ -128,3 +134,80 @@ def test_max_norm_follows_each_layout_and_spares_the_untied_deconv_bias() -> Non
 def test_a_bad_max_norm_is_one_clear_line() -> None:
     with pytest.raises(UserError, match=r"optimizer.max_norm=-1"):
         ClassicMomentum([torch.zeros(1, requires_grad=True)], lr=0.1, max_norm=-1)
+
+
+def pylearn2_momentum(epochs: int, init: float, final: float, saturate: int, start: int = 1) -> list[float]:
+    """The momentum of each (0-indexed) epoch as the released code set it: pylearn2's ``Train.main_loop`` calls
+    every extension's ``on_monitor`` once before the first epoch and once after each; ``MomentumAdjustor`` (here
+    ``start: 1``, as ``mnist.yaml`` has it) counts those calls and sets ``current_momentum()`` for the next epoch."""
+    out, count = [], 0
+    for _ in range(epochs):
+        count += 1  # the on_monitor call before this epoch
+        width = saturate - start
+        if width == 0:
+            out.append(final if count >= start else init)
+            continue
+        alpha = min(max((count - start) / width, 0.0), 1.0)
+        out.append(init * (1 - alpha) + alpha * final)
+    return out
+
+
+@pytest.mark.parametrize("saturate", [2, 3, 250])
+def test_momentum_ramp_is_pylearn2s_momentum_adjustor_epoch_by_epoch(saturate: int) -> None:
+    schedule = PaperSchedule(1.000004, 1e-6, 0.5, 0.7, saturate)
+    epochs = 2 * saturate + 5
+    reference = pylearn2_momentum(epochs, 0.5, 0.7, saturate)
+    assert [schedule.momentum(e) for e in range(epochs)] == pytest.approx(reference, abs=1e-12)
+
+
+def test_momentum_ramp_ends_where_the_paper_run_saturates() -> None:
+    """``mnist.yaml`` (start 1, saturate 250): 0.5 in epoch 0, one 249th of the way in epoch 1, 0.7 from epoch 249
+    (the 250th) on, and not before."""
+    schedule = PaperSchedule(1.000004, 1e-6, 0.5, 0.7, 250)
+    assert schedule.momentum(0) == 0.5
+    assert schedule.momentum(1) == pytest.approx(0.5 + 0.2 / 249, abs=1e-15)
+    assert schedule.momentum(248) == pytest.approx(0.7 - 0.2 / 249, abs=1e-15) and schedule.momentum(248) < 0.7
+    assert all(math.isclose(schedule.momentum(e), 0.7, abs_tol=1e-15) for e in (249, 250, 251, 1000))
+
+
+class MomentumSeen(pl.Callback):
+    """The momentum each optimizer holds in the first update of every epoch (after the game's epoch start)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, list[float]] = {}
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if batch_idx == 0:
+            moms = [g["momentum"] for opt in trainer.optimizers for g in opt.param_groups]
+            self.seen[trainer.current_epoch] = moms
+
+
+def _fit(tmp_path: Path, epochs: int, ckpt: Path | None = None) -> MomentumSeen:
+    cfg = [
+        "experiment=quickstart",
+        "optimizer=paper_sgd",
+        "logger=none",
+        "optimizer.schedule.momentum_saturate_epoch=4",
+    ]
+    datamodule, game, _ = build(compose_cfg(cfg, tmp_path))
+    seen = MomentumSeen()
+    trainer = quiet_trainer(max_epochs=epochs, limit_train_batches=1, callbacks=[seen], default_root_dir=tmp_path)
+    trainer.fit(game, datamodule=datamodule, ckpt_path=ckpt)
+    if ckpt is None:
+        trainer.save_checkpoint(tmp_path / "after.ckpt")
+    return seen
+
+
+def test_training_sets_each_epochs_momentum_also_after_a_resume(tmp_path: Path) -> None:
+    """Through fits of the game: the optimizers hold the released code's momentum in every epoch (ramp saturating
+    at epoch 4: 0.5, 0.5667, 0.6333, 0.7), and a run resumed after epoch 2 goes on with epochs 2 and 3's values."""
+    reference = pylearn2_momentum(4, 0.5, 0.7, 4)
+    whole = _fit(tmp_path / "whole", 4)
+    assert sorted(whole.seen) == [0, 1, 2, 3]
+    for epoch, moms in whole.seen.items():
+        assert moms == pytest.approx([reference[epoch]] * len(moms), abs=1e-12), epoch
+    _fit(tmp_path / "resumed", 2)
+    resumed = _fit(tmp_path / "resumed", 4, ckpt=tmp_path / "resumed" / "after.ckpt")
+    assert sorted(resumed.seen) == [2, 3]
+    for epoch, moms in resumed.seen.items():
+        assert moms == pytest.approx([reference[epoch]] * len(moms), abs=1e-12), epoch

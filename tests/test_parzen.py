@@ -215,3 +215,19 @@ def test_mnist_real_samples_regression() -> None:
     assert res.n_test == 10000
     assert res.sigma == pytest.approx(SIGMA_GRID[2])
     assert 236 <= res.log_likelihood <= 246, res
+
+
+def test_protocol_chooses_sigma_on_valid_never_test() -> None:
+    """Validation points sit close to the centres (a small sigma wins), test points far from them (a wide one
+    wins): the protocol reports validation's sigma and its per-sigma means, and scores test at that sigma."""
+    g = torch.Generator().manual_seed(2)
+    c = torch.rand(200, 10, generator=g, dtype=torch.float64)
+    valid = c[:100] + 0.02 * torch.randn(100, 10, generator=g, dtype=torch.float64)
+    test = 2 * torch.rand(100, 10, generator=g, dtype=torch.float64) - 0.5
+    on_valid, on_test = brute_force(valid, c, GRID).mean(1), brute_force(test, c, GRID).mean(1)
+    sigma_valid, sigma_test = SIGMA_GRID[int(on_valid.argmax())], SIGMA_GRID[int(on_test.argmax())]
+    assert sigma_valid < sigma_test  # the data tell the two choices apart
+    res = parzen_protocol(c, valid, test)
+    assert res.sigma == sigma_valid, (res.sigma, sigma_valid, sigma_test)
+    assert torch.allclose(torch.tensor(res.mean_ll_per_sigma, dtype=torch.float64), on_valid, atol=1e-6)
+    assert res.log_likelihood == pytest.approx(brute_force(test, c, [sigma_valid])[0].mean().item(), abs=1e-6)
