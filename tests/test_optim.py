@@ -152,7 +152,7 @@ def pylearn2_momentum(epochs: int, init: float, final: float, saturate: int, sta
     return out
 
 
-@pytest.mark.parametrize("saturate", [2, 3, 250])
+@pytest.mark.parametrize("saturate", [1, 2, 3, 250])
 def test_momentum_ramp_is_pylearn2s_momentum_adjustor_epoch_by_epoch(saturate: int) -> None:
     schedule = PaperSchedule(1.000004, 1e-6, 0.5, 0.7, saturate)
     epochs = 2 * saturate + 5

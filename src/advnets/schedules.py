@@ -10,7 +10,8 @@ from advnets.errors import UserError
 class PaperSchedule:
     """lr <- max(lr / lr_decay, min_lr) after every update; momentum ramps linearly by epoch, then holds.
 
-    momentum(e) = start + (final - start) * min(e / (saturate_epoch - 1), 1) for 0-indexed epoch e.
+    momentum(e) = start + (final - start) * min(e / (saturate_epoch - 1), 1) for 0-indexed epoch e (pylearn2's
+    MomentumAdjustor with start 1: saturate_epoch 1 is the final momentum from the first epoch on).
     The lr lives in the optimizers' param groups, so Lightning's checkpoint carries it across a resume;
     the momentum is a function of the (restored) epoch.
     """
@@ -34,8 +35,9 @@ class PaperSchedule:
             raise UserError(f"optimizer.schedule.momentum_saturate_epoch={self.momentum_saturate_epoch}; allowed: >= 1")
 
     def momentum(self, epoch: int) -> float:
-        span = max(self.momentum_saturate_epoch - 1, 1)
-        return self.momentum_start + (self.momentum_final - self.momentum_start) * min(epoch / span, 1.0)
+        span = self.momentum_saturate_epoch - 1
+        ramp = min(epoch / span, 1.0) if span > 0 else 1.0
+        return self.momentum_start + (self.momentum_final - self.momentum_start) * ramp
 
     def set_momentum(self, optimizer: Optimizer, epoch: int) -> None:
         for group in optimizer.param_groups:
