@@ -153,7 +153,7 @@ COMMON: dict[str, Rule] = {
 TRAIN: dict[str, Rule] = {
     **COMMON,
     "ckpt_path": optional(text()),
-    "threads": optional(POSITIVE),
+    "threads": Rule("auto, null or an integer >= 1", lambda v: v is None or v == "auto" or POSITIVE.test(v)),
     "evaluate": boolean(),
     "allow_config_change": boolean(),
     "objective": text(),  # a registered val/<metric>, checked against advnets.metrics.registry (check_objective)

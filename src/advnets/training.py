@@ -40,6 +40,7 @@ from advnets.runs.provenance import command_line, source_commit
 from advnets.runs.rendezvous import check_rendezvous
 from advnets.runs.summary import summary_lines
 from advnets.schema import TRAIN, validate
+from advnets.threads import intra_op_threads
 
 FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst
 log = get_logger(__name__)
@@ -133,8 +134,11 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     if resuming:  # said once the rerun is known to continue the folder (a refused one leaves its log as it was)
         log.info("resuming from %s", ckpt_path)
     torch.set_float32_matmul_precision("highest")
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    threads = intra_op_threads(cfg.get("threads"), on_gpu)
+    if threads:
+        torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     check_rendezvous()  # the ranks of a multi-node SLURM job meet within a minute, or one line says where not
     datamodule, game, trainer = build(cfg)
