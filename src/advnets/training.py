@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from advnets.errors import UserError
-from advnets.evaluation import EvalSettings, evaluate_run, log_results
+from advnets.evaluation import DivergedSamples, EvalSettings, evaluate_run, log_results
 from advnets.logs import JOB_LOG, get_logger
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
@@ -186,7 +186,9 @@ def _epochs(trainer: pl.Trainer) -> int:
 def _evaluate_best(
     cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path, train_seconds: float
 ) -> dict[str, Any] | None:
-    """The protocol on the reported checkpoint -> ``results.json``; None for a generator that cannot be scored."""
+    """The protocol on the reported checkpoint -> ``results.json``; None for a diverged generator (non-finite
+    samples). Any other mistake the evaluation finds (e.g. too few points for a metric) is raised: it is not a
+    diverged run."""
     epochs = _epochs(trainer)
     settings = eval_settings(cfg)
     ckpt = _checkpoint_to_evaluate(trainer, settings.checkpoint)
@@ -210,7 +212,7 @@ def _evaluate_best(
         return evaluate_run(
             game.generator, datamodule, cfg.game.noise, settings, run_dir, meta, trainer.strategy.root_device
         )
-    except UserError as err:  # a diverged generator: report it, keep the run folder
+    except DivergedSamples as err:  # report it, keep the run folder
         log.warning("evaluation skipped: %s", err)
         return None
 
