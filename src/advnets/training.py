@@ -282,7 +282,8 @@ def run(cfg: DictConfig, summary: list[str]) -> float:
 
     A job stopped by SIGTERM exits without a result (SystemExit), also when the stop surfaced as another error
     (SLURM kills the W&B service too, so the next log call fails): a launcher must not record a failed result
-    for a job that SLURM reruns; the rerun resumes from ``last.ckpt``."""
+    for a job that SLURM reruns; the rerun resumes from ``last.ckpt``. A run stopped from a terminal (SIGINT,
+    or SIGTERM where submitit does not handle it) says how to continue it (``stopped``)."""
     quiet_third_party()
     sigterms, restore_sigterm = note_sigterm()
     with stop_signals() as stops:
@@ -303,7 +304,7 @@ def run(cfg: DictConfig, summary: list[str]) -> float:
 def stopped(cfg: DictConfig, signum: int) -> float:
     """A run stopped by SIGINT or SIGTERM from a terminal: its one line (the run folder, the epoch its
     ``last.ckpt`` holds, the command that continues it), and exit status 130 or 143. A single run ends after
-    Hydra's job-end hooks (its record kept, as of any start that trained); a sweep stops here."""
+    Hydra's job-end hooks (its config record kept in the history, as of a start that trained); a sweep stops here."""
     run_dir = Path(cfg.paths.output_dir)
     sweep = None
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
