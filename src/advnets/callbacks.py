@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from advnets.metrics import registry
 from advnets.metrics.parzen import SIGMA_GRID, select_sigma
@@ -24,8 +25,26 @@ def _due(trainer: pl.Trainer, every_n_epochs: int) -> bool:
     return every_n_epochs > 0 and (trainer.current_epoch + 1) % every_n_epochs == 0
 
 
+def last_epoch(trainer: pl.Trainer) -> bool:
+    """This epoch is the fit's last: ``max_epochs`` or ``max_steps`` reached (also in a resumed fit, whose epoch
+    and step counts are restored), or the fit told to stop (``max_time``)."""
+    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+    if max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs:
+        return True
+    if max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps:
+        return True
+    return bool(trainer.should_stop)
+
+
+def scored(trainer: pl.Trainer, every_n_epochs: int) -> bool:
+    """A monitor (on: ``every_n_epochs`` > 0) scores every N epochs and at the last epoch, so every run that
+    trains to its end has a validation score, and a best checkpoint, of its final epoch."""
+    return _due(trainer, every_n_epochs) or (every_n_epochs > 0 and last_epoch(trainer))
+
+
 class ParzenMonitor(pl.Callback):
-    """Every N epochs: samples from G scored on the first validation images, sigma re-selected on the grid.
+    """Every N epochs and at the last epoch: samples from G scored on the first validation images, sigma
+    re-selected on the grid.
 
     Logs ``val/parzen_ll`` (for checkpoint selection) and ``val/parzen_sigma``, and appends a row to
     ``val_curve.csv`` in the run folder. The samples' noise is fixed by the seed, so every DDP rank draws the
@@ -36,7 +55,7 @@ class ParzenMonitor(pl.Callback):
         self.every_n_epochs, self.n_samples, self.n_valid = every_n_epochs, n_samples, n_valid
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not _due(trainer, self.every_n_epochs):
+        if not scored(trainer, self.every_n_epochs):
             return
         splits = trainer.datamodule.load()
         valid = splits.valid[: self.n_valid].to(pl_module.device)
@@ -62,7 +81,8 @@ class ParzenMonitor(pl.Callback):
 
 
 class MetricMonitor(pl.Callback):
-    """Every N epochs (0: off): a cheap part of the suite beyond Parzen, samples vs the first validation images.
+    """Every N epochs and at the last epoch (N = 0: off): a cheap part of the suite beyond Parzen, samples vs the
+    first validation images.
 
     Logs ``val/<name>`` for each of ``metrics`` (e.g. ``val/fid``), so the best checkpoint and sweeps can follow
     it (``objective=val/fid``). Like the Parzen monitor, every DDP rank draws the same samples from the same
@@ -75,7 +95,7 @@ class MetricMonitor(pl.Callback):
         self.metrics = check_names(list(metrics))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not _due(trainer, self.every_n_epochs):
+        if not scored(trainer, self.every_n_epochs):
             return
         datamodule = trainer.datamodule
         valid = datamodule.load().valid[: self.n_valid].to(pl_module.device)
@@ -86,6 +106,25 @@ class MetricMonitor(pl.Callback):
         else:
             values = {name: registry.spec(name).failed for name in self.metrics}
         pl_module.log_dict({f"val/{k}": float(v) for k, v in values.items()}, on_epoch=True, prog_bar=False)
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint (monitored, top-k) that also saves at the last epoch, when the monitors score
+    too (``scored``), so a run shorter than the monitor's interval has a best checkpoint. Its state is stored
+    under ModelCheckpoint's key: the checkpoints of runs that used ModelCheckpoint itself resume with it."""
+
+    @property
+    def state_key(self) -> str:
+        return "ModelCheckpoint" + super().state_key.removeprefix(type(self).__qualname__)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if _due(trainer, self._every_n_epochs) or not scored(trainer, self._every_n_epochs):
+            return  # saved by Lightning's own rule, or not a scored epoch
+        if getattr(pl_module, "diverged_at", None) is not None:
+            return  # a diverged game stopped here (after the monitors ran): no new score to keep
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class SampleGrid(pl.Callback):

@@ -21,6 +21,13 @@ class UserError(Exception):
 
 
 _deferred: list[UserError] = []
+_exit_status: list[int] = []
+
+
+def defer_exit(status: int) -> None:
+    """The exit status of a run that stopped on a signal, for the CLI wrapper to exit with once Hydra's job-end
+    hooks have run (130: SIGINT, 143: SIGTERM)."""
+    _exit_status.append(status)
 
 
 def defer_user_error(err: UserError) -> None:
@@ -155,6 +162,8 @@ def cli(hydra_main: Callable[[], Any], config_name: str | None = None) -> Callab
         os.environ.setdefault("HYDRA_FULL_ERROR", "1")
         try:
             hydra_main()
+        except KeyboardInterrupt:  # Ctrl-C before or after a run (a run stopped by it says so itself)
+            raise SystemExit(130) from None
         except Exception as err:
             message = one_line(err, config_name)
             if message is None:
@@ -165,5 +174,7 @@ def cli(hydra_main: Callable[[], Any], config_name: str | None = None) -> Callab
             fail(message)
         if _deferred:
             fail(str(_deferred.pop()))
+        if _exit_status:
+            raise SystemExit(_exit_status.pop())
 
     return entry

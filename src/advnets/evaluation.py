@@ -86,6 +86,10 @@ class EvalSettings:
         return SuiteSettings(**asdict(self.suite), seed=int(self.seed))
 
 
+class DivergedSamples(UserError):
+    """The generator's samples are not finite: a diverged run, which has nothing to evaluate."""
+
+
 def evaluate_run(
     generator: Generator,
     datamodule: ImageDataModule,
@@ -101,7 +105,7 @@ def evaluate_run(
     z = noise_from_seed(int(settings.n_samples), generator.noise_dim, noise, int(settings.seed), device)
     samples = generate(generator, z)
     if not torch.isfinite(samples).all():
-        raise UserError("the generator's samples contain NaN/inf (a diverged run); nothing to evaluate")
+        raise DivergedSamples("the generator's samples contain NaN/inf (a diverged run); nothing to evaluate")
     start = time.perf_counter()
     result = parzen_protocol(
         samples,

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.errors import UserError
-from advnets.evaluation import EvalSettings, evaluate_run, log_results
+from advnets.errors import UserError, defer_exit
+from advnets.evaluation import DivergedSamples, EvalSettings, evaluate_run, log_results
 from advnets.logs import JOB_LOG, get_logger
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
@@ -28,16 +30,19 @@ from advnets.runs.folders import (
     build_loggers,
     check_same_overrides,
     check_writable,
+    comparable_overrides,
     finish_wandb,
     finished_run,
     lock_run_folder,
     note_sigterm,
+    plain_single_run,
     release_run_folder,
     resume_path,
     task_overrides,
 )
 from advnets.runs.provenance import command_line, source_commit
 from advnets.runs.rendezvous import check_rendezvous
+from advnets.runs.stops import EXIT_STATUS, say_unfinished, stop_line, stop_signals
 from advnets.runs.summary import summary_lines
 from advnets.schema import TRAIN, validate
 from advnets.threads import intra_op_threads
@@ -133,6 +138,10 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     check_same_overrides(cfg, run_dir, resuming)
     if resuming:  # said once the rerun is known to continue the folder (a refused one leaves its log as it was)
         log.info("resuming from %s", ckpt_path)
+        # Lightning's notice about the folder's own checkpoints, which a continued run resumes from and replaces
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    elif not ckpt_path and plain_single_run():
+        say_unfinished(run_dir, comparable_overrides(), cfg.trainer.get("max_epochs"))
     torch.set_float32_matmul_precision("highest")
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
@@ -190,7 +199,9 @@ def _epochs(trainer: pl.Trainer) -> int:
 def _evaluate_best(
     cfg: DictConfig, trainer: pl.Trainer, game: Any, datamodule: Any, run_dir: Path, train_seconds: float
 ) -> dict[str, Any] | None:
-    """The protocol on the reported checkpoint -> ``results.json``; None for a generator that cannot be scored."""
+    """The protocol on the reported checkpoint -> ``results.json``; None for a diverged generator (non-finite
+    samples). Any other mistake the evaluation finds (e.g. too few points for a metric) is raised: it is not a
+    diverged run."""
     epochs = _epochs(trainer)
     settings = eval_settings(cfg)
     ckpt = _checkpoint_to_evaluate(trainer, settings.checkpoint)
@@ -214,7 +225,7 @@ def _evaluate_best(
         return evaluate_run(
             game.generator, datamodule, cfg.game.noise, settings, run_dir, meta, trainer.strategy.root_device
         )
-    except UserError as err:  # a diverged generator: report it, keep the run folder
+    except DivergedSamples as err:  # report it, keep the run folder
         log.warning("evaluation skipped: %s", err)
         return None
 
@@ -275,16 +286,36 @@ def run(cfg: DictConfig, summary: list[str]) -> float:
 
     A job stopped by SIGTERM exits without a result (SystemExit), also when the stop surfaced as another error
     (SLURM kills the W&B service too, so the next log call fails): a launcher must not record a failed result
-    for a job that SLURM reruns; the rerun resumes from ``last.ckpt``."""
+    for a job that SLURM reruns; the rerun resumes from ``last.ckpt``. A run stopped from a terminal (SIGINT,
+    or SIGTERM where submitit does not handle it) says how to continue it (``stopped``)."""
     quiet_third_party()
     sigterms, restore_sigterm = note_sigterm()
-    try:
-        return objective(train(cfg, summary))
-    except Exception as err:
-        if sigterms:
-            raise SystemExit(f"advnets: job stopped by SIGTERM ({type(err).__name__}: {err})") from err
-        raise
-    finally:
-        finish_wandb()
-        restore_sigterm()
-        release_run_folder()
+    with stop_signals() as stops:
+        try:
+            return objective(train(cfg, summary))
+        except BaseException as err:
+            if not stops:
+                if sigterms and isinstance(err, Exception):
+                    raise SystemExit(f"advnets: job stopped by SIGTERM ({type(err).__name__}: {err})") from err
+                raise
+        finally:
+            finish_wandb()
+            restore_sigterm()
+            release_run_folder()
+    return stopped(cfg, stops[0])
+
+
+def stopped(cfg: DictConfig, signum: int) -> float:
+    """A run stopped by SIGINT or SIGTERM from a terminal: its one line (the run folder, the epoch its
+    ``last.ckpt`` holds, the command that continues it), and exit status 130 or 143. A single run ends after
+    Hydra's job-end hooks (its config record kept in the history, as of a start that trained); a sweep stops here."""
+    run_dir = Path(cfg.paths.output_dir)
+    sweep = None
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hc = HydraConfig.get()
+        sweep = (Path(hc.sweep.dir).absolute(), "optuna" in str(hc.sweeper.get("_target_", "")).lower())
+    log.info("%s", stop_line(signum, run_dir.absolute(), cfg.trainer.get("max_epochs"), sweep))
+    if sweep is not None:
+        raise SystemExit(EXIT_STATUS[signum])
+    defer_exit(EXIT_STATUS[signum])
+    return float("nan")

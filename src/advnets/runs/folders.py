@@ -93,9 +93,18 @@ def release_run_folder() -> None:
         os.close(_held_lock.pop())  # closing the descriptor releases the flock
 
 
-def _comparable_overrides() -> list[str]:
+def comparable_overrides() -> list[str]:
     """This job's overrides as ``overrides.json`` records them (those in SAME_RUN_IGNORES left out), sorted."""
     return sorted(o for o in task_overrides() if o.split("=")[0].lstrip("+~") not in SAME_RUN_IGNORES)
+
+
+def plain_single_run() -> bool:
+    """A single run (not a sweep's job) in the folder Hydra named for it (no ``hydra.run.dir`` given)."""
+    if not HydraConfig.initialized():
+        return False
+    hc = HydraConfig.get()
+    given = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in hc.overrides.hydra)
+    return hc.mode == RunMode.RUN and not given
 
 
 def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -108,7 +117,7 @@ def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         return None
     check_not_in_use(run_dir)  # a job still at work on it (e.g. continuing it) is not finished
     started_with = run_dir / "overrides.json"
-    if started_with.is_file() and json.loads(started_with.read_text()) != _comparable_overrides():
+    if started_with.is_file() and json.loads(started_with.read_text()) != comparable_overrides():
         return None
     metrics = json.loads(record.read_text())
     if not isinstance(metrics, dict) or not isinstance(metrics.get("objective_score"), int | float):
@@ -125,7 +134,7 @@ def check_same_overrides(cfg: DictConfig, run_dir: Path, resuming: bool) -> None
     """A rerun that continues a run folder must have the overrides it was started with (``allow_config_change=true``
     continues anyway); the overrides are recorded in ``<run>/overrides.json``."""
     record = run_dir / "overrides.json"
-    current = _comparable_overrides()
+    current = comparable_overrides()
     if resuming and record.exists() and not cfg.get("allow_config_change"):
         previous = json.loads(record.read_text())
         if previous != current:

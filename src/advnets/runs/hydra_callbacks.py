@@ -3,8 +3,11 @@ and a sweep's search space is checked against the schema before its first job.""
 
 from __future__ import annotations
 
+import errno
+import itertools
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,40 @@ log = get_logger(__name__)
 
 def _stamp() -> str:
     return time.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def _entry_names(history: Path, label: str = "") -> Iterator[Path]:
+    """Free names for a new history entry: ``<time><label>``, then ``<time>-2<label>``, ... (starts in one second)."""
+    stamp = _stamp()
+    for n in itertools.count(1):
+        entry = history / f"{stamp}{f'-{n}' if n > 1 else ''}{label}"
+        if not entry.exists():
+            yield entry
+
+
+def _move_to_history(folder: Path, history: Path, label: str = "") -> Path:
+    """``folder`` renamed to a new entry of ``history``, never onto an entry another start made meanwhile."""
+    history.mkdir(parents=True, exist_ok=True)
+    for entry in _entry_names(history, label):
+        try:
+            folder.rename(entry)
+            return entry
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _new_history_entry(history: Path) -> Path:
+    """A new, empty entry of ``history``, claimed by creating it (``mkdir`` fails on a name already taken)."""
+    history.mkdir(parents=True, exist_ok=True)
+    for entry in _entry_names(history):
+        try:
+            entry.mkdir()
+            return entry
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
 _untouched: list[bool] = []  # set by a job that found its run folder finished and left it as it was
@@ -102,8 +139,7 @@ class KeepPreviousRunConfig(Callback):
         if partial.is_dir():  # a start killed while stashing: .hydra itself was not yet rewritten
             shutil.rmtree(partial)
         if stash.is_dir():  # left by a killed start: the record of the start before it
-            (self.hydra_dir / "history").mkdir(parents=True, exist_ok=True)
-            stash.rename(self.hydra_dir / "history" / f"{_stamp()}-before-a-killed-start")
+            _move_to_history(stash, self.hydra_dir / "history", "-before-a-killed-start")
         if (self.hydra_dir / "config.yaml").is_file():
             _copy_files(self.hydra_dir, partial)
             partial.rename(stash)  # whole or not at all: a kill in between leaves only the partial copy
@@ -115,7 +151,7 @@ class KeepPreviousRunConfig(Callback):
             return
         hydra_dir = Path(str(config.hydra.runtime.output_dir)) / str(subdir)
         if (hydra_dir / "config.yaml").is_file():
-            self.entry = hydra_dir / "history" / _stamp()
+            self.entry = _new_history_entry(hydra_dir / "history")
             _copy_files(hydra_dir, self.entry)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -130,9 +166,7 @@ class KeepPreviousRunConfig(Callback):
             _copy_files(self.stash, self.hydra_dir)
             shutil.rmtree(self.stash)
         else:
-            history = self.hydra_dir / "history"
-            history.mkdir(exist_ok=True)
-            self.stash.rename(history / _stamp())
+            _move_to_history(self.stash, self.hydra_dir / "history")
         self.stash = None
 
 

@@ -1,0 +1,121 @@
+"""A run stopped from a terminal (Ctrl-C, kill) from a fresh working folder, as a user runs it: exit 130 / 143,
+one line naming the run folder and the command that continues it; that command continues it to its end; the
+same plain command run again says where the unfinished run is."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from advnets.runs.checkpoints import safe_load
+
+from conftest import QUICK, cli_env
+
+EPOCHS = 7  # odd: the continued run is scored at its last epoch, not one of the monitor's (every 2)
+COMMAND = [*QUICK, f"trainer.max_epochs={EPOCHS}"]
+
+
+def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "advnets.cli.train", *args], cwd=cwd, env=cli_env(), capture_output=True, text=True
+    )
+
+
+def _stop_after_first_checkpoint(cwd: Path, signum: int) -> tuple[subprocess.CompletedProcess, Path]:
+    """The plain command, stopped by ``signum`` once its first ``last.ckpt`` is written: SIGINT to its process
+    group (Ctrl-C in a terminal), SIGTERM to the process (``kill PID``)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "advnets.cli.train", *COMMAND],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (found := list(cwd.glob("outputs/quickstart/*/checkpoints/last.ckpt"))):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.02)
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)
+    else:
+        os.kill(proc.pid, signum)
+    out, err = proc.communicate(timeout=120)
+    (last,) = found
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), last.parent.parent
+
+
+def _stop_line(proc: subprocess.CompletedProcess, name: str) -> tuple[Path, int, str]:
+    """The run's one line about the stop: (run folder, epochs saved, the command that continues it)."""
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "stopped by" in line]
+    assert len(lines) == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    found = re.fullmatch(
+        rf"advnets: run (\S+) stopped by {name} after epoch (\d+) of {EPOCHS}; continue it with: (.+)", lines[0]
+    )
+    assert found, lines[0]
+    return Path(found.group(1)), int(found.group(2)), found.group(3)
+
+
+def test_ctrl_c_says_how_to_continue_and_that_command_finishes_the_run(tmp_path: Path) -> None:
+    stopped, run_dir = _stop_after_first_checkpoint(tmp_path, signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    folder, epoch, command = _stop_line(stopped, "SIGINT")
+    assert folder == run_dir
+    assert epoch == safe_load(run_dir / "checkpoints" / "last.ckpt")["epoch"] + 1 < EPOCHS
+    said = stopped.stdout + stopped.stderr
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said[-3000:]
+    assert not (run_dir / "metrics.json").exists()
+
+    again = _train(tmp_path, *COMMAND)  # the same plain command: a new run, after one line about the stopped one
+    assert again.returncode == 0, again.stderr[-3000:]
+    hints = [line for line in again.stdout.splitlines() if "unfinished run" in line]
+    assert len(hints) == 1, again.stdout[-3000:]
+    assert f"is in {run_dir}, after epoch {epoch} of {EPOCHS}; continue it with: {command}; starting" in hints[0]
+    assert len(list((tmp_path / "outputs" / "quickstart").iterdir())) == 2
+
+    program, *args = shlex.split(command)
+    assert program == "advnets-train"
+    continued = _train(tmp_path, *args)  # the printed command, as typed
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    said = continued.stdout + continued.stderr
+    assert f"advnets: resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in continued.stdout
+    assert "exists and is not empty" not in said and "unfinished run" not in said, said[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["epochs_trained"] == EPOCHS and results["checkpoint"].endswith("best.ckpt")
+    assert (run_dir / "val_curve.csv").read_text().splitlines()[-1].startswith(f"{EPOCHS},")
+
+
+def test_kill_says_how_to_continue_and_exits_143(tmp_path: Path) -> None:
+    stopped, run_dir = _stop_after_first_checkpoint(tmp_path, signal.SIGTERM)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    folder, epoch, command = _stop_line(stopped, "SIGTERM")
+    assert folder == run_dir and epoch == safe_load(run_dir / "checkpoints" / "last.ckpt")["epoch"] + 1
+    assert command == shlex.join(["advnets-train", *COMMAND, f"hydra.run.dir={run_dir}"])
+    said = stopped.stdout + stopped.stderr
+    assert "Traceback" not in said and "Received SIGTERM" not in said, said[-3000:]
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["seed=1", "hydra.run.dir=old"], ["seed=1"]),
+        (["ckpt_path=/other/last.ckpt", "eval.metrics=[]"], ["eval.metrics=[]"]),  # resumes from its own now
+    ],
+)
+def test_the_continuing_command_names_the_folder_and_not_the_checkpoint_it_started_from(
+    argv: list[str], expected: list[str]
+) -> None:
+    from advnets.runs.stops import continue_command
+
+    command = continue_command(Path("/runs/a b"), argv)
+    assert shlex.split(command) == ["advnets-train", *expected, "hydra.run.dir=/runs/a b"]
