@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from advnets.threads import intra_op_threads
+
 from conftest import train_quick
 
 
