@@ -105,8 +105,6 @@ def evaluate(
 def hydra_main(cfg: DictConfig) -> None:
     from advnets.schema import EVALUATE, validate
 
-    if OmegaConf.is_missing(cfg, "ckpt_path"):
-        raise UserError(MISSING)
     validate(cfg, EVALUATE, targets=False)  # the plain keys' rules, before torch loads
     inputs = checked_inputs(cfg)  # the checkpoint and its run's config, also before torch loads
     announce(Path(cfg.ckpt_path), inputs[0])
