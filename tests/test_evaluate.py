@@ -227,3 +227,17 @@ def test_nothing_below_the_drivers_takes_a_config() -> None:
         and "DictConfig" in path.read_text()
     ]
     assert readers == []
+
+
+@pytest.mark.parametrize("path", ["runs/a", "my runs/a,b", "it's/(here)", "/abs/x.ckpt"])
+def test_a_bare_path_is_the_checkpoint_as_hydra_reads_it(path: str) -> None:
+    """``advnets-eval PATH`` is ``ckpt_path=PATH``: Hydra's own override parser reads the path back unchanged,
+    whatever characters it holds; options and their values stay as they were."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from advnets.runs.eval_inputs import bare_path_as_ckpt_path
+
+    argv = bare_path_as_ckpt_path(["--config-dir", "conf", path, "eval.n_samples=5", "-m"])
+    assert argv[:2] == ["--config-dir", "conf"] and argv[3:] == ["eval.n_samples=5", "-m"]
+    override = OverridesParser.create().parse_override(argv[2])
+    assert (override.key_or_group, override.value()) == ("ckpt_path", path)
