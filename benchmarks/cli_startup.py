@@ -1,5 +1,6 @@
-"""How fast a mistake is reported: ``advnets-train`` with a bad override, and ``advnets-train --help``, each timed
-from process start to exit, beside ``python -c "import torch"`` timed in the same rounds (the baseline).
+"""How fast a mistake is reported: ``advnets-train`` with a bad override, ``advnets-train --help``, and
+``advnets-eval`` given no checkpoint, a file that is none (an npz) or a folder without one, each timed from process
+start to exit, beside ``python -c "import torch"`` timed in the same rounds (the baseline).
 
 Target: a mistake and ``--help`` in at most half the time torch alone takes to import (ratio <= 0.5).
 
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -23,7 +25,11 @@ COMMANDS = {
     "bad override (trainer.max_epoch=5)": ["-m", "advnets.cli.train", "trainer.max_epoch=5"],
     "bad value (game.update=jiont)": ["-m", "advnets.cli.train", "game.update=jiont"],
     "--help": ["-m", "advnets.cli.train", "--help"],
+    "eval: no ckpt_path": ["-m", "advnets.cli.evaluate"],
+    "eval: an npz (samples.npz)": ["-m", "advnets.cli.evaluate", "samples.npz"],
+    "eval: a folder without a checkpoint": ["-m", "advnets.cli.evaluate", "ckpt_path=empty"],
 }
+"""Run in a fresh working folder holding ``samples.npz`` (a zip of arrays) and an empty folder ``empty``."""
 
 
 def seconds(args: list[str], cwd: str) -> float:
@@ -34,6 +40,14 @@ def seconds(args: list[str], cwd: str) -> float:
     return time.perf_counter() - start
 
 
+def given_files(cwd: Path) -> list[Path]:
+    """What the eval rows are given: an npz (what a run writes beside its checkpoints) and an empty folder."""
+    with zipfile.ZipFile(cwd / "samples.npz", "w") as archive:  # np.savez's layout, without importing numpy
+        archive.writestr("samples.npy", b"\x93NUMPY")
+    (cwd / "empty").mkdir()
+    return [cwd / "samples.npz", cwd / "empty"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -41,6 +55,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     ratios: dict[str, list[float]] = {name: [] for name in COMMANDS}
     with tempfile.TemporaryDirectory() as cwd:  # a fresh working folder: nothing may be written there
+        given = given_files(Path(cwd))
         for command in COMMANDS.values():
             seconds(command, cwd)  # warm the file cache once
         for _ in range(args.repeats):  # paired rounds: each command next to the baseline of its round
@@ -49,7 +64,7 @@ def main() -> None:
                 t = base if name.startswith("import torch") else seconds(command, cwd)
                 times[name].append(t)
                 ratios[name].append(t / base)
-        left = list(Path(cwd).iterdir())
+        left = [p for p in Path(cwd).iterdir() if p not in given]
     print(f"{'command':40s} {'median s':>9s} {'ratio to import torch (median of paired rounds)':>50s}")
     for name in COMMANDS:
         print(f"{name:40s} {statistics.median(times[name]):9.2f} {statistics.median(ratios[name]):50.2f}")

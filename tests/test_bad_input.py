@@ -6,12 +6,16 @@ import fcntl
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import QUICK, assert_user_error, run_cli, train_quick
+from conftest import QUICK, assert_user_error, cli_env, run_cli, train_quick
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -110,7 +114,51 @@ def test_eval_refuses_a_checkpoint_of_another_shape(finished_run: Path, tmp_path
 
 def test_eval_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
     proc = run_cli("evaluate", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
-    assert_user_error(proc, "none.ckpt", "not found")
+    assert_user_error(proc, "none.ckpt", "does not exist")
+    assert not (tmp_path / "eval").exists()
+
+
+def _not_checkpoints(folder: Path) -> dict[str, Path]:
+    """Files and a folder that are no checkpoint: an npz (a zip), a plain zip, a JSON, a folder without one."""
+    folder.mkdir()
+    np.savez(folder / "samples.npz", samples=np.zeros((2, 3)))
+    with zipfile.ZipFile(folder / "weights.zip", "w") as archive:
+        archive.writestr("weights/data.bin", b"0")
+    (folder / "results.json").write_text('{"parzen_ll": 1.0}')
+    (folder / "empty").mkdir()
+    names = {"npz": "samples.npz", "zip": "weights.zip", "json": "results.json", "folder": "empty"}
+    return {kind: folder / name for kind, name in names.items()}
+
+
+EVAL_MISTAKES = {  # advnets-eval's arguments -> what its one line says
+    "missing": ([], ["ckpt_path is missing", "advnets-eval RUN_FOLDER"]),
+    "npz": (["{npz}"], ["samples.npz is not a checkpoint", "data.pkl"]),
+    "zip": (["ckpt_path={zip}"], ["weights.zip is not a checkpoint", "data.pkl"]),
+    "json": (["{json}", "eval.n_samples=100"], ["results.json is not a checkpoint", "not a file torch.save writes"]),
+    "folder": (["{folder}"], ["empty is a folder without checkpoints/best.ckpt", "generator.pt"]),
+    "two": (["{npz}", "{json}"], ["takes one checkpoint or run folder, got 2"]),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(EVAL_MISTAKES))
+def test_eval_refuses_what_is_no_checkpoint_before_torch_loads(tmp_path: Path, mistake: str) -> None:
+    """Each mistake: one line, exit 2, no outputs/eval/ folder, and torch never imported (the entry point run as
+    the console script runs it, reporting at exit whether torch was loaded)."""
+    paths = {name: str(path) for name, path in _not_checkpoints(tmp_path / "given").items()}
+    args, fragments = EVAL_MISTAKES[mistake]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    probe = (
+        "import atexit, sys; atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)); "
+        "from advnets.cli.evaluate import main; sys.argv[0] = 'advnets-eval'; main()"
+    )
+    argv = [a.format(**paths) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, *argv], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=120
+    )
+    assert_user_error(proc, *fragments)
+    assert "torch loaded: False" in proc.stderr, proc.stderr[-2000:]
+    assert list(cwd.iterdir()) == []  # no outputs/eval/<time>/ left behind
 
 
 def test_a_second_job_on_a_folder_in_use_stops_with_one_line(finished_run: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +22,10 @@ def trained(tmp_path_factory) -> Path:
     return train_quick(tmp_path_factory.mktemp("trained") / "run", "logger=none", "evaluate=false")
 
 
-def _eval(ckpt: Path, out: Path, *extra: str, logger: str = "none") -> dict:
-    proc = run_cli(
-        "evaluate", f"ckpt_path={ckpt}", "eval.n_samples=400", f"hydra.run.dir={out}", f"logger={logger}", *extra
-    )
+def _eval(ckpt: Path, out: Path, *extra: str, logger: str = "none", bare: bool = False) -> dict:
+    """advnets-eval on ``ckpt`` (given as ``ckpt_path=CKPT``, or ``bare``: as the path alone)."""
+    given = str(ckpt) if bare else f"ckpt_path={ckpt}"
+    proc = run_cli("evaluate", given, "eval.n_samples=400", f"hydra.run.dir={out}", f"logger={logger}", *extra)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads((out / "results.json").read_text())
 
@@ -84,9 +85,10 @@ def test_saved_samples_re_derive_the_number_independently(trained: Path, tmp_pat
 
 def test_same_seed_same_number_other_seed_other_number(trained: Path, tmp_path: Path) -> None:
     ckpt = trained / "checkpoints" / "best.ckpt"
-    a, b = _eval(ckpt, tmp_path / "a"), _eval(ckpt, tmp_path / "b")
+    a, b = _eval(ckpt, tmp_path / "a"), _eval(trained, tmp_path / "b", bare=True)  # b: the run folder alone
     c = _eval(ckpt, tmp_path / "c", "seed=5")
     assert a["parzen_ll"] == b["parzen_ll"] and c["parzen_ll"] != a["parzen_ll"] and c["seed"] == 5
+    assert b["checkpoint"] == str(ckpt) and b["epoch"] == a["epoch"]
 
 
 def test_exported_generator_alone_re_derives_the_number(trained: Path, tmp_path: Path) -> None:
@@ -97,7 +99,16 @@ def test_exported_generator_alone_re_derives_the_number(trained: Path, tmp_path:
     state = torch.load(export / "generator.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     again = _eval(export / "generator.pt", tmp_path / "y")
-    assert again["parzen_ll"] == first["parzen_ll"]
+    assert again["parzen_ll"] == first["parzen_ll"] and "epoch" not in again  # no record beside it says the epoch
+    shutil.copy(tmp_path / "x" / "results.json", export / "results.json")  # a record: the results beside it
+    generator, out = export / "generator.pt", tmp_path / "r"
+    proc = run_cli("evaluate", str(generator), "eval.n_samples=400", "logger=none", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = f"advnets: evaluating {generator}, epoch {first['epoch']} as {export / 'results.json'}"
+    assert f"{said} records" in proc.stdout.splitlines()
+    assert f"(epoch {first['epoch']}, 400 samples" in proc.stdout
+    recorded = json.loads((out / "results.json").read_text())
+    assert (recorded["epoch"], recorded["updates"]) == (first["epoch"], first["updates"])
     proc = run_cli("evaluate", f"ckpt_path={ckpt}", f"export_to={export}", f"hydra.run.dir={tmp_path / 'z'}")
     assert proc.returncode == 2 and "exists" in proc.stderr  # never overwrites
 
@@ -216,3 +227,17 @@ def test_nothing_below_the_drivers_takes_a_config() -> None:
         and "DictConfig" in path.read_text()
     ]
     assert readers == []
+
+
+@pytest.mark.parametrize("path", ["runs/a", "my runs/a,b", "it's/(here)", "/abs/x.ckpt"])
+def test_a_bare_path_is_the_checkpoint_as_hydra_reads_it(path: str) -> None:
+    """``advnets-eval PATH`` is ``ckpt_path=PATH``: Hydra's own override parser reads the path back unchanged,
+    whatever characters it holds; options and their values stay as they were."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from advnets.runs.eval_inputs import bare_path_as_ckpt_path
+
+    argv = bare_path_as_ckpt_path(["--config-dir", "conf", path, "eval.n_samples=5", "-m"])
+    assert argv[:2] == ["--config-dir", "conf"] and argv[3:] == ["eval.n_samples=5", "-m"]
+    override = OverridesParser.create().parse_override(argv[2])
+    assert (override.key_or_group, override.value()) == ("ckpt_path", path)

@@ -12,7 +12,7 @@ import torch
 from advnets.errors import UserError
 from advnets.schema import TRAIN, validate
 
-from conftest import REPO, compose_cfg, run_cli
+from conftest import REPO, assert_user_error, compose_cfg, run_cli
 
 EXAMPLE = REPO / "examples" / "dcgan_digits"
 CONF = EXAMPLE / "dcgan_digits" / "conf"
@@ -60,8 +60,14 @@ def test_the_example_trains_one_epoch_and_evaluates_through_advnets_own_commands
     assert state["generator.up.1.weight"].shape == (128, 64, 4, 4)  # the example's transposed convolution
     assert (run / "nearest.png").is_file() and (run / "samples" / "epoch_0001.png").is_file()
 
+    refused = run_cli("evaluate", str(run), "logger=none", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)
+    # the run's config names the example's classes: built only where the user's own configs name them too
+    assert_user_error(refused, "refused to build 'dcgan_digits.nets.DCGANGenerator'", "--config-dir")
+    assert not (tmp_path / "eval").exists()
     again = run_cli(
         "evaluate",
+        "--config-dir",
+        str(CONF),
         f"ckpt_path={run}",
         "eval.n_samples=300",
         "eval.n_valid=300",

@@ -3,6 +3,7 @@ composing and running a few updates on reduced sizes."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 from scipy.io import savemat
 
+from advnets.data import cifar10
 from advnets.data.cifar10 import TEST_BATCH, TRAIN_BATCHES, load_cifar10
 from advnets.data.tfd import load_tfd
 from advnets.errors import UserError
@@ -21,6 +23,20 @@ from advnets.training import build, eval_settings
 from conftest import assert_user_error, compose_cfg, quiet_trainer, run_cli
 
 PER_BATCH = 12  # real batches hold 10,000 images; the format is the same
+SYNTHETIC_MD5: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def synthetic_batches_sums(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader unpickles only batches with the published md5 sums: here those of the synthetic batches."""
+    SYNTHETIC_MD5.clear()
+    monkeypatch.setattr(cifar10, "BATCH_MD5", SYNTHETIC_MD5)
+
+
+def seal(folder: Path) -> None:
+    """The md5 sums of the synthetic batches in ``folder`` taken as the published ones."""
+    for name in [*TRAIN_BATCHES, TEST_BATCH]:
+        SYNTHETIC_MD5[name] = hashlib.md5((folder / name).read_bytes()).hexdigest()
 
 
 def write_cifar(root: Path, seed: int = 0) -> Path:
@@ -39,6 +55,7 @@ def write_cifar(root: Path, seed: int = 0) -> Path:
             pickle.dump(blob, f, protocol=2)
     with (folder / "batches.meta").open("wb") as f:
         pickle.dump({"label_names": ["airplane"] * 10, "num_cases_per_batch": PER_BATCH, "num_vis": 3072}, f)
+    seal(folder)
     return root
 
 
@@ -88,6 +105,7 @@ def test_cifar10_rows_are_channel_major_and_shown_as_rgb(tmp_path: Path) -> None
         blob = pickle.load(f, encoding="latin1")
     with path.open("wb") as f:
         pickle.dump({**blob, "data": planes.reshape(PER_BATCH, 3072)}, f, protocol=2)
+    seal(path.parent)
     image = to_images(load_cifar10(str(root), 40, 20, gcn=None).train[:1], (3, 32, 32))[0]
     expected = torch.from_numpy(planes[0]).float() / 255.0
     torch.testing.assert_close(image, expected)
@@ -103,11 +121,13 @@ def test_cifar10_bad_files_give_one_clear_line(tmp_path: Path) -> None:
     root = write_cifar(tmp_path / "keys")
     with (root / "cifar-10-batches-py" / "data_batch_2").open("wb") as f:
         pickle.dump({"images": np.zeros((3, 3072), np.uint8)}, f)
+    seal(root / "cifar-10-batches-py")
     with pytest.raises(UserError, match=r"data_batch_2 has no 'data' \(found \['images'\]\)"):
         load_cifar10(str(root), 40, 20, gcn=55.0)
     root = write_cifar(tmp_path / "shape")
     with (root / "cifar-10-batches-py" / "test_batch").open("wb") as f:
         pickle.dump({"data": np.zeros((3, 1024), np.uint8)}, f)
+    seal(root / "cifar-10-batches-py")
     with pytest.raises(UserError, match=r"test_batch: data is uint8 \[3, 1024\]; expected uint8 \[n, 3072\]"):
         load_cifar10(str(root), 40, 20, gcn=55.0)
 

@@ -1,13 +1,19 @@
 """``advnets-eval``: the paper's Parzen protocol on a trained generator: ``results.json``, ``samples.npz``, pictures,
 and (``logger=wandb``, the default, offline) one W&B run with the numbers, the config and the pictures.
 
-``advnets-eval ckpt_path=RUN/checkpoints/best.ckpt`` (or a generator ``state_dict`` .pt with the run's
-``config.yaml`` beside it) re-derives the number; training calls the same ``advnets.evaluation.evaluate_run`` on its
-best checkpoint.
+``advnets-eval RUN_FOLDER`` (or ``ckpt_path=RUN/checkpoints/best.ckpt``, or a generator ``state_dict`` .pt with the
+run's ``config.yaml`` beside it) re-derives the number; training calls the same ``advnets.evaluation.evaluate_run``
+on its best checkpoint.
+
+What it is given is checked before torch loads (``advnets.runs.eval_inputs``): a missing ``ckpt_path``, a path
+that is not there, a folder without a checkpoint, a file torch.save did not write, and a run config naming a
+target or resolver beyond advnets' own and the user's (``advnets.runs.trusted``) are each one line and exit 2.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,40 +22,59 @@ from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
 from advnets.cli.help import with_help
-from advnets.errors import cli
+from advnets.errors import UserError, cli, fail
 from advnets.logs import get_logger, output
 
 log = get_logger(__name__)
 
 
-def evaluate(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
+MISSING = "ckpt_path is missing: advnets-eval RUN_FOLDER (or ckpt_path=...), a run folder, a .ckpt or a generator.pt"
+
+
+def checked_inputs(cfg: DictConfig) -> tuple[Path, DictConfig]:
+    """The checkpoint file ``ckpt_path`` names and its run's config (read as data, its targets and resolvers
+    checked), or a one-line UserError; nothing heavy is imported."""
+    from advnets.runs.eval_inputs import check_torch_file, checkpoint_in, run_config_path
+    from advnets.runs.trusted import load_foreign_config, user_config_folders
+
+    if OmegaConf.is_missing(cfg, "ckpt_path"):
+        raise UserError(MISSING)
+    ckpt = check_torch_file(checkpoint_in(Path(cfg.ckpt_path)))
+    run_cfg = load_foreign_config(run_config_path(ckpt, cfg.run_config), user_config_folders(), cfg)
+    return ckpt, run_cfg
+
+
+def announce(given: Path, ckpt: Path) -> None:
+    """``advnets: evaluating FILE``, with the folder it was found in and, for a published generator, the epoch
+    its record gives (a Lightning checkpoint says its own epoch once loaded)."""
+    from advnets.runs.eval_inputs import recorded_facts
+
+    found_in = f" of {given}" if ckpt != given else ""
+    epoch = recorded_facts(ckpt).get("epoch") if ckpt.suffix == ".pt" else None
+    taken = f", epoch {epoch} as {ckpt.parent / 'results.json'} records" if epoch is not None else ""
+    log.info("evaluating %s%s%s", ckpt, found_in, taken)
+
+
+def evaluate(
+    cfg: DictConfig, summary: list[str] | None = None, inputs: tuple[Path, DictConfig] | None = None
+) -> dict[str, Any]:
     """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder; what it says at the
-    end goes to ``summary``."""
+    end goes to ``summary``. ``inputs``: what ``checked_inputs`` found, if already called."""
     from hydra.utils import instantiate
 
     from advnets.data import ImageDataModule
     from advnets.evaluation import EvalSettings, eval_device, evaluate_run, log_results
     from advnets.metrics.suite import check_names
     from advnets.runs.folders import build_loggers
-    from advnets.runs.generator import (
-        build_generator,
-        checkpoint_in,
-        export_generator,
-        find_run_config,
-        load_generator_weights,
-    )
+    from advnets.runs.generator import build_generator, export_generator, load_generator_weights
     from advnets.runs.summary import summary_lines
     from advnets.schema import EVALUATE, validate
 
+    ckpt, run_cfg = inputs or checked_inputs(cfg)
     validate(cfg, EVALUATE)
     settings = EvalSettings.from_dict(OmegaConf.to_container(cfg.eval, resolve=True))  # type: ignore[arg-type]
     check_names(settings.metrics)
-    given = Path(cfg.ckpt_path)
-    ckpt = checkpoint_in(given)
-    if ckpt != given:
-        log.info("evaluating %s (of %s)", ckpt, given)
     state, meta = load_generator_weights(ckpt)
-    run_cfg = find_run_config(ckpt, cfg.run_config)
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
     device = eval_device(str(cfg.device))
@@ -81,11 +106,13 @@ def hydra_main(cfg: DictConfig) -> None:
     from advnets.schema import EVALUATE, validate
 
     validate(cfg, EVALUATE, targets=False)  # the plain keys' rules, before torch loads
+    inputs = checked_inputs(cfg)  # the checkpoint and its run's config, also before torch loads
+    announce(Path(cfg.ckpt_path), inputs[0])
     from advnets.runs.folders import finish_wandb
 
     summary: list[str] = []
     try:
-        evaluate(cfg, summary)
+        evaluate(cfg, summary, inputs)
     finally:
         finish_wandb()
     for line in summary:  # after W&B's own closing lines
@@ -93,15 +120,32 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 USAGE = [
-    ("advnets-eval ckpt_path=RUN_FOLDER", "the run's best checkpoint, the paper's protocol (10,000 samples)"),
-    ("advnets-eval ckpt_path=RUN/checkpoints/last.ckpt", "any checkpoint of a run"),
-    ("advnets-eval ckpt_path=results/paper_mnist/generator.pt", "a published generator (its config.yaml beside it)"),
-    ("advnets-eval ckpt_path=... eval.n_samples=2000 device=cpu", "fewer samples; on the CPU"),
+    ("advnets-eval RUN_FOLDER", "the run's best checkpoint, the paper's protocol (10,000 samples)"),
+    ("advnets-eval RUN/checkpoints/last.ckpt", "any checkpoint of a run (or ckpt_path=RUN/checkpoints/last.ckpt)"),
+    ("advnets-eval results/paper_mnist/generator.pt", "a published generator (its config.yaml beside it)"),
+    ("advnets-eval RUN_FOLDER eval.n_samples=2000 device=cpu", "fewer samples; on the CPU"),
+    ("advnets-eval --config-dir DIR RUN_FOLDER", "a run built from your own classes (DIR's configs name them)"),
 ]
 
 
+def with_bare_path(entry: Callable[[], None]) -> Callable[[], None]:
+    """``entry`` taking ``advnets-eval PATH`` as ``advnets-eval ckpt_path=PATH`` (as advnets-compare and
+    advnets-report take paths)."""
+
+    def main() -> None:
+        from advnets.runs.eval_inputs import bare_path_as_ckpt_path
+
+        try:
+            sys.argv[1:] = bare_path_as_ckpt_path(sys.argv[1:])
+        except UserError as err:
+            fail(str(err))
+        entry()
+
+    return main
+
+
 main = with_help(
-    cli(hydra_main, config_name="evaluate"),
+    with_bare_path(cli(hydra_main, config_name="evaluate")),
     "advnets-eval",
     "score a trained generator: the paper's Parzen protocol and the metrics beyond it",
     USAGE,

@@ -1,7 +1,8 @@
 """``python -m advnets.cli.publish RUN DEST``: the small, committable record of a finished run.
 
 Copies ``results.json`` (paths made relative), ``val_curve.csv`` and the pictures, exports the generator alone
-(a plain ``state_dict``) with the run's config, and records a reduced-size re-evaluation (``check.json``) that
+(a plain ``state_dict``) with the run's config (read as data: it may name only the targets of advnets' own configs
+and of ``--config-dir DIR``, see advnets.runs.trusted), and records a reduced-size re-evaluation (``check.json``) that
 ``advnets-eval`` on the committed weights must reproduce. No checkpoints, no sample arrays.
 """
 
@@ -14,8 +15,9 @@ import shutil
 from pathlib import Path
 
 import torch
+import yaml
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from advnets.errors import UserError, fail
 from advnets.evaluation import EvalSettings, evaluate_run
@@ -23,6 +25,7 @@ from advnets.logs import get_logger, output
 from advnets.runs import atomic
 from advnets.runs.generator import build_generator, export_generator, load_generator_weights
 from advnets.runs.provenance import command_line
+from advnets.runs.trusted import load_foreign_config, user_config_folders
 
 log = get_logger(__name__)
 
@@ -37,13 +40,15 @@ def publish(
     with_generator: bool = True,
     results_path: Path | None = None,
     commit: str | None = None,
+    config_dirs: list[Path] | None = None,
 ) -> Path:
     """Write DEST/{results.json, val_curve.csv, samples_grid.png, nearest.png, .hydra/} from a run folder, and with
     ``with_generator`` also generator.pt, config.yaml and check.json.
 
     ``results_path``: an ``advnets-eval`` result for this run's checkpoint (e.g. of a run still training or
     stopped when compute ran out); its pictures are taken from beside it. ``commit``: the source commit the run
-    was trained from, for a run whose results.json does not record it."""
+    was trained from, for a run whose results.json does not record it. ``config_dirs``: the user's own config
+    folders, whose targets the run's config may name beside advnets' own."""
     results_path = results_path or run_dir / "results.json"
     results = json.loads(results_path.read_text())
     ckpt = _reported_checkpoint(results, run_dir)
@@ -51,9 +56,12 @@ def publish(
     if commit:
         results["source_commit"] = commit
     results["command"] = command_line("advnets-train", results["overrides"])
+    if with_generator:  # checked before anything is written
+        folders = [*user_config_folders(), *(config_dirs or [])]
+        run_cfg = load_foreign_config(run_dir / ".hydra" / "config.yaml", folders)
     dest.mkdir(parents=True, exist_ok=True)
     if with_generator:
-        _publish_generator(run_dir, ckpt, dest, results["sigma"])
+        _publish_generator(run_cfg, ckpt, dest, results["sigma"])
     results["checkpoint"] = f"{run_dir.name}/checkpoints/{ckpt.name}"
     results["run_dir"] = run_dir.name
     if label:
@@ -83,15 +91,16 @@ def _reported_checkpoint(results: dict, run_dir: Path) -> Path:
 def _fill_run_facts(results: dict, run_dir: Path, ckpt: Path) -> None:
     """What an ``advnets-eval`` result lacks and the run folder knows: experiment, overrides, train time."""
     hydra_dir = run_dir / ".hydra"
-    results.setdefault("experiment", OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime.choices.experiment)
-    results.setdefault("overrides", list(OmegaConf.load(hydra_dir / "overrides.yaml")))
+    if "experiment" not in results:  # read as data: nothing in the folder's files is resolved or built
+        hydra = yaml.safe_load((hydra_dir / "hydra.yaml").read_text()) or {}
+        results["experiment"] = hydra.get("hydra", {}).get("runtime", {}).get("choices", {}).get("experiment")
+    results.setdefault("overrides", list(yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []))
     if "train_seconds" not in results:  # wall time from the run's start to the reported checkpoint
         results["train_seconds"] = round(ckpt.stat().st_mtime - (hydra_dir / "config.yaml").stat().st_mtime, 1)
 
 
-def _publish_generator(run_dir: Path, ckpt: Path, dest: Path, sigma: float) -> None:
+def _publish_generator(run_cfg: DictConfig, ckpt: Path, dest: Path, sigma: float) -> None:
     """generator.pt + config.yaml, and check.json: a reduced re-evaluation at the reported sigma."""
-    run_cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     state, _ = load_generator_weights(ckpt)
     datamodule = instantiate(run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
@@ -113,9 +122,13 @@ def main() -> None:
     parser.add_argument("--no-generator", action="store_true", help="results and pictures only (no weights)")
     parser.add_argument("--results", type=Path, help="an advnets-eval results.json for this run's checkpoint")
     parser.add_argument("--commit", help="the source commit the run was trained from (when its results lack it)")
+    parser.add_argument(
+        "--config-dir", type=Path, action="append", default=[], help="a config folder of one's own the run used"
+    )
     args = parser.parse_args()
     try:
-        output(publish(args.run_dir, args.dest, args.label, not args.no_generator, args.results, args.commit))
+        given = (args.run_dir, args.dest, args.label, not args.no_generator, args.results, args.commit)
+        output(publish(*given, args.config_dir))
     except UserError as err:
         fail(str(err))
 

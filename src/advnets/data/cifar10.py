@@ -2,11 +2,13 @@
 
 torchvision downloads the archive on a user's machine (``dataset.download=true``); the batches are then read
 here (``cifar-10-batches-py/data_batch_1..5``, ``test_batch``: pickles of ``data`` uint8 [10000, 3072] in
-channel-major order, and ``labels``).
+channel-major order, and ``labels``). Each batch is a pickle, so it is unpickled only once its md5 sum is the
+published one (``BATCH_MD5``): a batch that is not the published file is refused before it is opened as a pickle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -21,6 +23,15 @@ FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCH = "test_batch"
 IMAGE_SHAPE = (3, 32, 32)
+BATCH_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+"""The published md5 sums of the python version's batches (those torchvision's ``CIFAR10`` checks too)."""
 
 
 def global_contrast_normalize(x: Tensor, scale: float, min_divisor: float = 1e-8) -> Tensor:
@@ -35,10 +46,31 @@ def global_contrast_normalize(x: Tensor, scale: float, min_divisor: float = 1e-8
     return centred / divisor
 
 
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_batches(folder: Path) -> None:
+    """Every batch present, each with its published md5 sum (``BATCH_MD5``), before any is unpickled."""
+    for name in [*TRAIN_BATCHES, TEST_BATCH]:
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"CIFAR-10 batch missing: {path}; set dataset.download=true to let torchvision fetch it")
+        digest, published = _md5(path), BATCH_MD5[name]
+        if digest != published:
+            raise UserError(
+                f"corrupt CIFAR-10 batch {path}: md5 {digest}, expected {published} (not unpickled: a batch other "
+                "than the published file could run code when opened)"
+            )
+
+
 def read_batch(path: Path) -> np.ndarray:
-    """One CIFAR-10 python batch: its ``data`` as uint8 [n, 3072]; a clear error for anything else."""
-    if not path.is_file():
-        raise UserError(f"CIFAR-10 batch missing: {path}; set dataset.download=true to let torchvision fetch it")
+    """One CIFAR-10 python batch, already checked by ``check_batches``: its ``data`` as uint8 [n, 3072]; a clear
+    error for anything else."""
     try:
         with path.open("rb") as f:
             blob = pickle.load(f, encoding="latin1")
@@ -61,6 +93,7 @@ def load_cifar10(root: str | None, n_train: int, n_valid: int, gcn: float | None
     does not matter). ``gcn: null`` gives pixels /255 in [0, 1] instead.
     """
     folder = resolve_root(root) / FOLDER
+    check_batches(folder)
     train = np.concatenate([read_batch(folder / name) for name in TRAIN_BATCHES])
     test = read_batch(folder / TEST_BATCH)
     if n_train + n_valid > len(train):

@@ -18,20 +18,17 @@ from advnets.errors import UserError
 from advnets.nets import Generator
 from advnets.runs import atomic
 from advnets.runs.checkpoints import safe_load
+from advnets.runs.eval_inputs import RUN_CHECKPOINTS, checkpoint_in, recorded_facts, run_config_path
+from advnets.runs.trusted import load_foreign_config
 
-RUN_CHECKPOINTS = ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "generator.pt")
-"""What a folder given as ``ckpt_path`` is evaluated by, first found: a run's best or last checkpoint, or a
-published record's generator."""
-
-
-def checkpoint_in(path: Path) -> Path:
-    """``path`` itself, or for a folder (a run folder, a published record) the file ``RUN_CHECKPOINTS`` names."""
-    if not path.is_dir():
-        return path
-    for name in RUN_CHECKPOINTS:
-        if (path / name).is_file():
-            return path / name
-    raise UserError(f"ckpt_path={path} is a folder without {', '.join(RUN_CHECKPOINTS)}; give a run folder or a file")
+__all__ = [
+    "RUN_CHECKPOINTS",
+    "build_generator",
+    "checkpoint_in",
+    "export_generator",
+    "find_run_config",
+    "load_generator_weights",
+]
 
 
 def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -46,7 +43,7 @@ def load_generator_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[st
         updates = blob.get("advnets_updates")  # the game's count of updates done
         return state, {**meta, "updates": None if updates is None else int(updates)}
     if isinstance(blob, dict) and all(isinstance(v, torch.Tensor) for v in blob.values()):
-        return blob, {}
+        return blob, recorded_facts(path)  # a published generator: its epoch as its record (results.json) says
     raise UserError(f"{path} holds neither a Lightning checkpoint nor a generator state_dict")
 
 
@@ -79,17 +76,7 @@ def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -
     return target
 
 
-def find_run_config(ckpt: Path, run_config: str | None) -> DictConfig:
-    """The composed config of the run that wrote ``ckpt``: given, beside it, or in ``<run>/.hydra/``."""
-    candidates = (
-        [Path(run_config)]
-        if run_config
-        else [
-            ckpt.parent / "config.yaml",
-            ckpt.parent.parent / ".hydra" / "config.yaml",
-        ]
-    )
-    for path in candidates:
-        if path.is_file():
-            return OmegaConf.load(path)
-    raise UserError(f"no run config for {ckpt}: looked for {', '.join(map(str, candidates))}")
+def find_run_config(ckpt: Path, run_config: str | None, user_folders: list[Path] | None = None) -> DictConfig:
+    """The composed config of the run that wrote ``ckpt`` (given, beside it, or in ``<run>/.hydra/``), read as data:
+    refused if it names a target or resolver beyond advnets' own and the user's (``advnets.runs.trusted``)."""
+    return load_foreign_config(run_config_path(ckpt, run_config), user_folders or [])
