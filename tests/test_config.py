@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from advnets import CONF_DIR
 from advnets.schema import TRAIN, validate
 
-from conftest import compose_cfg, run_cli
+from conftest import compose_cfg, run_advnets, run_cli
 
 GROUP_OPTIONS = {
     "dataset": ["mnist", "digits"],
@@ -98,3 +98,12 @@ def test_cli_help_and_cfg_job_work_as_hydra_users_expect() -> None:
     } <= set(experiments.removeprefix("experiment: ").split(", "))
     job = run_cli("train", "experiment=quickstart", "--cfg", "job")
     assert job.returncode == 0 and "name: digits" in job.stdout
+
+
+def test_eval_help_lists_only_the_groups_evaluation_composes() -> None:
+    out = run_advnets("evaluate", "--help")
+    assert out.returncode == 0, out.stderr[-2000:]
+    page = out.stdout.split("Config groups (group=option):\n", 1)[1].split("\n\n", 1)[0]
+    assert {line.split(":", 1)[0] for line in page.splitlines()} == {"dataset", "eval", "logger", "paths"}
+    train = run_advnets("train", "--help").stdout
+    assert "hydra/launcher: " in train and "model: " in train and "optimizer: " in train

@@ -149,6 +149,8 @@ main = with_help(
     "advnets-eval",
     "score a trained generator: the paper's Parzen protocol and the metrics beyond it",
     USAGE,
+    config_name="evaluate",  # the groups evaluate.yaml composes, no launcher
+    shown_hydra_groups=(),
 )
 
 
