@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 train: $(STAMP)  ## the quickstart; ARGS="experiment=paper_mnist" for the paper's MNIST run
 	$(VENV)/bin/advnets-train $(ARGS)
 
-# one pytest worker per core (at most 4), each test file on one worker (its module fixtures built once); the
-# 30 slowest tests listed at the end
-TEST_WORKERS ?= -n auto --maxprocesses 4 --dist loadfile --durations=30
+# one pytest worker per core (at most 4), each test to the next free worker (the SLURM and PostgreSQL modules each on
+# one worker, the long end-to-end tests first: tests/conftest.py); the 30 slowest tests listed at the end
+TEST_WORKERS ?= -n auto --maxprocesses 4 --dist loadgroup --durations=30
 
 test: $(STAMP)  ## the whole test suite (set ADVNETS_DATA_DIR to a folder with MNIST/raw for the MNIST tests)
 	$(PY) -m pytest -q $(TEST_WORKERS) $(ARGS)

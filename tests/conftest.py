@@ -133,3 +133,18 @@ def sacct_states(job: str) -> dict[str, tuple[str, int]]:
     ).stdout
     rows = [line.split("|") for line in out.splitlines() if line.strip()]
     return {r[0]: (r[1], int(r[2] or 0)) for r in rows}
+
+
+ONE_WORKER_MODULES = ("test_slurm", "test_cluster", "test_shared_study")
+"""Modules whose tests share one costly module fixture (a SLURM layout, a PostgreSQL server): kept on one worker
+(``--dist loadgroup``); every other test goes to whichever worker is free."""
+SLOW_MARKS = ("slow", "slurm", "cluster")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long end-to-end tests first, so that none starts last on an otherwise idle machine."""
+    for item in items:
+        module = item.module.__name__ if item.module else ""
+        if module in ONE_WORKER_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))
+    items.sort(key=lambda item: 0 if any(item.get_closest_marker(mark) for mark in SLOW_MARKS) else 1)
