@@ -19,7 +19,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import QUICK, assert_user_error, cli_env, run_cli
+from conftest import QUICK, assert_user_error, cli_env, run_advnets, run_cli
 
 TINY = [*QUICK, "trainer.max_epochs=2", "eval.metrics=[]", "logger=none"]
 """A run cut to a few seconds for sweeps of several jobs."""
@@ -83,14 +83,14 @@ def test_a_mistake_on_the_default_path_leaves_no_folder_and_no_warning(
 def test_the_same_command_twice_leaves_the_finished_run_untouched(tmp_path: Path) -> None:
     run_dir = tmp_path / "my-run"  # a folder the user named, to come back to
     command = [*QUICK, f"hydra.run.dir={run_dir}"]
-    _ok(run_cli("train", *command, cwd=tmp_path))
+    _ok(run_advnets("train", *command, cwd=tmp_path))
     before = _state(run_dir)
-    again = run_cli("train", *command, cwd=tmp_path)
+    again = run_advnets("train", *command, cwd=tmp_path)
     _ok(again)
     assert again.stdout.strip().splitlines() == [f"advnets: run {run_dir} is finished (results.json); nothing to do"]
     assert _state(run_dir) == before  # nothing written: no file, no W&B run, not even the lock or Hydra's record
 
-    more = run_cli("train", *command, "trainer.max_epochs=6", "allow_config_change=true", cwd=tmp_path)
+    more = run_advnets("train", *command, "trainer.max_epochs=6", "allow_config_change=true", cwd=tmp_path)
     _ok(more)
     assert f"advnets: resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in more.stdout
     job_log = (run_dir / "train.log").read_text()  # Hydra's per-job log holds advnets' lines too
@@ -107,9 +107,9 @@ def test_a_finished_sweep_job_started_again_does_nothing(tmp_path: Path) -> None
     """What a requeue or a rerun of the same sweep does to a job that had already finished."""
     sweep = tmp_path / "sweep"
     command = ["-m", *TINY, "seed=1,2", f"hydra.sweep.dir={sweep}"]
-    _ok(run_cli("train", *command, cwd=tmp_path))
+    _ok(run_advnets("train", *command, cwd=tmp_path))
     before = {job: _state(sweep / job) for job in ("0", "1")}
-    again = run_cli("train", *command, cwd=tmp_path)
+    again = run_advnets("train", *command, cwd=tmp_path)
     _ok(again)
     assert again.stdout.count("is finished (results.json); nothing to do") == 2
     for job in ("0", "1"):
@@ -154,7 +154,7 @@ def _job_config(job: Path) -> dict:
 
 
 def test_a_sweep_over_config_groups_runs_each_job_as_composed(tmp_path: Path) -> None:
-    proc = run_cli("train", "-m", *TINY, "optimizer=adam,paper_sgd", "logger=csv,none", cwd=tmp_path)
+    proc = run_advnets("train", "-m", *TINY, "optimizer=adam,paper_sgd", "logger=csv,none", cwd=tmp_path)
     _ok(proc)
     jobs = _runs_below(tmp_path / "outputs" / "quickstart" / "multirun")
     assert len(jobs) == 4
@@ -167,7 +167,7 @@ def test_a_sweep_over_config_groups_runs_each_job_as_composed(tmp_path: Path) ->
 
 
 def test_a_sweep_over_experiments_and_datasets_goes_in_one_sweep_folder(tmp_path: Path, mnist_dir: str) -> None:
-    proc = run_cli(
+    proc = run_advnets(
         "train",
         "-m",
         *TINY,
@@ -181,7 +181,7 @@ def test_a_sweep_over_experiments_and_datasets_goes_in_one_sweep_folder(tmp_path
     datasets = [json.loads((sweep / job / "results.json").read_text())["dataset"] for job in ("0", "1")]
     assert datasets == ["digits", "fashion_mnist"]
 
-    proc = run_cli("train", "-m", *TINY, "dataset=digits,mnist", "trainer.limit_train_batches=2", cwd=tmp_path)
+    proc = run_advnets("train", "-m", *TINY, "dataset=digits,mnist", "trainer.limit_train_batches=2", cwd=tmp_path)
     _ok(proc)
     jobs = _runs_below(tmp_path / "outputs" / "quickstart" / "multirun")
     assert [_job_config(job)["dataset"]["name"] for job in jobs] == ["digits", "mnist"]
@@ -192,7 +192,7 @@ def test_a_sweep_over_experiments_and_datasets_goes_in_one_sweep_folder(tmp_path
 def test_glob_range_and_choice_sweep_what_they_name(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     command = ["-m", *TINY, "optimizer=glob(*)", "game.update=alternating", "game.k=range(1,3)", "seed=choice(4)"]
-    _ok(run_cli("train", *command, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path))
+    _ok(run_advnets("train", *command, "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path))
     jobs = _runs_below(sweep)
     found = [
         (c["optimizer"]["generator"]["_target_"].rsplit(".")[-1], c["game"]["k"], c["seed"])
@@ -261,13 +261,13 @@ def test_a_misspelt_key_gets_the_nearest_known_keys(tmp_path: Path, override: st
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    _ok(run_cli("train", *QUICK, "logger=none", "eval.metrics=[]", f"hydra.run.dir={run_dir}"))
+    _ok(run_advnets("train", *QUICK, "logger=none", "eval.metrics=[]", f"hydra.run.dir={run_dir}"))
     return run_dir
 
 
 def test_eval_takes_a_run_folder_and_says_which_checkpoint(finished: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    proc = run_cli(
+    proc = run_advnets(
         "evaluate",
         f"ckpt_path={finished}",
         "eval.n_samples=300",
@@ -277,7 +277,7 @@ def test_eval_takes_a_run_folder_and_says_which_checkpoint(finished: Path, tmp_p
     )
     _ok(proc)
     best = finished / "checkpoints" / "best.ckpt"
-    assert f"advnets: evaluating {best} (of {finished})" in proc.stdout
+    assert f"advnets: evaluating {best} of {finished}\n" in proc.stdout
     results = json.loads((out / "results.json").read_text())
     assert results["checkpoint"] == str(best)
     assert f"test Parzen log-likelihood {results['parzen_ll']:.1f}" in proc.stdout
