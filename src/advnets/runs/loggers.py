@@ -11,6 +11,8 @@ from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from advnets.runs.records import flat_keys
+
 HPARAM_METRICS = ("val/parzen_ll", "test/parzen_ll")
 """The values TensorBoard's HParams dashboard lists beside each run's hyper-parameters (logged as scalars)."""
 
@@ -29,14 +31,12 @@ class TensorBoardLogger(LightningTensorBoardLogger):
         super().log_hyperparams(params, metrics, step)  # hparams.yaml (and the summaries when metrics are given)
         if metrics is not None:
             return
-        from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
         from torch.utils.tensorboard.summary import hparams
 
-        flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
+        flat = {k: _hparam(v) for k, v in flat_keys(dict(params), sep="/").items()}
         experiment, start, end = hparams(flat, dict.fromkeys(HPARAM_METRICS, 0.0))
-        writer = self.experiment._get_file_writer()
         for summary in (experiment, start, end):
-            writer.add_summary(summary, step)
+            self.experiment.file_writer.add_summary(summary, step)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -46,12 +46,16 @@ class TensorBoardLogger(LightningTensorBoardLogger):
                 _open.append(self)
 
 
+def _hparam(value: Any) -> int | float | str | bool:
+    """A value as TensorBoard's HParams take it: numbers, strings and booleans as they are, the rest as text."""
+    return value if isinstance(value, int | float | str | bool) else str(value)
+
+
 def close_tensorboard() -> None:
-    """Close the event files of this process's TensorBoard loggers (the end of a job)."""
+    """Close the event files of this process's TensorBoard loggers (the end of a job); only loggers whose event
+    file was opened are listed (``finalize``)."""
     while _open:
-        logger = _open.pop()
-        if logger._experiment is not None:
-            logger.experiment.close()
+        _open.pop().experiment.close()
 
 
 def _picture(path: Path) -> np.ndarray:
