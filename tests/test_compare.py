@@ -128,7 +128,7 @@ def test_compare_groups_seeds_and_reports_mean_and_se(tmp_path: Path, capsys) ->
     assert float(rows[0]["best_val_parzen_ll_mean"]) == pytest.approx(-8.0)
     assert rows[0]["epochs"] == "4" and rows[0]["diverged"] == "0"
     md = (sweep / "compare.md").read_text()
-    assert "## digits" in md and f"{mean:.2f} ± {se:.2f}" in md
+    assert "## digits" in md and f"{mean:.3f} ± {se:.3f}" in md  # 4 significant digits
     assert (sweep / "compare_val_parzen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(_rows(sweep / "compare_runs.csv")) == 6
 
@@ -210,3 +210,58 @@ def test_the_terminal_table_fits_the_terminal_and_the_files_keep_every_column(
     assert "coverage_mean" in (tmp_path / "compare.csv").read_text().splitlines()[0].replace(
         "test_coverage", "coverage"
     )
+
+
+def _figure(paths: list[Path]):
+    from advnets.cli.compare import figure, group_runs
+
+    records, _ = find_runs(paths)
+    groups, _ = group_runs(records)
+    return figure(groups)
+
+
+def test_the_plot_names_groups_by_their_runs_labels_and_shades_se_only_over_several_runs(tmp_path: Path) -> None:
+    one = make_run(tmp_path / "one", overrides=("game.update=alternating",), curve=((1, -9.0), (2, -8.5), (3, -8.0)))
+    results = json.loads((one / "results.json").read_text())
+    (one / "results.json").write_text(json.dumps({**results, "label": "variant: alternating"}))
+    for seed in (1, 2):
+        make_run(tmp_path / f"joint{seed}", seed=seed, overrides=("game.update=joint",), curve=((1, -9.5), (3, -8.8)))
+    fig = _figure([tmp_path])
+    (ax,) = fig.axes
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(legend) == ["game.update=joint (mean ± SE over 2 runs)", "variant: alternating"]
+    assert len(ax.collections) == 1  # one band: the group of two seeds; none for the single run
+    assert all(float(t).is_integer() for t in ax.get_xticks())  # whole epochs
+    assert ax.get_ylabel() == "nats (mean ± SE over seeds)"
+
+
+def test_a_collapsed_curve_is_named_and_kept_out_of_the_y_range(tmp_path: Path) -> None:
+    for lr, curve in [("1e-3", ((2, -100.0), (4, 50.0))), ("2e-3", ((2, -90.0), (4, 80.0)))]:
+        make_run(tmp_path / lr, overrides=(f"optimizer.lr={lr}",), curve=curve)
+    make_run(tmp_path / "down", overrides=("optimizer.lr=0.0003603658181909613",), curve=((2, -80.0), (4, -600.0)))
+    (ax,) = _figure([tmp_path]).axes
+    low, high = ax.get_ylim()
+    assert -120 < low < -100 and 80 < high < 100  # the good curves fill the panel
+    legend = [" ".join(t.get_text().split()) for t in ax.get_legend().get_texts()]  # wrapped lines joined
+    collapsed = [t for t in legend if "collapsed" in t]
+    assert collapsed == ["optimizer.lr=0.0003604 — collapsed: down to -600.0 nats, below the axis"]
+    assert ax.get_ylabel() == "nats"  # one run per group: no SE anywhere
+    main([str(tmp_path)])
+    md = (tmp_path / "compare.md").read_text()
+    assert "optimizer.lr=0.0003604 — collapsed" in md and "one run per group, so no ± over seeds" in md
+    assert "0.0003603658" not in md  # 4 significant digits on show
+    assert "0.0003603658181909613" in (tmp_path / "compare.csv").read_text()  # the exact value kept
+
+
+def test_an_empty_plot_and_empty_columns_say_why(tmp_path: Path) -> None:
+    for seed in (1, 2):
+        run = make_run(tmp_path / f"r{seed}", seed=seed)
+        (run / "val_curve.csv").unlink()
+    (ax,) = _figure([tmp_path]).axes
+    (text,) = [t.get_text().replace("\n", " ") for t in ax.texts]
+    assert text.startswith("no validation curve: no run has a val_curve.csv (the validation Parzen monitor was off")
+    assert not ax.axison  # no empty 0-1 axes
+    main([str(tmp_path)])
+    md = (tmp_path / "compare.md").read_text()
+    assert "digits: best val LL is — for every run: no run has a val_curve.csv" in md
+    assert "digits: test LL is —" not in md

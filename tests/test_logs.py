@@ -4,6 +4,7 @@ rank zero only under DDP, levels from ADVNETS_LOG_LEVEL."""
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,14 @@ def test_a_real_run_logs_into_its_train_log_and_a_level_silences_it(tmp_path: Pa
     said = run_cli("train", *command, cwd=tmp_path)  # the same rerun at the default level says it
     assert said.stdout.splitlines() == [f"advnets: run {run_dir} is finished (results.json); nothing to do"]
     assert (run_dir / "train.log").read_text() == job_log  # a finished run's log is left as it was
+
+
+def test_an_optuna_sweeps_output_holds_no_colour_codes(tmp_path: Path) -> None:
+    """Optuna colours its log lines whatever the stream; captured (not a terminal), they come plain."""
+    sweep, storage = tmp_path / "sweep", f"sqlite:///{tmp_path}/optuna.db"
+    overrides = ["hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={storage}"]
+    proc = run_cli("train", "-m", "hparams_search=optuna", *QUICK, "logger=csv", *overrides, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"^\[I [-0-9]+ [:,0-9]+\] A new study created", proc.stderr, re.M), proc.stderr[-2000:]
+    assert "\x1b[" not in proc.stdout + proc.stderr
+    assert "\x1b[" not in (sweep / "0" / "train.log").read_text()

@@ -40,7 +40,8 @@ def test_one_seed_reports_the_test_image_standard_error() -> None:
         "174.40 ± 1.40",
         "test images",
         "0.2154",
-        "200",
+        "—",  # epochs trained: not recorded
+        "200",  # the best checkpoint's epoch
         "2.00",
         "x86_64 CPU, 1 threads",
         "0",
@@ -62,7 +63,7 @@ def test_missing_required_field_is_skipped_with_reason_and_the_rest_reported() -
     labels = [r[0] for r in table_rows(text)]
     assert "advnets: paper_mnist (game.noise=gaussian)" in labels  # missing optional fields are shown as —
     detail = [r for r in table_rows(text) if r[0] == "paper_mnist (game.noise=gaussian)"][0]
-    assert detail[5:8] == ["—", "—", "—"]
+    assert detail[5:9] == ["—", "—", "—", "—"]
 
 
 def test_other_dataset_is_kept_out_of_the_paper_columns() -> None:
@@ -182,3 +183,26 @@ def test_one_floor_row_per_dataset_unless_the_floors_differ(tmp_path: Path) -> N
         "*real vs real (2000 training images as samples)*",
         "*real vs real (10000 training images as samples)*",
     ]
+
+
+def test_repeats_of_one_seed_are_runs_not_seeds_and_epochs_trained_is_not_the_best_epoch(tmp_path: Path) -> None:
+    """Two runs of seed 0 are not "2 seeds"; a run trained 300 epochs whose best checkpoint is epoch 260 says both."""
+    base = json.loads((FIXTURES / "one_seed" / "results.json").read_text())
+    for n, (seed, ll) in enumerate([(0, 170.0), (0, 180.0), (1, 190.0)]):
+        (tmp_path / f"r{n}").mkdir()
+        record = {**base, "seed": seed, "parzen_ll": ll, "epochs_trained": 300, "epoch": 260}
+        (tmp_path / f"r{n}" / "results.json").write_text(json.dumps(record))
+    text, _ = report([tmp_path])
+    (detail,) = [r for r in table_rows(text) if r[0] == "paper_mnist"]
+    assert detail[3] == "3 runs of 2 seeds (repeats)"
+    assert detail[5:7] == ["300", "260"]
+    assert detail[-1] == "0 ×2, 1 (repeats)"
+    shutil.rmtree(tmp_path / "r1")
+    (detail,) = [r for r in table_rows(report([tmp_path])[0]) if r[0] == "paper_mnist"]
+    assert (detail[3], detail[-1]) == ("2 seeds", "0, 1")
+
+
+def test_an_empty_cell_says_why() -> None:
+    text, _ = report([FIXTURES / "one_seed"])
+    assert "- epochs trained: — where results.json records none" in text  # the fixture records no epochs_trained
+    assert "train hours: —" not in text  # it records its training time

@@ -161,6 +161,9 @@ def test_optuna_study_survives_a_diverged_and_a_crashed_trial_and_resumes(tmp_pa
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
     assert "dataset.batch_size=5000" in second.stdout + second.stderr
+    crashed = tmp_path / "s2" / "0"
+    assert second.stderr.splitlines()[-1] == f"advnets: warning: 1 of 2 jobs failed: {crashed}"  # the search went on
+    assert "Error executing job" not in second.stderr
 
     # advnets-compare reports the diverged trial as such, next to the others
     proc = run_cli("compare", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "cmp"))
@@ -169,3 +172,19 @@ def test_optuna_study_survives_a_diverged_and_a_crashed_trial_and_resumes(tmp_pa
         runs = list(csv.DictReader(handle))
     assert len(runs) == 4  # the crashed trial left no finished run
     assert sum(r["diverged"] == "True" for r in runs) == 1
+
+
+def test_a_sweep_with_a_failing_job_runs_the_rest_and_ends_saying_which_failed(tmp_path: Path) -> None:
+    """Job 1 asks for a batch larger than the data: it fails with its one error line, in its own train.log too;
+    job 0 and job 2 still run; the sweep ends with how many of its jobs failed and where (exit status 1)."""
+    sweep = tmp_path / "sweep"
+    proc = run_cli("train", "-m", *QUICK, "logger=csv", "dataset.batch_size=100,5000,50", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Error executing job" not in proc.stderr and "Traceback" not in proc.stderr
+    why = "dataset.batch_size=5000 is larger than the 1200 training images of digits; allowed: 1..1200"
+    assert proc.stderr.splitlines()[-2:] == [
+        f"advnets: error: job 1 ({sweep / '1'}) failed: {why}",
+        f"advnets: error: 1 of 3 jobs failed: {sweep / '1'}",
+    ]
+    assert f"job 1 ({sweep / '1'}) failed: {why}" in (sweep / "1" / "train.log").read_text()
+    assert (sweep / "0" / "results.json").is_file() and (sweep / "2" / "results.json").is_file()

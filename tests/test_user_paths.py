@@ -44,7 +44,7 @@ def _state(folder: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_a_first_run_from_a_fresh_folder_says_where_its_results_are_and_what_it_scored(tmp_path: Path) -> None:
-    proc = run_cli("train", *QUICK, cwd=tmp_path, WANDB_SILENT="false")  # W&B's closing summary shown, as by default
+    proc = run_cli("train", *QUICK, cwd=tmp_path, WANDB_SILENT="false")  # W&B as by default
     _ok(proc)
     (run,) = _runs_below(tmp_path / "outputs")
     assert run.parent == tmp_path / "outputs" / "quickstart"
@@ -58,10 +58,8 @@ def test_a_first_run_from_a_fresh_folder_says_where_its_results_are_and_what_it_
     fid, floor = results["metrics"]["fid"], results["metrics_reference"]["fid"]
     assert f"fid {fid:.3g} ({floor:.3g})" in "\n".join(summary)
     assert summary[-1].startswith("  files: results.json, metrics.json") and str(run) in summary[-1]
-    # W&B's closing summary shows the model's own test values, and the floors under a name that says what they are
-    footer = proc.stderr[proc.stderr.index("Run summary:") :]
-    assert "test/parzen_ll" in footer and "test/fid" in footer and "test_real_vs_real/fid" in footer
-    assert "reference/" not in footer
+    # W&B runs quietly (its closing history and summary not printed): the run's own lines above say what it scored
+    assert "Run summary:" not in proc.stderr and "Run history:" not in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from advnets.metrics.parzen import SIGMA_GRID, select_sigma
 from advnets.metrics.suite import SuiteSettings, check_names, score_suite
 from advnets.pictures import save_grid
 from advnets.runs import atomic
+from advnets.runs.loggers import log_picture
 from advnets.sampling import generate, noise_from_seed
 
 
@@ -76,7 +77,7 @@ class ParzenMonitor(pl.Callback):
         epoch = trainer.current_epoch + 1
         lines = path.read_text().splitlines() if path.exists() else ["epoch,step,val_parzen_ll,sigma"]
         kept = [lines[0]] + [row for row in lines[1:] if row.split(",")[0].isdigit() and int(row.split(",")[0]) < epoch]
-        kept.append(f"{epoch},{trainer.global_step},{ll:.4f},{sigma:.6g}")
+        kept.append(f"{epoch},{_log_step(trainer, trainer.lightning_module)},{ll:.4f},{sigma:.6g}")
         atomic.write_text(path, "\n".join(kept) + "\n")
 
 
@@ -128,7 +129,8 @@ class BestCheckpoint(ModelCheckpoint):
 
 
 class SampleGrid(pl.Callback):
-    """Every N epochs: G(fixed z) as an image grid, saved under ``samples/`` and sent to the loggers."""
+    """Every N epochs (and the last): G(fixed z) as an image grid, saved under ``samples/`` and sent to every
+    logger that takes pictures (``advnets.runs.loggers.log_picture``), at the epoch's last update."""
 
     def __init__(self, every_n_epochs: int = 5, nrow: int = 10) -> None:
         self.every_n_epochs, self.nrow = every_n_epochs, nrow
@@ -142,6 +144,4 @@ class SampleGrid(pl.Callback):
         shape = trainer.datamodule.load().image_shape
         path = Path(trainer.default_root_dir) / "samples" / f"epoch_{trainer.current_epoch + 1:04d}.png"
         save_grid(images, shape, path, self.nrow)
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):
-                logger.log_image("samples", [str(path)], step=_log_step(trainer, pl_module))
+        log_picture(trainer.loggers, "samples", path, _log_step(trainer, pl_module))

@@ -166,18 +166,19 @@ def evaluate_run(
 def log_results(loggers: list[Any], results: dict[str, Any], out_dir: Path, step: int) -> dict[str, float]:
     """An evaluation's numbers to the loggers at ``step`` (the index of the checkpoint's last update, the unit of
     every logged value): ``test/`` Parzen and metrics, ``test_real_vs_real/`` floors (real test images vs real
-    training images: never mistaken for the model's own values), and (W&B) the sample grid and Figure 3.
-    Returns the logged numbers."""
+    training images: never mistaken for the model's own values), and the sample grid and Figure 3 (W&B, TensorBoard,
+    MLflow). Returns the logged numbers."""
+    from advnets.runs.loggers import log_picture
+
     summary = {f"test/{k}": float(results[k]) for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
     summary.update({f"test/{k}": float(v) for k, v in results.get("metrics", {}).items()})  # beyond Parzen
     summary.update({f"test_real_vs_real/{k}": float(v) for k, v in results.get("metrics_reference", {}).items()})
     pictures = {"test/samples": out_dir / "samples_grid.png", "test/interpolation": out_dir / "interpolation.png"}
     for logger in loggers:
         logger.log_metrics(summary, step=step)
-        if hasattr(logger, "log_image"):  # W&B
-            for key, path in pictures.items():
-                if path.is_file():
-                    logger.log_image(key, [str(path)], step=step)
+    for key, path in pictures.items():
+        if path.is_file():
+            log_picture(loggers, key, path, step)  # W&B and TensorBoard images, MLflow artifacts
     return summary
 
 

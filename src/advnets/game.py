@@ -167,6 +167,7 @@ class AdversarialGame(pl.LightningModule):
         self._epoch_d = torch.zeros(3, device=self.device)  # sums of [d_loss, D(x), D(G(z))] over the epoch
         self._epoch_g = torch.zeros((), device=self.device)  # sum of g_loss
         self._epoch_n = 0
+        self._epoch_g_n = 0  # G updates this epoch (fewer than updates under alternating updates with k > 1)
         if self.schedule is not None:
             for opt in self.optimizers():
                 self.schedule.set_momentum(opt.optimizer, self.current_epoch)
@@ -285,6 +286,7 @@ class AdversarialGame(pl.LightningModule):
             self._epoch_d += stats
             if g_loss is not None:
                 self._epoch_g += g_loss
+                self._epoch_g_n += 1
             if loggers and every > 0 and self.updates % every == 0:
                 self._log_update(stats, g_loss, g_opt, d_opt)
         self._epoch_n += len(group)
@@ -293,13 +295,12 @@ class AdversarialGame(pl.LightningModule):
         n_batches = self.trainer.num_training_batches
         if not math.isfinite(n_batches) or internals.batches_started(self.trainer) >= n_batches:
             means = self._epoch_d / self._epoch_n  # the epoch's means, logged once per epoch (self.log is slow)
-            self.log_dict(
-                {"train/d_loss_epoch": means[0], "train/d_fake_epoch": means[2]},
-                on_step=False,
-                on_epoch=True,
-                prog_bar=True,
-                batch_size=1,
-            )
+            shown = {"train/d_loss_epoch": means[0], "train/d_fake_epoch": means[2]}  # also in the progress bar
+            self.log_dict(shown, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
+            others = {"train/d_real_epoch": means[1]}
+            if self._epoch_g_n:
+                others["train/g_loss_epoch"] = self._epoch_g / self._epoch_g_n
+            self.log_dict(others, on_step=False, on_epoch=True, batch_size=1)
 
     def _advance_lightning_counters(self, n: int) -> None:
         """Keep Lightning's ``global_step`` (optimizer steps) and logging step (batches) what K = 1 gives.

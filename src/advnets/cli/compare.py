@@ -6,8 +6,10 @@ settings that do not change what a run is: ``advnets.runs.records.NOT_A_CHANGE``
 ckpt_path) form one group, reported as mean ± standard error over seeds; runs evaluated with other settings
 are never averaged. Prints a table, writes ``compare.csv`` (groups),
 ``compare_runs.csv`` (runs), ``compare.md`` and ``compare_val_parzen.png`` (validation Parzen
-log-likelihood per epoch, one line per group, shaded ± SE over seeds). Runs on different datasets are not
-comparable: each dataset gets its own table and panel. Whatever is skipped is said, with the reason.
+log-likelihood per epoch, one line per group named by its runs' label, shaded ± SE over seeds where a group has
+several runs; a collapsed curve is dashed, named and kept out of the y-range). Floats show 4 significant digits;
+an empty panel or column says why. Runs on different datasets are not comparable: each dataset gets its own table
+and panel. Whatever is skipped is said, with the reason.
 """
 
 from __future__ import annotations
@@ -114,6 +116,17 @@ class Group:
     def label(self) -> str:
         return ", ".join(f"{k}={_text(v)}" for k, v in self.key) or "all runs"
 
+    @property
+    def name(self) -> str:
+        """What a legend calls the group: the label its runs' results.json give (one, shared by every run),
+        else the overrides that set it apart, else its run folders' names."""
+        labels = {str((r.record.results or {}).get("label") or "") for r in self.rows}
+        if len(labels) == 1 and "" not in labels:
+            return labels.pop()
+        if self.key:
+            return self.label
+        return ", ".join(sorted({r.record.path.name for r in self.rows}))
+
     def stat(self, metric: str) -> tuple[float | None, float | None, int]:
         """(mean, SE over seeds, n runs with a value)."""
         values = [r.values[metric] for r in self.rows if r.values[metric] is not None]
@@ -140,7 +153,21 @@ class Group:
         return sum(r.diverged for r in self.rows)
 
 
+SHORT_FLOAT = 8  # characters: a float written as short as this is shown in full
+
+
 def _text(value: Any) -> str:
+    """An override's value as shown: a float to 4 significant digits (a sampled ``lr=0.0003604``) unless it is
+    short in full (``lr_decay=1.00002`` stays), the rest as written."""
+    if value is None:
+        return "null"
+    if isinstance(value, float) and len(repr(value)) > SHORT_FLOAT:
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _raw(value: Any) -> str:
+    """An override's value as the CSV keeps it: exact."""
     return "null" if value is None else str(value)
 
 
@@ -181,9 +208,18 @@ def _sort(groups: list[Group], metric: str) -> list[Group]:
     return sorted(groups, key=lambda g: (g.stat(metric)[0] is None, sign * (g.stat(metric)[0] or 0.0), g.label))
 
 
-def _fmt(mean: float | None, se: float | None = None, digits: int = 2) -> str:
+def _decimals(value: float, significant: int = 4) -> int:
+    """Decimals that show ``value`` to ``significant`` digits (none for a large number)."""
+    if value == 0 or not math.isfinite(value):
+        return significant - 1
+    return max(significant - 1 - math.floor(math.log10(abs(value))), 0)
+
+
+def _fmt(mean: float | None, se: float | None = None) -> str:
+    """A value to 4 significant digits; with its SE, both to the mean's decimals (``184.1 ± 2.3``)."""
     if mean is None:
         return "—"
+    digits = _decimals(mean)
     return f"{mean:.{digits}f}" if se is None else f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
@@ -200,7 +236,7 @@ def table_rows(groups: list[Group], keys: list[str], metrics: list[str]) -> tupl
         for m in metrics:
             mean, se, _ = g.stat(m)
             cells.append(_fmt(mean, se))
-        cells += [_fmt(g.mean_of("protocol_se")), _fmt(g.mean_of("sigma"), digits=4), g.epochs, str(g.diverged)]
+        cells += [_fmt(g.mean_of("protocol_se")), _fmt(g.mean_of("sigma")), g.epochs, str(g.diverged)]
         rows.append(cells)
     return header, rows
 
@@ -215,8 +251,7 @@ def markdown(
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         lines.append("")
     lines.append(
-        "Parzen log-likelihood (nats): mean ± standard error over seeds (no ± for a single run); "
-        "LL SE (test images): the protocol's own error, averaged over the group's runs."
+        f"{se_caption(groups)}; LL SE (test images): the protocol's own error, averaged over the group's runs."
     )
     beyond = [f"{t} {'↑' if higher_is_better(m) else '↓'}" for m, t in SUITE_METRICS.items() if m in metrics]
     if beyond:
@@ -239,7 +274,7 @@ def write_csv(path: Path, groups: dict[str, list[Group]], keys_of: dict[str, lis
             for g in dataset_groups:
                 parsed = dict(g.key)
                 row: dict[str, Any] = {"dataset": dataset, "group": g.label, "runs": len(g.rows), "seeds": g.seeds}
-                row.update({k: _text(parsed[k]) for k in all_keys if k in parsed})
+                row.update({k: _raw(parsed[k]) for k in all_keys if k in parsed})
                 for m in metrics:
                     mean, se, n = g.stat(m)
                     row.update({f"{m}_mean": mean, f"{m}_se": se, f"{m}_n": n})
@@ -287,40 +322,162 @@ def curve_stats(group: Group) -> tuple[list[int], list[float], list[float | None
     return epochs, [m for m, _ in stats], [s for _, s in stats]
 
 
-def plot(path: Path, groups: dict[str, list[Group]]) -> None:
-    """One panel per dataset, one line per group, shaded ± SE over seeds where there are several."""
+def no_curve_reason(rows: Sequence[RunRow]) -> str:
+    """Why runs have no validation curve, in words."""
+    files = [r.record.path / "val_curve.csv" for r in rows]
+    if not any(f.is_file() for f in files):
+        return (
+            "no run has a val_curve.csv (the validation Parzen monitor was off, callbacks.parzen_monitor."
+            "every_n_epochs=0, or every run ended before its first check)"
+        )
+    if all(r.diverged for r in rows):
+        return "every run diverged before its first validation check"
+    return "val_curve.csv holds no finite value (every check found a diverged generator)"
+
+
+def collapsed_groups(curves: dict[str, list[float]]) -> set[str]:
+    """Groups whose validation curve collapsed: it ends further below the lowest start of the other groups than
+    those climbed from there to their best. Such a curve would flatten every other one: it is clipped from the
+    y-range, drawn dashed and named. A single group is never collapsed (nothing to compare it with)."""
+    found = set()
+    for name, values in curves.items():
+        others = [v for n, v in curves.items() if n != name and v]
+        if not values or not others:
+            continue
+        start = min(v[0] for v in others)
+        top = max(max(v) for v in others)
+        if values[-1] < start - max(top - start, 1.0):
+            found.add(name)
+    return found
+
+
+@dataclass
+class Line:
+    """One group's curve as drawn."""
+
+    label: str
+    epochs: list[int]
+    means: list[float]
+    ses: list[float | None]
+    n: int
+    collapsed: bool
+
+
+def plot_lines(dataset_groups: Sequence[Group]) -> list[Line]:
+    """The groups with a validation curve, as they are drawn: labelled by ``Group.name``, ± SE over seeds only
+    where a group has several runs, collapsed curves marked."""
+    stats = {id(g): curve_stats(g) for g in dataset_groups}
+    curves = {str(id(g)): stats[id(g)][1] for g in dataset_groups if stats[id(g)][0]}
+    collapsed = collapsed_groups(curves)
+    lines = []
+    for g in dataset_groups:
+        epochs, means, ses = stats[id(g)]
+        if not epochs:
+            continue
+        n = max(sum(1 for r in g.rows if any(e == epoch for e, _ in r.record.curve)) for epoch in epochs)
+        label = g.name + (f" (mean ± SE over {n} runs)" if n > 1 else "")
+        down = str(id(g)) in collapsed
+        if down:
+            label += f" — collapsed: down to {_fmt(min(means))} nats, below the axis"
+        lines.append(Line(label, epochs, means, ses if n > 1 else [None] * len(ses), n, down))
+    return lines
+
+
+def y_range(lines: Sequence[Line]) -> tuple[float, float] | None:
+    """The y-range of the curves that did not collapse (their SE bands included), with a margin."""
+    kept = [line for line in lines if not line.collapsed] or list(lines)
+    lows = [m - (s or 0.0) for line in kept for m, s in zip(line.means, line.ses, strict=True)]
+    highs = [m + (s or 0.0) for line in kept for m, s in zip(line.means, line.ses, strict=True)]
+    if not lows:
+        return None
+    pad = max((max(highs) - min(lows)) * 0.05, 0.5)
+    return min(lows) - pad, max(highs) + pad
+
+
+def figure(groups: dict[str, list[Group]]) -> Any:
+    """One panel per dataset, one line per group (its runs' label), shaded ± SE over seeds where there are
+    several; integer epochs; a panel without a curve says why."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     n = max(len(groups), 1)
     fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4.2), squeeze=False)
     for ax, (dataset, dataset_groups) in zip(axes[0], groups.items(), strict=False):
-        drawn = 0
-        for g in dataset_groups:
-            epochs, means, ses = curve_stats(g)
-            if not epochs:
-                continue
-            label = textwrap.fill(f"{g.label} (n={len(g.rows)})", 70, subsequent_indent="  ")
-            line = ax.plot(epochs, means, marker="o", markersize=3, label=label)[0]
-            band = [(e, m, s) for e, m, s in zip(epochs, means, ses, strict=True) if s is not None]
-            if band:
-                xs = [e for e, _, _ in band]
-                ax.fill_between(
-                    xs, [m - s for _, m, s in band], [m + s for _, m, s in band], color=line.get_color(), alpha=0.2
-                )
-            drawn += 1
         ax.set_title(f"{dataset}: validation Parzen log-likelihood")
+        lines = plot_lines(dataset_groups)
+        if not lines:
+            why = no_curve_reason([r for g in dataset_groups for r in g.rows])
+            ax.text(0.5, 0.5, textwrap.fill(f"no validation curve: {why}", 60), ha="center", va="center", wrap=True)
+            ax.set_axis_off()
+            continue
+        for line in lines:
+            label = textwrap.fill(line.label, 70, subsequent_indent="  ")
+            style = {"linestyle": "--", "alpha": 0.7} if line.collapsed else {}
+            drawn = ax.plot(line.epochs, line.means, marker="o", markersize=3, label=label, **style)[0]
+            band = [(e, m, s) for e, m, s in zip(line.epochs, line.means, line.ses, strict=True) if s is not None]
+            if band:
+                ax.fill_between(
+                    [e for e, _, _ in band],
+                    [m - s for _, m, s in band],
+                    [m + s for _, m, s in band],
+                    color=drawn.get_color(),
+                    alpha=0.2,
+                )
+        limits = y_range(lines)
+        if limits is not None:
+            ax.set_ylim(*limits)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("nats (mean ± SE over seeds)")
+        several = any(line.n > 1 for line in lines)
+        ax.set_ylabel("nats (mean ± SE over seeds)" if several else "nats")
         ax.grid(alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False)
-        else:
-            ax.text(0.5, 0.5, "no validation curve", ha="center", va="center", transform=ax.transAxes)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False)
+    return fig
+
+
+def plot(path: Path, groups: dict[str, list[Group]]) -> None:
+    """``figure`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(groups)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def empty_column_notes(groups: dict[str, list[Group]], metrics: Sequence[str]) -> list[str]:
+    """Why a metric column is empty for every group of a dataset, and which curves collapsed."""
+    notes = []
+    for dataset, dataset_groups in groups.items():
+        rows = [r for g in dataset_groups for r in g.rows]
+        for m in metrics:
+            if any(r.values[m] is not None for r in rows):
+                continue
+            if m in ("best_val_parzen_ll", "last_val_parzen_ll"):
+                why = no_curve_reason(rows)
+            elif all(r.diverged for r in rows):
+                why = "every run diverged: nothing was evaluated"
+            elif m == "test_parzen_ll":
+                why = "no run was evaluated (evaluate=false) or every evaluation failed"
+            else:
+                why = "no results.json holds it (eval.metrics without it)"
+            notes.append(f"{dataset}: {METRICS[m]} is — for every run: {why}")
+        for line in plot_lines(dataset_groups):
+            if line.collapsed:
+                notes.append(f"{dataset}: {line.label}; its curve is dashed, the plot's y-range is the other curves'")
+    return notes
+
+
+def se_caption(groups: dict[str, list[Group]], short: bool = False) -> str:
+    """What ± means in the tables: SE over seeds where some group has several runs, else that there is none."""
+    several = any(len(g.rows) > 1 for gs in groups.values() for g in gs)
+    if short:
+        return "Parzen LL (nats): mean ± SE over seeds" if several else "Parzen LL (nats): one run per group, no ±"
+    if several:
+        return "Parzen log-likelihood (nats): mean ± standard error over seeds (no ± for a single run)"
+    return "Parzen log-likelihood (nats): one run per group, so no ± over seeds"
 
 
 def terminal_columns(header: list[str], rows: list[list[str]], n_keys: int, width: int) -> list[int]:
@@ -354,7 +511,7 @@ def _print_tables(
         n_keys = len(keys_of[dataset])
         shown = terminal_columns(header, rows, n_keys, width)
         left_out = len(header) - len(shown)
-        caption = "Parzen log-likelihood (nats): mean ± SE over seeds; LL SE: the protocol's error over test images"
+        caption = f"{se_caption(groups, short=True)}; LL SE: the protocol's error over test images"
         if left_out:
             caption += f"; {left_out} more columns in compare.md / compare.csv"
         table = Table(title=f"advnets-compare: {dataset}", caption=caption)
@@ -387,7 +544,7 @@ def compare(
     ]
     chosen = list(dict.fromkeys(metrics or [*PARZEN_METRICS, *present]))
     groups = {d: _sort(g, chosen[0]) for d, g in groups.items()}
-    notes = [f"skipped {p}: {reason}" for p, reason in skipped]
+    notes = [f"skipped {p}: {reason}" for p, reason in skipped] + empty_column_notes(groups, chosen)
     if len(groups) > 1:
         notes.append(
             f"runs on different datasets ({', '.join(groups)}): reported in separate tables and panels; "

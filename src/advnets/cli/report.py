@@ -107,11 +107,31 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def seeds_text(results: list[dict[str, Any]]) -> tuple[str, int, bool]:
+    """The distinct seeds of a row's runs (a seed run more than once marked ``×n``), their number, and whether
+    any seed was repeated (repeats of one seed are not seeds: they say nothing about the spread over seeds)."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in results:
+        counts[str(r.get("seed", "—"))] += 1
+    order = sorted(counts, key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    text = ", ".join(s if counts[s] == 1 else f"{s} ×{counts[s]}" for s in order)
+    repeated = any(n > 1 for n in counts.values())
+    return (f"{text} (repeats)" if repeated else text), len(counts), repeated
+
+
+def _epochs(results: list[dict[str, Any]], key: str) -> str:
+    values = [r.get(key) for r in results]
+    found = sorted({int(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)})
+    return ", ".join(map(str, found)) if found else "—"
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """One row from runs that differ only in seed (or TFD fold): mean ± SE over seeds, or the single run's own SE.
 
     Runs on several folds (TFD, Table 1's protocol [paper]: sigma chosen per fold on that fold's validation set)
-    give the mean over folds ± the standard error across folds, each fold first averaged over its seeds."""
+    give the mean over folds ± the standard error across folds, each fold first averaged over its seeds. Runs
+    that repeat one seed are counted as runs, not seeds, and flagged as repeats."""
+    seeds, n_seeds, repeated = seeds_text(results)
     by_fold: dict[Any, list[float]] = defaultdict(list)
     for r in results:
         by_fold[r.get("fold")].append(r["parzen_ll"])
@@ -120,7 +140,8 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         se_kind = f"{len(by_fold)} folds"
     else:
         mean, se = mean_se([r["parzen_ll"] for r in results])
-        se_kind = f"{len(results)} seeds"
+        plural = "s" if n_seeds > 1 else ""
+        se_kind = f"{len(results)} runs of {n_seeds} seed{plural} (repeats)" if repeated else f"{n_seeds} seeds"
     if se is None:
         se, se_kind = results[0]["parzen_se"], "test images"
     hours = [r["train_seconds"] / 3600 for r in results if r.get("train_seconds") is not None]
@@ -131,10 +152,11 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         "se": se,
         "se_over": se_kind,
         "sigma": ", ".join(sorted({f"{r['sigma']:.4g}" for r in results})),
-        "epochs": ", ".join(sorted({str(r.get("epoch", "—")) for r in results})),
+        "epochs_trained": _epochs(results, "epochs_trained"),
+        "best_epoch": _epochs(results, "epoch"),
         "hours": sum(hours) / len(hours) if hours else None,
         "hardware": ", ".join(sorted({str(r.get("hardware", "—")) for r in results})),
-        "seeds": ", ".join(str(r.get("seed", "—")) for r in results),
+        "seeds": seeds,
         "off_protocol": off_protocol(results[0]),
     }
 
@@ -175,15 +197,41 @@ def markdown(our_rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {name} | {mnist} | {tfd} |")
     lines += [
         "",
-        "| advnets run | dataset | log-likelihood (nats) | ± over | sigma | epochs | train hours | hardware | seeds |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| advnets run | dataset | log-likelihood (nats) | ± over | sigma | epochs trained | best epoch | train hours "
+        "| hardware | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in our_rows:
         lines.append(
             f"| {row['label']} | {row['dataset']} | {_fmt(row['ll'], 2)} ± {_fmt(row['se'], 2)} | {row['se_over']} "
-            f"| {row['sigma']} | {row['epochs']} | {_fmt(row['hours'], 2)} | {row['hardware']} | {row['seeds']} |"
+            f"| {row['sigma']} | {row['epochs_trained']} | {row['best_epoch']} | {_fmt(row['hours'], 2)} "
+            f"| {row['hardware']} | {row['seeds']} |"
         )
+    lines += ["", *[f"- {note}" for note in details_notes(our_rows)]]
     return "\n".join(lines) + "\n"
+
+
+EMPTY_CELLS = {  # column -> why a row shows "—" there
+    "epochs_trained": "epochs trained: — where results.json records none (an advnets-eval result, an older run)",
+    "best_epoch": "best epoch (the evaluated checkpoint's): — where results.json records none",
+    "hours": "train hours: — where results.json records no training time (an advnets-eval result, a run evaluated "
+    "again)",
+    "hardware": "hardware: — where results.json records none",
+    "seeds": "seeds: — where results.json records none",
+}
+
+
+def details_notes(our_rows: list[dict[str, Any]]) -> list[str]:
+    """What the details table's columns mean, and why a cell is empty where one is."""
+    notes = [
+        "± over: the standard error over distinct seeds (or TFD folds); for a single run, the protocol's own "
+        "error over test images. Repeats of one seed are flagged (×n), never counted as seeds.",
+        "epochs trained: how long the run trained; best epoch: the epoch of the checkpoint evaluated.",
+    ]
+    for key, why in EMPTY_CELLS.items():
+        if any(row[key] in (None, "—") or "—" in str(row[key]).split(", ") for row in our_rows):
+            notes.append(why + ".")
+    return notes
 
 
 BEYOND_TITLES = {  # metric -> column title (the arrow says which way is better: advnets.metrics.registry)

@@ -244,9 +244,10 @@ def _log_new_params_only(logger: Any) -> None:
     logger.log_hyperparams = log_new
 
 
-SUMMARY_SETTINGS = {"max_end_of_run_summary_metrics": 40}
-"""W&B's settings where the logger's config gives none: the closing summary lists every test/ value (wandb's
-default shows the first 10 keys by name)."""
+QUIET_SETTINGS = {"quiet": True}
+"""W&B's settings where the logger's config gives none: no run history or summary printed at the end of every
+run (the numbers are in the run's W&B files, and the run's own closing lines say what it scored); W&B's warnings
+and errors are still shown."""
 
 
 def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
@@ -275,15 +276,19 @@ def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
         logger: WandbLogger = instantiate(logger_cfg, **extra)
         init = wandb_init_arguments(logger)
         init.pop("anonymous", None)  # Lightning always passes anonymous=None, which wandb >= 0.19 warns about
-        init.setdefault("settings", dict(SUMMARY_SETTINGS))
+        init.setdefault("settings", dict(QUIET_SETTINGS))
         loggers.append(logger)
     return loggers
 
 
 def finish_wandb() -> None:
     """Close this job's W&B run (one run per job); a W&B service killed with the job must not mask its outcome.
+    The job's TensorBoard event files, kept open past the end of training for the test values, close too.
 
     Nothing to do (and nothing imported) where the job never imported wandb, e.g. under ``logger=csv``."""
+    loggers = sys.modules.get("advnets.runs.loggers")
+    if loggers is not None:
+        loggers.close_tensorboard()
     wandb = sys.modules.get("wandb")
     if wandb is None:
         return

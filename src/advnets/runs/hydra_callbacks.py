@@ -1,5 +1,6 @@
 """Hydra callbacks: a mistake leaves no trace (a new folder removed, an old folder's recorded config restored),
-and a sweep's search space is checked against the schema before its first job."""
+a sweep's search space is checked against the schema before its first job, and a sweep ends by saying how many
+of its jobs failed."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from advnets.errors import UserError, defer_user_error, fail, find_user_error
+from advnets.errors import UserError, defer_user_error, fail, find_user_error, one_line
 from advnets.internals import job_exception
-from advnets.logs import get_logger
+from advnets.logs import JOB_LOG, TERMINAL, get_logger
 
 log = get_logger(__name__)
 
@@ -269,3 +271,74 @@ class ValidateSearchSpace(Callback):
                 slurm_request.check_cluster(request)
         except UserError as err:
             fail(str(err))
+
+
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+EXIT_JOBS_FAILED = 1
+_sweep: dict[str, Any] = {"dir": None, "carry_on": False, "failed": {}}  # this multirun, in the process sweeping
+
+
+class FailedJob(JobReturn):
+    """A failed job's return that says nothing on its own: its error line was logged when the job ended (and the
+    sweep's summary names its folder), so Hydra's "Error executing job with overrides" line is not written.
+    Under Hydra's basic sweeper, which would stop at the first failure, it gives None and the sweep carries on
+    to its summary; under any other sweeper (Optuna) it raises the job's exception, for the sweeper to count."""
+
+    @property  # type: ignore[override]
+    def return_value(self) -> Any:
+        if self.status == JobStatus.COMPLETED:
+            return self._return_value
+        _sweep["failed"][self.working_dir or "?"] = True
+        if _sweep["carry_on"]:
+            return None
+        raise self._return_value
+
+    @return_value.setter
+    def return_value(self, value: Any) -> None:
+        self._return_value = value
+
+
+def _error_line(err: BaseException | None) -> str:
+    if err is None:
+        return "failed"
+    return one_line(err) or f"{type(err).__name__}: {err}"
+
+
+class SweepFailures(Callback):
+    """A multirun job that fails logs its error line (in its own ``train.log`` too, with the traceback of an
+    error that is no user mistake) and hands Hydra a ``FailedJob``; the sweep ends with one line, ``N of M jobs
+    failed: <folders>``: an error (exit status 1) where the sweep ran every job to say so (Hydra's basic
+    sweeper), a warning where the sweeper counts failures itself and carries on (an Optuna search). An Optuna
+    sweep's own log lines come without colour codes unless they go to a terminal (``logs.plain_optuna_logs``)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+        _sweep.update(dir=Path(str(config.hydra.sweep.dir)), carry_on=sweeper == BASIC_SWEEPER, failed={})
+        if "optuna" in sweeper.lower():
+            from advnets.logs import plain_optuna_logs
+
+            plain_optuna_logs()
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN or job_return.status != JobStatus.FAILED:
+            return
+        err = job_exception(job_return)
+        folder = str(config.hydra.runtime.output_dir)
+        line = f"job {config.hydra.job.num} ({folder}) failed: {_error_line(err)}"
+        log.error("%s", line, extra=TERMINAL)
+        bug = err is not None and one_line(err) is None
+        log.error("%s", line, exc_info=err if bug else None, extra=JOB_LOG)
+        job_return.working_dir = folder
+        job_return.__class__ = FailedJob
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        failed = sorted(_sweep["failed"])
+        if not failed:
+            return
+        sweep = _sweep["dir"]
+        jobs = len(list(sweep.glob("*/.hydra"))) if isinstance(sweep, Path) and sweep.is_dir() else len(failed)
+        line = f"{len(failed)} of {max(jobs, len(failed))} jobs failed: {', '.join(failed)}"
+        if _sweep["carry_on"]:
+            log.error("%s", line, extra=TERMINAL)
+            raise SystemExit(EXIT_JOBS_FAILED)
+        log.warning("%s", line, extra=TERMINAL)
