@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from conftest import QUICK, compose_cfg, run_cli
+from conftest import QUICK, compose_cfg, run_advnets
 
 
 def _ok(proc) -> None:
@@ -32,7 +32,7 @@ def test_the_tests_quick_run_is_debug_limit_on_the_quickstart() -> None:
 
 def test_debug_fast_runs_every_stage_once_on_three_batches(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    _ok(run_cli("train", "debug=fast", "threads=1", f"hydra.run.dir={run}"))
+    _ok(run_advnets("train", "debug=fast", "threads=1", f"hydra.run.dir={run}"))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["run/epochs"] == 1 and metrics["run/global_step"] == 3 * 2  # the joint update: 2 steps a batch
     assert (run / "val_curve.csv").read_text().splitlines()[1].startswith("1,")
@@ -45,7 +45,7 @@ def test_debug_fast_runs_every_stage_once_on_three_batches(tmp_path: Path) -> No
 
 def test_debug_profiler_writes_the_epochs_profile_into_the_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    _ok(run_cli("train", "debug=profiler", "logger=none", "threads=1", f"hydra.run.dir={run}"))
+    _ok(run_advnets("train", "debug=profiler", "logger=none", "threads=1", f"hydra.run.dir={run}"))
     profile = (run / "fit-profile.txt").read_text()
     assert "run_training_batch" in profile and "[Callback]SampleGrid.on_train_epoch_end" in profile
     assert json.loads((run / "metrics.json").read_text())["run/epochs"] == 1

@@ -10,7 +10,7 @@ import torch
 
 from advnets.data import load_fashion_mnist, load_mnist
 
-from conftest import data_dir_holding, run_cli
+from conftest import data_dir_holding, run_advnets
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_fashion_mnist_has_mnists_splits_and_its_own_images(data_dir: str) -> No
 
 def test_paper_fashion_mnist_trains_a_few_updates_and_evaluates(data_dir: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = run_cli(
+    proc = run_advnets(
         "train",
         "experiment=paper_fashion_mnist",
         "trainer=cpu",

@@ -25,7 +25,7 @@ from advnets.metrics.knn import manifold_scores, smallest
 from advnets.metrics.parzen import parzen_protocol
 from advnets.metrics.suite import Precomputed, SuiteSettings, extract, score_suite
 
-from conftest import QUICK, assert_user_error, compose_cfg, run_cli, train_quick
+from conftest import QUICK, REPO, assert_user_error, compose_cfg, run_advnets, run_cli, train_quick
 
 
 @pytest.fixture(scope="module")
@@ -268,8 +268,10 @@ def test_an_objective_nobody_logs_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_misspelt_metric_fails_before_any_work(tmp_path: Path) -> None:
-    proc = run_cli("evaluate", "ckpt_path=/nonexistent.ckpt", "eval.metrics=[fid,fd]", f"hydra.run.dir={tmp_path}")
+    published = REPO / "results" / "paper_mnist" / "generator.pt"  # a real generator: the metric is the mistake
+    proc = run_cli("evaluate", str(published), "eval.metrics=[fid,fd]", f"hydra.run.dir={tmp_path / 'eval'}")
     assert_user_error(proc, "eval.metrics contains fd; allowed: fid, kid")
+    assert not (tmp_path / "eval").exists()
 
 
 def test_classifier_cli_trains_and_writes_weights_and_card(tmp_path: Path) -> None:
@@ -277,7 +279,7 @@ def test_classifier_cli_trains_and_writes_weights_and_card(tmp_path: Path) -> No
 
     out = tmp_path / "classifiers"
     common = ["dataset=digits", "threads=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = run_cli("classifier", *common, "trainer.max_epochs=3", f"out_dir={out}")
+    proc = run_advnets("classifier", *common, "trainer.max_epochs=3", f"out_dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = ClassifierCard.read(out / "digits.json")
     assert card.md5 == md5_of(out / "digits.pt") and card.feature_dim == 128 and 0.5 < card.test_accuracy <= 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUICK, run_cli, train_quick
+from conftest import QUICK, run_advnets, run_cli, train_quick
 from wandb_log import config, history, offline_run_file, read_records, run_info
 
 
@@ -78,10 +78,10 @@ def test_resume_continues_the_paper_schedule_as_if_never_stopped(tmp_path: Path)
         "optimizer.schedule.momentum_saturate_epoch=3",  # momentum 0.5, 0.6, 0.7 in epochs 0, 1, 2
     ]
     straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
-    _ok(run_cli("train", *common, "trainer.max_epochs=2", f"hydra.run.dir={straight}"))
-    _ok(run_cli("train", *common, "trainer.max_epochs=1", f"hydra.run.dir={first}"))
+    _ok(run_advnets("train", *common, "trainer.max_epochs=2", f"hydra.run.dir={straight}"))
+    _ok(run_advnets("train", *common, "trainer.max_epochs=1", f"hydra.run.dir={first}"))
     ckpt = first / "checkpoints" / "last.ckpt"
-    _ok(run_cli("train", *common, "trainer.max_epochs=2", f"ckpt_path={ckpt}", f"hydra.run.dir={resumed}"))
+    _ok(run_advnets("train", *common, "trainer.max_epochs=2", f"ckpt_path={ckpt}", f"hydra.run.dir={resumed}"))
     a, b = _ckpt(straight / "checkpoints" / "last.ckpt"), _ckpt(resumed / "checkpoints" / "last.ckpt")
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:
