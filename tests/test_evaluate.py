@@ -13,7 +13,7 @@ import torch
 from advnets.data import load_digits
 from advnets.metrics.parzen import parzen_protocol
 
-from conftest import run_cli, train_quick
+from conftest import run_advnets, run_cli, train_quick
 from wandb_log import config, history, offline_run_file, read_records, run_info
 
 
@@ -25,7 +25,8 @@ def trained(tmp_path_factory) -> Path:
 def _eval(ckpt: Path, out: Path, *extra: str, logger: str = "none", bare: bool = False) -> dict:
     """advnets-eval on ``ckpt`` (given as ``ckpt_path=CKPT``, or ``bare``: as the path alone)."""
     given = str(ckpt) if bare else f"ckpt_path={ckpt}"
-    proc = run_cli("evaluate", given, "eval.n_samples=400", f"hydra.run.dir={out}", f"logger={logger}", *extra)
+    run = run_cli if logger == "wandb" else run_advnets  # a W&B run read back: in a process of its own, as a user's
+    proc = run("evaluate", given, "eval.n_samples=400", f"hydra.run.dir={out}", f"logger={logger}", *extra)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads((out / "results.json").read_text())
 
@@ -102,7 +103,7 @@ def test_exported_generator_alone_re_derives_the_number(trained: Path, tmp_path:
     assert again["parzen_ll"] == first["parzen_ll"] and "epoch" not in again  # no record beside it says the epoch
     shutil.copy(tmp_path / "x" / "results.json", export / "results.json")  # a record: the results beside it
     generator, out = export / "generator.pt", tmp_path / "r"
-    proc = run_cli("evaluate", str(generator), "eval.n_samples=400", "logger=none", f"hydra.run.dir={out}")
+    proc = run_advnets("evaluate", str(generator), "eval.n_samples=400", "logger=none", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     said = f"advnets: evaluating {generator}, epoch {first['epoch']} as {export / 'results.json'}"
     assert f"{said} records" in proc.stdout.splitlines()

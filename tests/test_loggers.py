@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from conftest import QUICK, run_cli
+from conftest import QUICK, run_advnets, run_cli
 
 LOSSES = {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"}
 EPOCH_MEANS = {f"{name}_epoch" for name in LOSSES}
@@ -25,7 +25,7 @@ def test_tensorboard_gets_losses_means_pictures_hparams_and_test_values_in_one_e
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     run = tmp_path / "run"
-    _ok(run_cli("train", "debug=fast", "logger=tensorboard", "threads=1", f"hydra.run.dir={run}"))
+    _ok(run_advnets("train", "debug=fast", "logger=tensorboard", "threads=1", f"hydra.run.dir={run}"))
     (event_file,) = (run / "tensorboard").glob("events.out.tfevents.*")  # one stream: test values included
     events = EventAccumulator(str(event_file), size_guidance={"images": 0})
     events.Reload()
@@ -53,8 +53,8 @@ def test_mlflow_store_in_the_run_folder_holds_one_run_across_a_resume(tmp_path: 
 
     run = tmp_path / "run"
     common = ["debug=fast", "logger=mlflow", "threads=1", f"hydra.run.dir={run}"]
-    _ok(run_cli("train", *common, "evaluate=false", cwd=tmp_path))
-    _ok(run_cli("train", *common, "trainer.max_epochs=2", "allow_config_change=true", cwd=tmp_path))
+    _ok(run_advnets("train", *common, "evaluate=false", cwd=tmp_path))
+    _ok(run_advnets("train", *common, "trainer.max_epochs=2", "allow_config_change=true", cwd=tmp_path))
     assert not (tmp_path / "mlruns").exists()  # nothing outside the run folder
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
