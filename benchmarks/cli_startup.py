@@ -1,6 +1,7 @@
 """How fast a mistake is reported: ``advnets-train`` with a bad override, ``advnets-train --help``, and
 ``advnets-eval`` given no checkpoint, a file that is none (an npz) or a folder without one, each timed from process
-start to exit, beside ``python -c "import torch"`` timed in the same rounds (the baseline).
+start to exit, beside ``python -c "import torch"`` timed in the same rounds (the baseline); and the whole of
+``advnets-report`` and ``advnets-compare`` on the published runs (neither needs torch).
 
 Target: a mistake and ``--help`` in at most half the time torch alone takes to import (ratio <= 0.5).
 
@@ -20,6 +21,8 @@ import zipfile
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # the published runs: what report and compare read
+COMPARE_OUT = Path(tempfile.gettempdir()) / "advnets-cli-startup-compare"
 COMMANDS = {
     "import torch (baseline)": ["-c", "import torch"],
     "bad override (trainer.max_epoch=5)": ["-m", "advnets.cli.train", "trainer.max_epoch=5"],
@@ -28,6 +31,8 @@ COMMANDS = {
     "eval: no ckpt_path": ["-m", "advnets.cli.evaluate"],
     "eval: an npz (samples.npz)": ["-m", "advnets.cli.evaluate", "samples.npz"],
     "eval: a folder without a checkpoint": ["-m", "advnets.cli.evaluate", "ckpt_path=empty"],
+    "advnets-report results/ (whole command)": ["-m", "advnets.cli.report", str(RESULTS)],
+    "advnets-compare results/ (whole command)": ["-m", "advnets.cli.compare", str(RESULTS), "--out", str(COMPARE_OUT)],
 }
 """Run in a fresh working folder holding ``samples.npz`` (a zip of arrays) and an empty folder ``empty``."""
 

@@ -140,7 +140,7 @@ COMMON: dict[str, Rule] = {
     "eval.checkpoint": choice("best", "last"),
     "eval.interpolation_rows": integer(0),
     "eval.interpolation_steps": integer(2),
-    "eval.metrics": list_of(text(), 0),  # names checked against advnets.metrics.suite.SUITE (check_names)
+    "eval.metrics": list_of(text(), 0),  # names checked against advnets.metrics.registry.SUITE (check_names)
     "eval.reference": boolean(),
     "eval.suite": GROUP,
     "eval.suite.pr_k": POSITIVE,

@@ -26,8 +26,7 @@ from typing import Any, NoReturn
 
 from advnets.errors import UserError, fail
 from advnets.logs import output
-from advnets.metrics.registry import higher_is_better
-from advnets.metrics.suite import SUITE
+from advnets.metrics.registry import SUITE, higher_is_better
 from advnets.runs.records import (
     RunRecord,
     describe_eval,

@@ -8,6 +8,7 @@ read directions from here (through the ``advnets_mode`` / ``advnets_direction`` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from advnets.errors import UserError
@@ -69,6 +70,8 @@ _SPECS = (
     MetricSpec("nearest_sq_dist", False, "mean squared pixel distance from a test image to its nearest sample", None),
 )
 METRICS: dict[str, MetricSpec] = {s.name: s for s in _SPECS}
+SUITE = tuple(name for name in METRICS if name != "parzen_ll")
+"""The metrics beyond Parzen (``eval.metrics``, ``advnets.metrics.suite`` computes them), in the report's order."""
 SPLITS = ("val", "test")
 # how advnets-compare prefixes its per-run columns (best/last of the validation curve, the test value)
 _COLUMN_PREFIXES = ("best_val_", "last_val_", "test_", "val_")
@@ -105,3 +108,11 @@ def direction(name: str) -> str:
 
 def higher_is_better(name: str) -> bool:
     return spec(name).higher_is_better
+
+
+def check_names(names: Sequence[str]) -> list[str]:
+    """``names`` without repeats, each a metric of ``SUITE``; an unknown one is a clear error."""
+    unknown = [n for n in names if n not in SUITE]
+    if unknown:
+        raise UserError(f"eval.metrics contains {', '.join(unknown)}; allowed: {', '.join(SUITE)}")
+    return list(dict.fromkeys(names))

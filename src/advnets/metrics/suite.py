@@ -33,20 +33,8 @@ from advnets.metrics.features import (
 )
 from advnets.metrics.kid import KernelDistance, cached_real_sums
 from advnets.metrics.knn import knn_sq_radii, manifold_scores
-from advnets.metrics.registry import METRICS
+from advnets.metrics.registry import METRICS, SUITE, check_names
 
-SUITE = (
-    "fid",
-    "kid",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "inception_score",
-    "class_kl",
-    "class_coverage",
-    "nearest_sq_dist",
-)
 CHEAP = ("fid", "kid", "precision", "recall")  # what a training-time monitor can afford
 log = get_logger(__name__)
 
@@ -79,13 +67,6 @@ class Precomputed(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.double()
-
-
-def check_names(names: Sequence[str]) -> list[str]:
-    unknown = [n for n in names if n not in SUITE]
-    if unknown:
-        raise UserError(f"eval.metrics contains {', '.join(unknown)}; allowed: {', '.join(SUITE)}")
-    return list(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
