@@ -211,8 +211,8 @@ def test_a_killed_sweepers_running_trial_is_marked_failed_by_the_next_sweeper(po
 
 
 def test_a_database_url_gets_heartbeats_and_sqlite_stays_as_it_was(tmp_path: Path) -> None:
-    """``hydra.sweeper.storage=postgresql://...`` (a plain URL) is opened as a HeartbeatStorage; SQLite, the
-    default for one sweeper, is handed to the sweeper as its URL, as before."""
+    """``hydra.sweeper.storage=postgresql://...`` (a plain URL) is opened with Optuna's heartbeats; SQLite, the
+    default for one sweeper, without them."""
     from hydra.utils import instantiate
 
     def storage_after_start(*overrides: str) -> object:
@@ -240,6 +240,8 @@ def test_a_database_url_gets_heartbeats_and_sqlite_stays_as_it_was(tmp_path: Pat
     assert storage_after_start("hydra.sweeper.storage.url=postgresql://h/db")["heartbeat_interval"] == 60
 
     default = storage_after_start()
-    assert default["url"] == f"sqlite:///{tmp_path}/optuna.db" and instantiate(default) == default["url"]
+    assert default["url"] == f"sqlite:///{tmp_path}/optuna.db"
+    opened = instantiate(default)
+    assert opened.url == default["url"] and opened.get_heartbeat_interval() is None  # one sweeper: no heartbeats
     url = f"sqlite:///{tmp_path}/other.db"
     assert storage_after_start(f"hydra.sweeper.storage={url}") == url  # a plain SQLite URL stays a URL

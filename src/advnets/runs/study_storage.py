@@ -117,9 +117,13 @@ def fail_stale(study: Any) -> None:
         warnings.simplefilter("ignore")
         fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    grace = getattr(study._storage, "grace_period", None)
     for number in sorted(before - after):
         log.info(
-            "trial %d of study %s had no heartbeat (its sweeper was stopped): marked FAIL", number, study.study_name
+            "trial %d of study %s had no heartbeat for %s s (its sweeper was stopped): marked FAIL",
+            number,
+            study.study_name,
+            grace,
         )
 
 

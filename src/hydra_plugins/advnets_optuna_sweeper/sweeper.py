@@ -3,7 +3,8 @@ Hydra jobs, told back (``study.tell``): COMPLETE with the job's return value, PR
 callback stopped it (advnets.search.pruning), FAIL when the job raised.
 
 A study continued by the same command again gets ``n_trials`` new trials: the sampler of each trial is seeded
-with the configured seed plus the trial's number, so no random stream restarts where an earlier sweep began."""
+from the configured seed and the trial's number (``trial_seed``), so no random stream restarts where an earlier
+sweep began."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ from omegaconf import DictConfig, OmegaConf
 from advnets.logs import get_logger
 
 log = get_logger(__name__)
+
+
+def trial_seed(seed: int, trial_number: int) -> int:
+    """The sampler's seed for trial ``trial_number`` of a study swept with ``seed``: distinct for every pair, so
+    neither a continued study nor two sweepers with neighbouring seeds draw from one random stream twice."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed % 2**32, trial_number]).generate_state(1)[0])
 
 
 class OptunaSweeper(Sweeper):
@@ -81,7 +90,7 @@ class OptunaSweeper(Sweeper):
         assert isinstance(node, dict)
         seed = node.get("seed")
         if seed is not None:
-            node["seed"] = (int(seed) + int(trial_number)) % 2**32
+            node["seed"] = trial_seed(int(seed), trial_number)
         made = instantiate(node)
         return made(grid) if grid is not None else made
 
