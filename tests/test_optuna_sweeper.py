@@ -97,6 +97,7 @@ def test_a_study_database_of_an_older_optuna_is_one_line_naming_the_upgrade(tmp_
     optuna.create_study(study_name="quickstart", storage=f"sqlite:///{database}")
     with sqlite3.connect(database) as db:  # the schema revision Optuna 2.10 leaves
         db.execute("UPDATE alembic_version SET version_num = 'v2.6.0.a'")
+        db.execute("UPDATE version_info SET library_version = '2.10.1'")
     before = database.read_bytes()
     proc = _sweep(tmp_path, "refused")
     assert_user_error(proc, f"hydra.sweeper.storage=sqlite:///{database}", "optuna storage upgrade")
@@ -117,3 +118,9 @@ def test_retry_failed_runs_a_failed_trials_parameters_again(tmp_path: Path) -> N
     assert [first.state.name, second.state.name] == ["FAIL", "FAIL"]
     assert second.params == first.params  # drawn anew, its lr would differ
     assert second.system_attrs["failed_trial"] == 0
+
+
+def test_a_pruner_that_is_not_one_is_one_line_before_any_trial(tmp_path: Path) -> None:
+    proc = _sweep(tmp_path, "refused", "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPrunr}")
+    assert_user_error(proc, "hydra.sweeper.pruner=", "MedianPrunr", "allowed: an Optuna pruner")
+    assert not (tmp_path / "refused").exists()

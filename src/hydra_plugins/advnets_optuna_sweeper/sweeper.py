@@ -95,9 +95,24 @@ class OptunaSweeper(Sweeper):
         return made(grid) if grid is not None else made
 
     def _pruner(self) -> Any:
+        """The configured pruner; a node that makes no Optuna pruner is the user's mistake, said in one line."""
         from hydra.utils import instantiate
+        from optuna.pruners import BasePruner
 
-        return instantiate(self.pruner_node) if self.pruner_node else None
+        from advnets.errors import UserError
+
+        if not self.pruner_node:
+            return None
+        allowed = "allowed: an Optuna pruner, e.g. {_target_:optuna.pruners.MedianPruner,n_warmup_steps:5}, or null"
+        shown = OmegaConf.to_yaml(self.pruner_node, resolve=False).strip().replace("\n", ", ")
+        try:
+            pruner = instantiate(self.pruner_node)
+        except Exception as err:
+            why = (str(err).splitlines() or [type(err).__name__])[0]
+            raise UserError(f"hydra.sweeper.pruner={{{shown}}}: {why}; {allowed}") from None
+        if not isinstance(pruner, BasePruner):
+            raise UserError(f"hydra.sweeper.pruner={{{shown}}} is a {type(pruner).__name__}; {allowed}")
+        return pruner
 
     def _custom(self) -> Any:
         from hydra.utils import get_method
@@ -126,6 +141,7 @@ class OptunaSweeper(Sweeper):
                 size *= len(values)
             n_trials = min(n_trials, size)
         try:
+            pruner = self._pruner()
             storage = self._storage()
         except UserError as err:
             fail(str(err))
@@ -133,7 +149,7 @@ class OptunaSweeper(Sweeper):
             study_name=self.study_name,
             storage=storage,
             sampler=self._sampler(0, grid_values),
-            pruner=self._pruner(),
+            pruner=pruner,
             directions=self.directions,
             load_if_exists=True,
         )
