@@ -16,6 +16,19 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def with_driver(url: str) -> str:
+    """A ``postgresql://`` URL with the PostgreSQL driver that is installed: psycopg 3 (``advnets[cluster]``,
+    SQLAlchemy 2.1's default), else psycopg2 (SQLAlchemy 2.0's default); any other URL as it is."""
+    import importlib.util
+
+    if not url.startswith("postgresql://"):
+        return url
+    for module in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{module}://" + url.removeprefix("postgresql://")
+    return url
+
+
 def storage_url(node: Any) -> str | None:
     """The database URL of ``hydra.sweeper.storage``: the URL itself, or the ``url`` of an ``open_storage`` node."""
     if node is None:

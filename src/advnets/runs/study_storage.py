@@ -19,7 +19,7 @@ from typing import Any
 
 from advnets.errors import UserError
 from advnets.logs import get_logger
-from advnets.runs.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite
+from advnets.runs.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite, with_driver
 
 log = get_logger(__name__)
 
@@ -56,9 +56,9 @@ def open_storage(
             name = stale if stale in inspect.signature(RDBStorage).parameters else "failed_trial_callback"
             kwargs[name] = callback
     try:
-        with _schema_lock(url), warnings.catch_warnings():
+        with _schema_lock(with_driver(url)), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
-            return RDBStorage(url, **kwargs)
+            return RDBStorage(with_driver(url), **kwargs)
     except RuntimeError as err:
         if "storage upgrade" in str(err):
             raise UserError(
@@ -106,7 +106,7 @@ def heartbeats_on(storage: Any) -> bool:
     return interval is not None and interval() is not None
 
 
-def fail_stale(study: Any) -> None:
+def fail_stale(study: Any, grace_period: int | None) -> None:
     """Optuna's ``fail_stale_trials``: trials with no heartbeat for the grace period (their sweeper was stopped)
     are marked FAIL, and each is retried when the storage has a retry callback."""
     from optuna.storages import fail_stale_trials
@@ -117,13 +117,12 @@ def fail_stale(study: Any) -> None:
         warnings.simplefilter("ignore")
         fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    grace = getattr(study._storage, "grace_period", None)
     for number in sorted(before - after):
         log.info(
             "trial %d of study %s had no heartbeat for %s s (its sweeper was stopped): marked FAIL",
             number,
             study.study_name,
-            grace,
+            grace_period,
         )
 
 

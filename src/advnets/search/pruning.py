@@ -79,7 +79,7 @@ def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     from hydra.utils import instantiate
 
     from advnets.metrics import registry
-    from advnets.runs.studies import storage_url
+    from advnets.runs.studies import storage_url, with_driver
 
     if not HydraConfig.initialized():
         return []
@@ -91,7 +91,7 @@ def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     monitor = (cfg.get("callbacks") or {}).get(spec.logged_by or "") or {}
     pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else None
     every = int(monitor.get("every_n_epochs", 0))
-    return [ReportToTrial(url, str(sweeper.study_name), int(trial_id), str(cfg.objective), every, pruner)]
+    return [ReportToTrial(with_driver(url), str(sweeper.study_name), int(trial_id), str(cfg.objective), every, pruner)]
 
 
 def pruned_at_epoch(trainer: pl.Trainer) -> int | None:

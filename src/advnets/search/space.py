@@ -65,5 +65,7 @@ def grid(distributions: dict[str, Any]) -> dict[str, list[Any]]:
             count = int(round((dist.high - dist.low) / dist.step)) + 1
             values[name] = [dist.low + i * dist.step for i in range(count)]
         else:
-            raise ValueError(f"{name}: the grid sampler needs choice() or range(), not interval()")
+            raise ValueError(
+                f"{name}: an interval has no grid; allowed with hydra/sweeper/sampler=grid: choice() or range()"
+            )
     return values

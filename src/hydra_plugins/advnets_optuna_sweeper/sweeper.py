@@ -133,7 +133,10 @@ class OptunaSweeper(Sweeper):
         for key in fixed:
             distributions.pop(key, None)
         is_grid = "GridSampler" in str(OmegaConf.select(self.sampler_node, "_target_"))
-        grid_values = grid(distributions) if is_grid else None
+        try:
+            grid_values = grid(distributions) if is_grid else None
+        except ValueError as err:
+            fail(str(err))
         n_trials = self.n_trials
         if grid_values is not None:
             size = 1
@@ -173,7 +176,7 @@ class OptunaSweeper(Sweeper):
         to_go = n_trials
         while to_go > 0:
             if storage is not None and heartbeats_on(storage):
-                fail_stale(study)
+                fail_stale(study, getattr(storage, "grace_period", None))
             batch = min(to_go, self.n_jobs)
             trials = [self._ask(study, distributions, fixed, grid_values) for _ in range(batch)]
             self._run_batch(study, trials, fixed, retry)
