@@ -127,12 +127,24 @@ def test_a_pruner_that_is_not_one_is_one_line_before_any_trial(tmp_path: Path) -
 
 
 def test_the_grid_sampler_runs_each_point_of_its_grid_once(tmp_path: Path) -> None:
-    grid = ["hydra/sweeper/sampler=grid", "~hydra.sweeper.params", "game.update=choice(joint,alternating)"]
-    proc = _sweep(tmp_path, "grid", *grid, "game.k=range(1,3)", "trainer.max_epochs=2", "hydra.sweeper.n_trials=9")
-    _ok(proc)
+    grid = [
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=grid",
+        *QUICK,
+        "logger=none",
+        "evaluate=false",
+        "trainer.max_epochs=2",
+        "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.study_name=quickstart",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
+        "hydra.sweeper.n_trials=9",
+        "game.update=choice(joint,alternating)",
+    ]
+    _ok(run_cli("train", *grid, "game.k=range(1,3)", f"hydra.sweep.dir={tmp_path / 'grid'}"))
     trials = _trials(tmp_path, "quickstart")
     points = sorted((t.params["game.update"], t.params["game.k"]) for t in trials)  # range(1,3): 1 and 2
     assert points == [("alternating", 1), ("alternating", 2), ("joint", 1), ("joint", 2)]
     assert {t.state.name for t in trials} == {"COMPLETE"}
-    refused = _sweep(tmp_path, "refused", *grid, "optimizer.lr=interval(0.001,0.1)")
+    refused = run_cli("train", *grid, "optimizer.lr=interval(0.001,0.1)", f"hydra.sweep.dir={tmp_path / 'refused'}")
     assert_user_error(refused, "optimizer.lr: an interval has no grid", "choice() or range()")

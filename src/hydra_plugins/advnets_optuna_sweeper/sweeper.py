@@ -230,13 +230,18 @@ class OptunaSweeper(Sweeper):
             try:
                 value = ret.return_value  # raises the job's own exception for a failed job
                 values = [float(v) for v in value] if len(self.directions) > 1 else [float(value)]
-                study.tell(trial, values=values)
             except Exception as err:
                 study.tell(trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s", trial.number, err)
                 failures.append(err)
                 if retry is not None:
                     retry(study, storage.get_trial(trial._trial_id))
+                continue
+            try:
+                study.tell(trial, values=values)
+            except RuntimeError as err:  # the grid sampler, its grid done, stops the study: told all the same
+                if "Study.stop" not in str(err):
+                    raise
         if failures and len(failures) / len(returns) > self.max_failure_rate:
             log.error(
                 "%d of %d trial(s) failed, over max_failure_rate=%s", len(failures), len(returns), self.max_failure_rate
