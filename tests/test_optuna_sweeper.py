@@ -74,6 +74,9 @@ def test_a_pruner_that_prunes_everything_stops_each_trial_at_its_first_report(tm
         assert trial.user_attrs["epochs_trained"] == 2
     assert "pruned at epoch 2" in proc.stdout + proc.stderr
     assert "| PRUNED |" in (tmp_path / "pruned" / "trials.md").read_text()
+    _ok(run_cli("compare", str(tmp_path / "pruned"), "--out", str(tmp_path / "cmp")))
+    with (tmp_path / "cmp" / "compare_runs.csv").open() as handle:
+        assert [r["pruned_at_epoch"] for r in csv.DictReader(handle)] == ["2", "2"]
 
 
 def test_a_pruner_that_prunes_nothing_changes_nothing(tmp_path: Path) -> None:
