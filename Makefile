@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip uninstall --quiet --yes hydra-optuna-sweeper 2>/dev/null || true  # its plugin also claims hydra/sweeper=optuna
 	touch $(STAMP)
 
 # the quickstart (scikit-learn's 8x8 digits: a minute on the CPU, no download); ARGS="experiment=paper_mnist" is

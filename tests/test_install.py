@@ -49,6 +49,7 @@ def test_the_wheel_installs_non_editable_and_trains_the_quickstart_anywhere(tmp_
     shipped = set(zipfile.ZipFile(wheel).namelist())
     configs = {p.relative_to(REPO / "src").as_posix() for p in (REPO / "src" / "advnets" / "conf").rglob("*.yaml")}
     assert configs <= shipped and "advnets/metrics/classifiers/digits.pt" in shipped
+    assert "hydra_plugins/advnets_optuna_sweeper/sweeper.py" in shipped  # hydra/sweeper=optuna
 
     # a fresh environment that borrows this one's dependencies (torch, Lightning, ...) but not its advnets
     env_dir = tmp_path / "env"

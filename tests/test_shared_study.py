@@ -1,8 +1,9 @@
 """Several sweepers, one study: Optuna sweeps at once on a PostgreSQL study, and a killed sweeper's trial.
 
 A throwaway PostgreSQL server (Debian's `postgresql` package: initdb + pg_ctl, as the `postgres` user when run as
-root) is started in a temporary folder on a loopback port for this module. Without the server's programs or
-psycopg2 (pip install 'advnets[cluster]') the tests skip, unless ADVNETS_REQUIRE_POSTGRES=1 (CI), where they fail.
+root) is started in a temporary folder on a loopback port for this module. Without the server's programs or a
+PostgreSQL driver (pip install 'advnets[cluster]') the tests skip, unless ADVNETS_REQUIRE_POSTGRES=1 (CI), where
+they fail.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from omegaconf import OmegaConf
 
 from advnets import CONF_DIR
 from advnets.runs.hydra_callbacks import SweepStudy
+from advnets.runs.studies import with_driver
 
 from conftest import REPO, cli_env
 
@@ -64,10 +66,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """The URL of a fresh PostgreSQL server on a loopback port, stopped and removed after the module."""
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        _unavailable("psycopg2 is not installed (pip install 'advnets[cluster]')")
+    import importlib.util
+
+    if not any(importlib.util.find_spec(m) for m in ("psycopg", "psycopg2")):
+        _unavailable("no PostgreSQL driver is installed (pip install 'advnets[cluster]')")
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")) or [Path(p) for p in [shutil.which("pg_ctl")] if p]
     if not found:
         _unavailable("PostgreSQL is not installed (apt-get install postgresql)")
@@ -103,7 +105,7 @@ def _trials(url: str, study: str) -> list:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return optuna.load_study(study_name=study, storage=url).get_trials(deepcopy=False)
+        return optuna.load_study(study_name=study, storage=with_driver(url)).get_trials(deepcopy=False)
     except KeyError:
         return []  # the study does not exist yet
 
@@ -111,7 +113,7 @@ def _trials(url: str, study: str) -> list:
 def _heartbeats(url: str) -> dict[int, object]:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(url)
+    engine = sqlalchemy.create_engine(with_driver(url))
     try:
         with engine.connect() as db:
             return dict(db.execute(sqlalchemy.text("SELECT trial_id, heartbeat FROM trial_heartbeats")).all())
@@ -211,8 +213,8 @@ def test_a_killed_sweepers_running_trial_is_marked_failed_by_the_next_sweeper(po
 
 
 def test_a_database_url_gets_heartbeats_and_sqlite_stays_as_it_was(tmp_path: Path) -> None:
-    """``hydra.sweeper.storage=postgresql://...`` (a plain URL) is opened as a HeartbeatStorage; SQLite, the
-    default for one sweeper, is handed to the sweeper as its URL, as before."""
+    """``hydra.sweeper.storage=postgresql://...`` (a plain URL) is opened with Optuna's heartbeats; SQLite, the
+    default for one sweeper, without them."""
     from hydra.utils import instantiate
 
     def storage_after_start(*overrides: str) -> object:
@@ -240,6 +242,8 @@ def test_a_database_url_gets_heartbeats_and_sqlite_stays_as_it_was(tmp_path: Pat
     assert storage_after_start("hydra.sweeper.storage.url=postgresql://h/db")["heartbeat_interval"] == 60
 
     default = storage_after_start()
-    assert default["url"] == f"sqlite:///{tmp_path}/optuna.db" and instantiate(default) == default["url"]
+    assert default["url"] == f"sqlite:///{tmp_path}/optuna.db"
+    opened = instantiate(default)
+    assert opened.url == default["url"] and opened.get_heartbeat_interval() is None  # one sweeper: no heartbeats
     url = f"sqlite:///{tmp_path}/other.db"
     assert storage_after_start(f"hydra.sweeper.storage={url}") == url  # a plain SQLite URL stays a URL

@@ -45,6 +45,7 @@ from advnets.runs.rendezvous import check_rendezvous
 from advnets.runs.stops import EXIT_STATUS, say_unfinished, stop_line, stop_signals
 from advnets.runs.summary import summary_lines
 from advnets.schema import TRAIN, validate
+from advnets.search.pruning import pruned_at_epoch, trial_callbacks
 from advnets.threads import intra_op_threads
 
 FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst
@@ -70,6 +71,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
         schedule=instantiate(cfg.optimizer.schedule) if cfg.optimizer.get("schedule") else None,
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks += trial_callbacks(cfg)  # a trial of advnets' Optuna sweeper: reports to it, stops when pruned
     plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []] + [SafeCheckpointIO()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False, plugins=plugins)
     return datamodule, game, trainer
@@ -161,12 +163,15 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
     diverged_at = metrics.pop("run/diverged_at_epoch", None)
     if diverged_at is not None:
         metrics.update({"diverged_at_epoch": int(diverged_at), "val/parzen_ll": FAILED_OBJECTIVE})
+    pruned_at = pruned_at_epoch(trainer)
+    if pruned_at is not None:
+        metrics["pruned_at_epoch"] = pruned_at
     metrics["objective_score"] = reported_score(cfg, trainer, metrics, diverged_at is not None)
     metrics.pop("run/best_score", None)
     if not trainer.is_global_zero:
         return metrics
     results = None
-    if cfg.evaluate and cfg.get("eval") and diverged_at is None:
+    if cfg.evaluate and cfg.get("eval") and diverged_at is None and pruned_at is None:
         results = _evaluate_best(cfg, trainer, game, datamodule, run_dir, train_seconds)
         if results is None:
             metrics["test/parzen_ll"] = FAILED_OBJECTIVE

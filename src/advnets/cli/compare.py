@@ -77,6 +77,7 @@ class RunRow:
     sigma: float | None
     epochs: int | None
     diverged: bool
+    pruned_at_epoch: int | None = None  # an Optuna trial stopped by the study's pruner
 
 
 def run_row(record: RunRecord) -> RunRow:
@@ -100,6 +101,7 @@ def run_row(record: RunRecord) -> RunRow:
         _score(results.get("sigma")),
         epochs,
         diverged,
+        metrics.get("pruned_at_epoch"),
     )
 
 
@@ -288,7 +290,8 @@ def write_csv(path: Path, groups: dict[str, list[Group]], keys_of: dict[str, lis
 
 
 def write_runs_csv(path: Path, groups: dict[str, list[Group]]) -> None:
-    fields = ["dataset", "group", "seed", *METRICS, "parzen_se_test_images", "sigma", "epochs", "diverged", "path"]
+    fields = ["dataset", "group", "seed", *METRICS, "parzen_se_test_images", "sigma", "epochs", "diverged"]
+    fields += ["pruned_at_epoch", "path"]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -305,6 +308,7 @@ def write_runs_csv(path: Path, groups: dict[str, list[Group]]) -> None:
                             "sigma": r.sigma,
                             "epochs": r.epochs,
                             "diverged": r.diverged,
+                            "pruned_at_epoch": r.pruned_at_epoch,
                             "path": str(r.record.path),
                         }
                     )

@@ -54,9 +54,19 @@ def find_results(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
     for folder in folders:
         if (folder / "results.json").is_file():
             found.append(folder / "results.json")
+        elif (pruned := _pruned_at(folder)) is not None:
+            notes.append(f"skipped {folder}: pruned at epoch {pruned} (an Optuna trial the study's pruner stopped)")
         else:
             notes.append(f"skipped {folder}: no results.json (not evaluated: evaluate=false, diverged, or unfinished)")
     return found, notes
+
+
+def _pruned_at(folder: Path) -> int | None:
+    """The epoch a pruned Optuna trial stopped after (its ``metrics.json``), else None."""
+    try:
+        return json.loads((folder / "metrics.json").read_text()).get("pruned_at_epoch")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load(path: Path) -> tuple[dict[str, Any] | None, str]:

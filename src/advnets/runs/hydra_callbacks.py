@@ -208,13 +208,12 @@ class UserErrorsLeaveNoTrace(Callback):
 class SweepStudy(Callback):
     """An Optuna study's database (``hydra.sweeper.storage``, a URL or the ``url`` of an ``open_storage`` node).
     SQLite (``sqlite:///outputs/optuna.db``, one sweeper): its folder is made before the sweeper opens it (a sweep
-    from a fresh working folder finds it), and trials that a stopped sweep left RUNNING are marked failed
-    (advnets.runs.studies). Any other database (PostgreSQL, several sweepers): given as a plain URL, it is
-    opened with heartbeats all the same (advnets.runs.study_storage). List it after validate_search_space: a
-    refused sweep creates nothing."""
+    from a fresh working folder finds it); the sweeper fails the trials a stopped sweep left RUNNING. Any other
+    database (PostgreSQL, several sweepers): given as a plain URL, it is opened with heartbeats all the same
+    (advnets.runs.study_storage). List it after validate_search_space: a refused sweep creates nothing."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from advnets.runs.studies import fail_orphaned_trials, heartbeat_node, is_sqlite, sqlite_file, storage_url
+        from advnets.runs.studies import heartbeat_node, is_sqlite, sqlite_file, storage_url
 
         node = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
         storage = storage_url(node) or ""
@@ -222,14 +221,8 @@ class SweepStudy(Callback):
             with read_write(config.hydra), open_dict(config.hydra):  # the sweeper is built from it next
                 config.hydra.sweeper.storage = heartbeat_node(storage)
         path = sqlite_file(storage)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        study = OmegaConf.select(config, "hydra.sweeper.study_name", default=None)
-        if study and path.is_file():
-            failed = fail_orphaned_trials(storage, str(study))
-            if failed:
-                log.info("%d trial(s) of study %s left RUNNING by a stopped sweep: marked FAIL", failed, study)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
 
 
 class ValidateSearchSpace(Callback):

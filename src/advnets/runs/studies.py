@@ -1,5 +1,5 @@
-"""Optuna studies that outlive their sweeps: a trial a killed sweeper left RUNNING is marked failed when the study
-is opened again, so samplers and tables never wait on a trial that nobody runs."""
+"""Where an Optuna sweep's study lives (``hydra.sweeper.storage``): its URL, whether it is SQLite (one sweeper at a
+time) and the heartbeat settings of a server shared by several sweepers (advnets.runs.study_storage)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,19 @@ GRACE_PERIOD_S = 180
 def is_sqlite(url: str) -> bool:
     """Whether a storage URL names a SQLite file (``sqlite:///PATH``, also with a driver: ``sqlite+pysqlite``)."""
     return url.startswith("sqlite")
+
+
+def with_driver(url: str) -> str:
+    """A ``postgresql://`` URL with the PostgreSQL driver that is installed: psycopg 3 (``advnets[cluster]``,
+    SQLAlchemy 2.1's default), else psycopg2 (SQLAlchemy 2.0's default); any other URL as it is."""
+    import importlib.util
+
+    if not url.startswith("postgresql://"):
+        return url
+    for module in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{module}://" + url.removeprefix("postgresql://")
+    return url
 
 
 def storage_url(node: Any) -> str | None:
@@ -39,24 +52,3 @@ def heartbeat_node(url: str) -> dict[str, Any]:
 def sqlite_file(storage: str) -> Path | None:
     """The file of a ``sqlite:///PATH`` storage URL, else None."""
     return Path(storage.removeprefix("sqlite:///")) if storage.startswith("sqlite:///") else None
-
-
-def fail_orphaned_trials(storage: str, study_name: str) -> int:
-    """Mark the RUNNING trials of ``study_name`` in ``storage`` as FAIL; returns how many.
-
-    Only for a storage that one sweeper uses at a time (SQLite): there, a RUNNING trial when a sweep starts
-    belongs to a sweeper that was stopped. Several sweepers on one study (PostgreSQL) rely on heartbeats
-    instead (advnets.runs.study_storage)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rdb = optuna.storages.RDBStorage(storage)
-    try:
-        study_id = rdb.get_study_id_from_name(study_name)
-    except KeyError:
-        return 0  # a new study
-    running = rdb.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in running:
-        rdb.set_trial_state(rdb.get_trial_id_from_study_id_trial_number(study_id, trial.number), TrialState.FAIL)
-    return len(running)

@@ -1,39 +1,81 @@
 """The database of an Optuna sweep (``hydra.sweeper.storage``): SQLite for one sweeper, a server (PostgreSQL)
 for several sweepers on one study.
 
-Several sweepers cannot tell a trial that another sweeper runs from one whose sweeper was killed; Optuna's
-heartbeats can. hydra-optuna-sweeper asks for trials one by one (``study.ask``), where Optuna records no
-heartbeats (only ``study.optimize`` does), so ``HeartbeatStorage`` does it: while this process holds a RUNNING
-trial, it marks it alive every ``heartbeat_interval`` seconds, and before each new trial it marks FAIL the
-trials nobody marked for ``grace_period`` seconds (their sweeper was stopped)."""
+Several sweepers cannot tell a trial that another sweeper runs from one whose sweeper was stopped; Optuna's
+heartbeats can. A server's study is opened as Optuna's ``RDBStorage`` with ``heartbeat_interval`` and
+``grace_period``: the sweeper marks the trials it runs alive (``Heartbeats``), and before each batch Optuna marks
+FAIL the trials nobody marked for ``grace_period`` seconds (``optuna.storages.fail_stale_trials``), handing each
+to ``failed_trial_callback`` (a retry, with ``hydra.sweeper.retry_failed``). On SQLite, one sweeper at a time,
+every RUNNING trial when a sweep starts was left by a stopped sweeper: ``fail_running`` fails them at once."""
 
 from __future__ import annotations
 
+import inspect
 import threading
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, TrialState
-
-from advnets import internals
+from advnets.errors import UserError
 from advnets.logs import get_logger
-from advnets.runs.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite
+from advnets.runs.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite, with_driver
 
 log = get_logger(__name__)
 
+SCHEMA_LOCK_KEY = 20141  # the PostgreSQL advisory lock held while a sweeper opens (and creates) the study tables
+
+
+def retry_callback(max_retry: int) -> Callable[[Any, Any], None] | None:
+    """Optuna's callback that enqueues a failed trial's parameters again, at most ``max_retry`` times per trial
+    (``RetryHeartbeatStaleTrialCallback``, called ``RetryFailedTrialCallback`` before Optuna 4.9); None for 0."""
+    if max_retry <= 0:
+        return None
+    import optuna.storages as storages
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "experimental" / "deprecated" notices of the same callback
+        retry = getattr(storages, "RetryHeartbeatStaleTrialCallback", None) or storages.RetryFailedTrialCallback
+        return retry(max_retry=int(max_retry))
+
 
 def open_storage(
-    url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, grace_period: int = GRACE_PERIOD_S
-) -> str | RDBStorage:
-    """What the Optuna sweeper opens: a SQLite URL as it is (one sweeper; advnets.runs.studies fails what a
-    stopped sweep left RUNNING), any other database as a ``HeartbeatStorage``."""
-    if is_sqlite(url):
+    url: str, heartbeat_interval: int = HEARTBEAT_INTERVAL_S, grace_period: int = GRACE_PERIOD_S, max_retry: int = 0
+) -> Any:
+    """The study's ``RDBStorage``: SQLite as it is (one sweeper), any other database with Optuna's heartbeats and,
+    when ``max_retry`` > 0, a retry of each trial found stale. A database made by an older Optuna is refused with
+    one line naming ``optuna storage upgrade``."""
+    from optuna.storages import RDBStorage
+
+    kwargs: dict[str, Any] = {}
+    if not is_sqlite(url):
+        kwargs = {"heartbeat_interval": int(heartbeat_interval), "grace_period": int(grace_period)}
+        callback = retry_callback(max_retry)
+        if callback is not None:
+            stale = "heartbeat_stale_trial_callback"
+            name = stale if stale in inspect.signature(RDBStorage).parameters else "failed_trial_callback"
+            kwargs[name] = callback
+    try:
+        with _schema_lock(with_driver(url)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
+            return RDBStorage(with_driver(url), **kwargs)
+    except RuntimeError as err:
+        if "storage upgrade" in str(err):
+            raise UserError(
+                f"hydra.sweeper.storage={hide_password(url)} holds a study of an older Optuna; upgrade it once "
+                f"with: optuna storage upgrade --storage '{hide_password(url)}'"
+            ) from None
+        raise
+
+
+def hide_password(url: str) -> str:
+    """A database URL as it may be shown: its password hidden."""
+    from sqlalchemy.engine.url import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
         return url
-    return HeartbeatStorage(url, heartbeat_interval=int(heartbeat_interval), grace_period=int(grace_period))
-
-
-SCHEMA_LOCK_KEY = 20141  # the PostgreSQL advisory lock held while a sweeper opens (and creates) the study tables
 
 
 @contextmanager
@@ -58,67 +100,75 @@ def _schema_lock(url: str) -> Iterator[None]:
         engine.dispose()
 
 
-class HeartbeatStorage(RDBStorage):
-    """An RDB storage whose RUNNING trials, while this process holds them, get a heartbeat every
-    ``heartbeat_interval`` seconds (a daemon thread); a new trial is created only after the study's stale
-    trials (no heartbeat for ``grace_period`` seconds) are marked FAIL."""
+def heartbeats_on(storage: Any) -> bool:
+    """Whether ``storage`` keeps Optuna heartbeats (a server database opened by ``open_storage``)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
 
-    def __init__(self, url: str, heartbeat_interval: int, grace_period: int) -> None:
-        with _schema_lock(url):  # sweepers started together on a fresh database would race to create the tables
-            super().__init__(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
-        self._held: set[int] = set()
-        self._held_lock = threading.Lock()
-        self._beats: threading.Thread | None = None
 
-    def __repr__(self) -> str:  # the sweeper logs "Storage: ..."; never the password
-        from sqlalchemy.engine.url import make_url
+def fail_stale(study: Any, grace_period: int | None) -> None:
+    """Optuna's ``fail_stale_trials``: trials with no heartbeat for the grace period (their sweeper was stopped)
+    are marked FAIL, and each is retried when the storage has a retry callback."""
+    from optuna.storages import fail_stale_trials
+    from optuna.trial import TrialState
 
-        url = make_url(self.url).render_as_string(hide_password=True)
-        return f"{url} (heartbeats every {self.heartbeat_interval} s)"
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    for number in sorted(before - after):
+        log.info(
+            "trial %d of study %s had no heartbeat for %s s (its sweeper was stopped): marked FAIL",
+            number,
+            study.study_name,
+            grace_period,
+        )
 
-    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
-        self._fail_stale(study_id)
-        trial = internals.rdb_create_new_trial(self, study_id, template_trial)
-        if trial.state == TrialState.RUNNING:
-            self._hold(internals.trial_id(trial))
-        return trial
 
-    def set_trial_state(self, trial_id: int, state: TrialState) -> bool:
-        changed = super().set_trial_state(trial_id, state)
-        if changed and state == TrialState.RUNNING:  # a WAITING (enqueued) trial this process now runs
-            self._hold(trial_id)
-        return changed
+def fail_running(study: Any, retry: Callable[[Any, Any], None] | None) -> int:
+    """Mark FAIL every RUNNING trial of a study that one sweeper uses at a time (SQLite: they belong to a sweeper
+    that was stopped), each retried by ``retry`` when given; returns how many."""
+    from optuna.trial import TrialState
 
-    def _fail_stale(self, study_id: int) -> None:
-        name = self.get_study_name_from_id(study_id)
-        for trial_id in self.fail_stale_trials(study_id):
-            number = self.get_trial_number_from_id(trial_id)
-            log.info(
-                "trial %d of study %s had no heartbeat for %d s (its sweeper was stopped): marked FAIL",
-                number,
-                name,
-                self.grace_period,
-            )
+    storage = study._storage  # the study's own storage object, as Optuna's fail_stale_trials reaches it
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial.number)
+        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        if retry is not None:
+            retry(study, storage.get_trial(trial_id))
+    return len(running)
 
-    def _hold(self, trial_id: int) -> None:
-        self.record_heartbeat(trial_id)  # at once: a sweeper killed before its first beat leaves a stale trial
-        with self._held_lock:
-            self._held.add(trial_id)
-            if self._beats is None:
-                self._beats = threading.Thread(target=self._beat, name="advnets-study-heartbeat", daemon=True)
-                self._beats.start()
+
+class Heartbeats:
+    """While a batch of trials runs: each marked alive every ``heartbeat_interval`` seconds (a daemon thread), as
+    ``study.optimize`` does for its trials; nothing for a storage without heartbeats."""
+
+    def __init__(self, storage: Any, trial_ids: Iterable[int]) -> None:
+        self.storage, self.trial_ids = storage, list(trial_ids)
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeats:
+        if heartbeats_on(self.storage):
+            self._beat_all()  # at once: a sweeper killed before its first beat leaves a stale trial
+            self.thread = threading.Thread(target=self._beat, name="advnets-study-heartbeat", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
     def _beat(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(float(self.heartbeat_interval)):
-            with self._held_lock:
-                held = list(self._held)
-            for trial_id in held:
-                try:
-                    if self.get_trial(trial_id).state == TrialState.RUNNING:
-                        self.record_heartbeat(trial_id)
-                        continue
-                except Exception:  # the database is out of reach right now: the next beat tries again
-                    continue
-                with self._held_lock:
-                    self._held.discard(trial_id)
+        while not self.stop.wait(float(self.storage.get_heartbeat_interval())):
+            self._beat_all()
+
+    def _beat_all(self) -> None:
+        for trial_id in self.trial_ids:
+            try:
+                self.storage.record_heartbeat(trial_id)
+            except Exception:  # the database is out of reach right now: the next beat tries again
+                continue

@@ -1,0 +1,153 @@
+"""advnets' Optuna sweeper (hydra/sweeper=optuna) through the real CLI on the quickstart: a continued study draws
+new trials, a pruner stops trials after their first report (and one that prunes nothing changes nothing), every
+sweep leaves a readable table of its study, and an old study database is one line, not a traceback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+from conftest import QUICK, assert_user_error, run_cli
+
+SWEEP = [
+    "-m",
+    "hparams_search=optuna",
+    *QUICK,  # 4 epochs, the validation Parzen every 2
+    "logger=none",
+    "evaluate=false",
+    "callbacks.sample_grid.every_n_epochs=0",
+    "hydra.sweeper.n_trials=2",
+]
+PRUNE_ALL = "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1e9}"  # no Parzen LL reaches it
+PRUNE_NONE = "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:-1e9}"  # every Parzen LL does
+
+
+def _ok(proc) -> None:
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+
+
+def _trials(tmp_path: Path, name: str) -> list:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna.db").trials
+
+
+def _sweep(tmp_path: Path, folder: str, *overrides: str):
+    return run_cli("train", *SWEEP, f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / folder}", *overrides)
+
+
+def test_the_same_command_again_continues_the_study_with_new_parameters(tmp_path: Path) -> None:
+    for folder in ("first", "again"):
+        proc = _sweep(tmp_path, folder, "trainer.max_epochs=2")
+        _ok(proc)
+        last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
+        assert "trials.csv" in last and "trials.md" in last, last  # the last line names the study's tables
+    trials = _trials(tmp_path, "quickstart")
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    drawn = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(drawn)) == 4, drawn  # the second sweep did not restart the first one's random stream
+    with (tmp_path / "again" / "trials.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["number"] for r in rows] == ["0", "1", "2", "3"] and {r["state"] for r in rows} == {"COMPLETE"}
+    assert [r["run_folder"] for r in rows[2:]] == [str(tmp_path / "again" / j) for j in ("0", "1")]
+    assert all(r["epochs"] == "2" for r in rows)
+    assert abs(float(rows[3]["objective"]) - trials[3].value) < 1e-4  # written with 6 significant digits
+    assert "| 3 | COMPLETE |" in (tmp_path / "again" / "trials.md").read_text()
+    assert (tmp_path / "again" / "optuna_history.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_pruner_that_prunes_everything_stops_each_trial_at_its_first_report(tmp_path: Path) -> None:
+    proc = _sweep(tmp_path, "pruned", PRUNE_ALL)
+    _ok(proc)  # a pruned trial is not a failure
+    trials = _trials(tmp_path, "quickstart")
+    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
+    for trial, job in zip(trials, ("0", "1"), strict=True):
+        assert list(trial.intermediate_values) == [2]  # reported at epoch 2 (the first Parzen), then stopped
+        assert trial.value == trial.intermediate_values[2]
+        metrics = json.loads((tmp_path / "pruned" / job / "metrics.json").read_text())
+        assert metrics["pruned_at_epoch"] == 2
+        curve = (tmp_path / "pruned" / job / "val_curve.csv").read_text().splitlines()
+        assert [row.split(",")[0] for row in curve[1:]] == ["2"]  # none of its 4 epochs after the 2nd was trained
+        assert trial.user_attrs["epochs_trained"] == 2
+    assert "pruned at epoch 2" in proc.stdout + proc.stderr
+    assert "| PRUNED |" in (tmp_path / "pruned" / "trials.md").read_text()
+    _ok(run_cli("compare", str(tmp_path / "pruned"), "--out", str(tmp_path / "cmp")))
+    with (tmp_path / "cmp" / "compare_runs.csv").open() as handle:
+        assert [r["pruned_at_epoch"] for r in csv.DictReader(handle)] == ["2", "2"]
+
+
+def test_a_pruner_that_prunes_nothing_changes_nothing(tmp_path: Path) -> None:
+    _ok(_sweep(tmp_path, "plain", "hydra.sweeper.study_name=plain"))
+    _ok(_sweep(tmp_path, "lenient", "hydra.sweeper.study_name=lenient", PRUNE_NONE))
+    plain, lenient = _trials(tmp_path, "plain"), _trials(tmp_path, "lenient")
+    assert [t.state.name for t in plain + lenient] == ["COMPLETE"] * 4
+    assert [t.params for t in plain] == [t.params for t in lenient]  # same seed, same trial numbers: same draws
+    assert [t.value for t in plain] == [t.value for t in lenient]
+    assert [sorted(t.intermediate_values) for t in lenient] == [[2, 4], [2, 4]]  # reported, never stopped
+    for job in ("0", "1"):
+        metrics = json.loads((tmp_path / "lenient" / job / "metrics.json").read_text())
+        assert "pruned_at_epoch" not in metrics and metrics["run/epochs"] == 4
+
+
+def test_a_study_database_of_an_older_optuna_is_one_line_naming_the_upgrade(tmp_path: Path) -> None:
+    import optuna
+
+    database = tmp_path / "optuna.db"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(study_name="quickstart", storage=f"sqlite:///{database}")
+    with sqlite3.connect(database) as db:  # the schema revision Optuna 2.10 leaves
+        db.execute("UPDATE alembic_version SET version_num = 'v2.6.0.a'")
+        db.execute("UPDATE version_info SET library_version = '2.10.1'")
+    before = database.read_bytes()
+    proc = _sweep(tmp_path, "refused")
+    assert_user_error(proc, f"hydra.sweeper.storage=sqlite:///{database}", "optuna storage upgrade")
+    assert database.read_bytes() == before
+    assert not (tmp_path / "refused").exists()
+
+
+def test_retry_failed_runs_a_failed_trials_parameters_again(tmp_path: Path) -> None:
+    retried = [
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.max_failure_rate=1.0",
+        "hydra.sweeper.retry_failed=1",
+        "optimizer.lr=interval(0.001,0.1)",
+        "dataset.batch_size=5000",  # larger than the data (1,200 images): every trial raises before training
+    ]
+    _ok(_sweep(tmp_path, "retried", *retried))
+    first, second = _trials(tmp_path, "quickstart")
+    assert [first.state.name, second.state.name] == ["FAIL", "FAIL"]
+    assert second.params == first.params  # drawn anew, its lr would differ
+    assert second.system_attrs["failed_trial"] == 0
+
+
+def test_a_pruner_that_is_not_one_is_one_line_before_any_trial(tmp_path: Path) -> None:
+    proc = _sweep(tmp_path, "refused", "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPrunr}")
+    assert_user_error(proc, "hydra.sweeper.pruner=", "MedianPrunr", "allowed: an Optuna pruner")
+    assert not (tmp_path / "refused").exists()
+
+
+def test_the_grid_sampler_runs_each_point_of_its_grid_once(tmp_path: Path) -> None:
+    grid = [
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=grid",
+        *QUICK,
+        "logger=none",
+        "evaluate=false",
+        "trainer.max_epochs=2",
+        "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.study_name=quickstart",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
+        "hydra.sweeper.n_trials=9",
+        "game.update=choice(joint,alternating)",
+    ]
+    _ok(run_cli("train", *grid, "game.k=range(1,3)", f"hydra.sweep.dir={tmp_path / 'grid'}"))
+    trials = _trials(tmp_path, "quickstart")
+    points = sorted((t.params["game.update"], t.params["game.k"]) for t in trials)  # range(1,3): 1 and 2
+    assert points == [("alternating", 1), ("alternating", 2), ("joint", 1), ("joint", 2)]
+    assert {t.state.name for t in trials} == {"COMPLETE"}
+    refused = run_cli("train", *grid, "optimizer.lr=interval(0.001,0.1)", f"hydra.sweep.dir={tmp_path / 'refused'}")
+    assert_user_error(refused, "optimizer.lr: an interval has no grid", "choice() or range()")
