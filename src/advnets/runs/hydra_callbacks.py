@@ -281,7 +281,7 @@ class FailedJob(JobReturn):
     def return_value(self) -> Any:
         if self.status == JobStatus.COMPLETED:
             return self._return_value
-        _sweep["failed"][self.working_dir or "?"] = True
+        _sweep["failed"][self.working_dir or "?"] = self._return_value
         if _sweep["carry_on"]:
             return None
         raise self._return_value
@@ -330,6 +330,10 @@ class SweepFailures(Callback):
             return
         sweep = _sweep["dir"]
         jobs = len(list(sweep.glob("*/.hydra"))) if isinstance(sweep, Path) and sweep.is_dir() else len(failed)
+        mistakes = {str(find_user_error(err)) for err in _sweep["failed"].values() if find_user_error(err)}
+        every_job_one_mistake = len(failed) >= jobs and len(mistakes) == 1
+        if _sweep["carry_on"] and every_job_one_mistake and all(map(find_user_error, _sweep["failed"].values())):
+            fail(mistakes.pop())  # every job made the same mistake: it is the sweep's, one line and exit 2
         line = f"{len(failed)} of {max(jobs, len(failed))} jobs failed: {', '.join(failed)}"
         if _sweep["carry_on"]:
             log.error("%s", line, extra=TERMINAL)

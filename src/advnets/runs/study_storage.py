@@ -131,13 +131,11 @@ def fail_running(study: Any, retry: Callable[[Any, Any], None] | None) -> int:
     that was stopped), each retried by ``retry`` when given; returns how many."""
     from optuna.trial import TrialState
 
-    storage = study._storage  # the study's own storage object, as Optuna's fail_stale_trials reaches it
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in running:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial.number)
-        storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        failed = study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         if retry is not None:
-            retry(study, storage.get_trial(trial_id))
+            retry(study, failed)
     return len(running)
 
 
