@@ -51,11 +51,13 @@ def _isolated(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[tuple
 
 
 def _reset_after_job(root: logging.Logger, saved: tuple[list[logging.Handler], int]) -> None:
-    """What a Hydra job leaves in the process: its global config search path and the root logger's handlers
-    (the job's log file among them)."""
+    """What a Hydra job leaves in the process: its global config search path, its HydraConfig (which a next
+    command's sweep folder would otherwise be named from) and the root logger's handlers (the job's log file)."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None  # type: ignore[assignment]
     for handler in root.handlers:
         if handler not in saved[0]:
             handler.close()

@@ -4,7 +4,6 @@ rank zero only under DDP, levels from ADVNETS_LOG_LEVEL."""
 from __future__ import annotations
 
 import logging
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,11 +94,11 @@ def test_a_real_run_logs_into_its_train_log_and_a_level_silences_it(tmp_path: Pa
 
 
 def test_an_optuna_sweeps_output_holds_no_colour_codes(tmp_path: Path) -> None:
-    """Optuna colours its log lines whatever the stream; captured (not a terminal), they come plain."""
+    """An Optuna search's output and its jobs' log files hold no colour codes when captured (not a terminal)."""
     sweep, storage = tmp_path / "sweep", f"sqlite:///{tmp_path}/optuna.db"
     overrides = ["hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1", f"hydra.sweeper.storage={storage}"]
     proc = run_cli("train", "-m", "hparams_search=optuna", *QUICK, "logger=csv", *overrides, f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r"^\[I [-0-9]+ [:,0-9]+\] A new study created", proc.stderr, re.M), proc.stderr[-2000:]
+    assert "advnets: Study quickstart" in proc.stdout, proc.stdout[-2000:]
     assert "\x1b[" not in proc.stdout + proc.stderr
     assert "\x1b[" not in (sweep / "0" / "train.log").read_text()

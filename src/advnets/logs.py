@@ -8,8 +8,8 @@ the file handlers that Hydra's ``job_logging`` gives the root logger, in their f
 ``extra=JOB_LOG`` off the terminal (what a driver prints itself).
 
 A command's own output (a table, a path, its help, a run's closing summary) is no log record: ``output`` writes
-it as it is, and no level silences it. No line carries colour codes unless it goes to a terminal: Optuna's
-coloured log lines are made plain (``plain_optuna_logs``) wherever its output is captured into a file.
+it as it is, and no level silences it. No line carries colour codes unless it goes to a terminal (Optuna's own
+lines are plain off a terminal since Optuna 4).
 
 Levels: ``ADVNETS_LOG_LEVEL`` (DEBUG, INFO, WARNING or ERROR; INFO by default), or Hydra's
 ``hydra.verbose=advnets`` for DEBUG. Under DDP only rank zero logs, unless a logger is made with
@@ -131,23 +131,6 @@ def get_logger(name: str, rank_zero_only: bool = True) -> RankedLogger:
     """The logger of module ``name`` (``__name__``), under ``advnets``."""
     _configure()
     return RankedLogger(name if name == ROOT or name.startswith(f"{ROOT}.") else f"{ROOT}.{name}", rank_zero_only)
-
-
-OPTUNA_FORMAT = "[%(levelname)1.1s %(asctime)s] %(message)s"
-"""Optuna's own line format, without its colour codes."""
-
-
-def plain_optuna_logs() -> None:
-    """Optuna's log lines (``[I <time>] Trial 0 finished ...``) without colour codes unless stderr is a terminal
-    (and ``NO_COLOR`` is unset): a sweep's output captured into a file (SLURM, a pipe, ``tee``) holds no ANSI
-    escapes. Optuna colours every line of its default handler whatever the stream."""
-    import optuna
-
-    optuna.logging.get_logger("optuna")  # Optuna adds its default handler on first use
-    if sys.stderr.isatty() and "NO_COLOR" not in os.environ:
-        return
-    for handler in logging.getLogger("optuna").handlers:
-        handler.setFormatter(logging.Formatter(OPTUNA_FORMAT))
 
 
 def output(text: str, end: str = "\n", stream: TextIO | None = None) -> None:

@@ -301,16 +301,11 @@ class SweepFailures(Callback):
     """A multirun job that fails logs its error line (in its own ``train.log`` too, with the traceback of an
     error that is no user mistake) and hands Hydra a ``FailedJob``; the sweep ends with one line, ``N of M jobs
     failed: <folders>``: an error (exit status 1) where the sweep ran every job to say so (Hydra's basic
-    sweeper), a warning where the sweeper counts failures itself and carries on (an Optuna search). An Optuna
-    sweep's own log lines come without colour codes unless they go to a terminal (``logs.plain_optuna_logs``)."""
+    sweeper), a warning where the sweeper counts failures itself and carries on (an Optuna search)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
         _sweep.update(dir=Path(str(config.hydra.sweep.dir)), carry_on=sweeper == BASIC_SWEEPER, failed={})
-        if "optuna" in sweeper.lower():
-            from advnets.logs import plain_optuna_logs
-
-            plain_optuna_logs()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN or job_return.status != JobStatus.FAILED:
