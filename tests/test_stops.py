@@ -30,6 +30,12 @@ def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default action, as a shell in a terminal starts a command with (a test run in the background
+    of a non-interactive shell would hand its children SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_after_first_checkpoint(cwd: Path, signum: int) -> tuple[subprocess.CompletedProcess, Path]:
     """The plain command, stopped by ``signum`` once its first ``last.ckpt`` is written: SIGINT to its process
     group (Ctrl-C in a terminal), SIGTERM to the process (``kill PID``)."""
@@ -41,6 +47,7 @@ def _stop_after_first_checkpoint(cwd: Path, signum: int) -> tuple[subprocess.Com
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
     )
     deadline = time.monotonic() + 240
     while not (found := list(cwd.glob("outputs/quickstart/*/checkpoints/last.ckpt"))):

@@ -7,7 +7,6 @@ How is one typed object, ``EvalSettings``, built from the config's ``eval:`` by 
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -223,4 +222,6 @@ def hardware(device: torch.device | str) -> str:
     """A short description of where the numbers were computed."""
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    from advnets.runs.provenance import cpu_name
+
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"

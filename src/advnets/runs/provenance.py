@@ -31,3 +31,21 @@ def source_commit(where: Path = PACKAGE) -> str | None:
 def command_line(entry_point: str, overrides: Sequence[str]) -> str:
     """The command a run's overrides were given to, e.g. ``advnets-train experiment=paper_mnist seed=1``."""
     return " ".join([entry_point, *overrides])
+
+
+def cpu_name() -> str:
+    """The CPU's model name and the kernels torch dispatches to on it, e.g. ``Intel(R) Xeon(R) Processor, torch
+    AVX512``: a GAN's curve is reproduced digit for digit only on the same kind of CPU (float rounding differs)."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, torch {torch.backends.cpu.get_cpu_capability()}"
