@@ -111,17 +111,6 @@ def test_torchs_foreach_operations() -> None:
     assert torch.equal(a[0], torch.full((3,), -0.5))
 
 
-def test_optunas_rdb_storage_creates_trials_where_internals_reach_it(tmp_path: Path) -> None:
-    from optuna.storages import RDBStorage
-    from optuna.trial import TrialState
-
-    storage = RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
-    study_id = storage.create_new_study("s")
-    trial = internals.rdb_create_new_trial(storage, study_id)
-    assert trial.state == TrialState.RUNNING and trial.number == 0
-    assert storage.get_trial(internals.trial_id(trial)).number == 0
-
-
 def _private_accesses(path: Path) -> list[str]:
     """``x._name`` in a module's code (strings and comments aside), where ``x`` is not ``self`` or ``cls``."""
     found, previous = [], []

@@ -93,17 +93,3 @@ def foreach_add_(tensors: list[Any], others: list[Any], alpha: float = 1.0) -> N
     import torch
 
     torch._foreach_add_(tensors, others, alpha=alpha)
-
-
-def trial_id(trial: Any) -> int:
-    """An Optuna ``FrozenTrial``'s storage id (its private ``_trial_id``): the storage API takes ids, while the
-    trial shows only its number within the study."""
-    return trial._trial_id
-
-
-def rdb_create_new_trial(storage: Any, study_id: int, template_trial: Any = None) -> Any:
-    """``RDBStorage``'s own trial creation (its private ``_create_new_trial``, behind ``create_new_trial`` and
-    a sweeper's ``ask``), for a subclass that acts before and after each new trial (advnets' heartbeats)."""
-    from optuna.storages import RDBStorage
-
-    return RDBStorage._create_new_trial(storage, study_id, template_trial)
