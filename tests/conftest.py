@@ -100,8 +100,19 @@ def run_cli(
 
 def run_advnets(module: str, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
     """``advnets-<module> ARGS`` as ``run_cli`` runs it (same environment, same folder, same result), inside this
-    test process: the imports are paid once per worker (``inprocess.run_inprocess``)."""
+    test process: the imports are paid once per worker (``inprocess.run_inprocess``). A command that writes a
+    W&B run (the default logger of train and eval) still gets a process of its own: W&B's service finishes
+    writing the run's files only when the process that started it exits."""
+    if module in ("train", "evaluate") and writes_wandb(args):
+        return run_cli(module, *args, cwd=cwd, **env)
     return run_inprocess(module, *args, cwd=cwd or REPO, env=cli_env(**env))
+
+
+def writes_wandb(args: tuple[str, ...] | list[str]) -> bool:
+    """Whether a train or eval command line logs to W&B: no ``logger=`` override (W&B is the default), or one
+    naming wandb."""
+    loggers = [a.split("=", 1)[1] for a in args if a.startswith("logger=")]
+    return not loggers or "wandb" in loggers[-1]
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -120,11 +131,9 @@ grids every 2 epochs, a 300-sample evaluation (advnets/conf/debug/limit.yaml).""
 
 
 def train_quick(run_dir: Path, *overrides: str) -> Path:
-    """Train a QUICK run into ``run_dir`` through the real CLI, in-process unless it writes a W&B run (the
-    default logger), which is read back from a process of its own, as a user's; fail the test if it fails."""
-    loggers = [o.split("=", 1)[1] for o in overrides if o.startswith("logger=")]
-    run = run_cli if not loggers or loggers[-1] == "wandb" else run_advnets
-    proc = run("train", *QUICK, *overrides, f"hydra.run.dir={run_dir}")
+    """Train a QUICK run into ``run_dir`` through the real CLI (``run_advnets``: in-process unless it writes a
+    W&B run); fail the test with its stderr if it fails."""
+    proc = run_advnets("train", *QUICK, *overrides, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 

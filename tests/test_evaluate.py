@@ -25,8 +25,7 @@ def trained(tmp_path_factory) -> Path:
 def _eval(ckpt: Path, out: Path, *extra: str, logger: str = "none", bare: bool = False) -> dict:
     """advnets-eval on ``ckpt`` (given as ``ckpt_path=CKPT``, or ``bare``: as the path alone)."""
     given = str(ckpt) if bare else f"ckpt_path={ckpt}"
-    run = run_cli if logger == "wandb" else run_advnets  # a W&B run read back: in a process of its own, as a user's
-    proc = run("evaluate", given, "eval.n_samples=400", f"hydra.run.dir={out}", f"logger={logger}", *extra)
+    proc = run_advnets("evaluate", given, "eval.n_samples=400", f"hydra.run.dir={out}", f"logger={logger}", *extra)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads((out / "results.json").read_text())
 

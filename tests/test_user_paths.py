@@ -79,16 +79,17 @@ def test_a_mistake_on_the_default_path_leaves_no_folder_and_no_warning(
 
 
 def test_the_same_command_twice_leaves_the_finished_run_untouched(tmp_path: Path) -> None:
+    """Run as a user runs it, each command a process of its own: its W&B run is written out when it exits."""
     run_dir = tmp_path / "my-run"  # a folder the user named, to come back to
     command = [*QUICK, f"hydra.run.dir={run_dir}"]
-    _ok(run_advnets("train", *command, cwd=tmp_path))
+    _ok(run_cli("train", *command, cwd=tmp_path))
     before = _state(run_dir)
-    again = run_advnets("train", *command, cwd=tmp_path)
+    again = run_cli("train", *command, cwd=tmp_path)
     _ok(again)
     assert again.stdout.strip().splitlines() == [f"advnets: run {run_dir} is finished (results.json); nothing to do"]
     assert _state(run_dir) == before  # nothing written: no file, no W&B run, not even the lock or Hydra's record
 
-    more = run_advnets("train", *command, "trainer.max_epochs=6", "allow_config_change=true", cwd=tmp_path)
+    more = run_cli("train", *command, "trainer.max_epochs=6", "allow_config_change=true", cwd=tmp_path)
     _ok(more)
     assert f"advnets: resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in more.stdout
     job_log = (run_dir / "train.log").read_text()  # Hydra's per-job log holds advnets' lines too
