@@ -188,3 +188,14 @@ def test_a_sweep_with_a_failing_job_runs_the_rest_and_ends_saying_which_failed(t
     ]
     assert f"job 1 ({sweep / '1'}) failed: {why}" in (sweep / "1" / "train.log").read_text()
     assert (sweep / "0" / "results.json").is_file() and (sweep / "2" / "results.json").is_file()
+
+
+def test_a_sweep_in_the_default_folder_counts_its_failed_job(tmp_path: Path) -> None:
+    """From a fresh folder with no hydra.sweep.dir (its path interpolates the experiment's name): one job of two
+    fails, the other runs, and the sweep ends with how many failed (exit 1), with no warning from a callback."""
+    proc = run_cli("train", "-m", *QUICK, "logger=none", "dataset.batch_size=100,5000", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "raised" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "quickstart" / "multirun").iterdir()
+    assert proc.stderr.splitlines()[-1] == f"advnets: error: 1 of 2 jobs failed: {sweep / '1'}"
+    assert (sweep / "0" / "results.json").is_file()

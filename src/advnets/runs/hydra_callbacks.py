@@ -268,7 +268,7 @@ class ValidateSearchSpace(Callback):
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 EXIT_JOBS_FAILED = 1
-_sweep: dict[str, Any] = {"dir": None, "carry_on": False, "failed": {}}  # this multirun, in the process sweeping
+_sweep: dict[str, Any] = {"carry_on": False, "failed": {}}  # this multirun, in the process sweeping
 
 
 class FailedJob(JobReturn):
@@ -305,7 +305,8 @@ class SweepFailures(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweeper = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
-        _sweep.update(dir=Path(str(config.hydra.sweep.dir)), carry_on=sweeper == BASIC_SWEEPER, failed={})
+        # the sweep folder is read at the end: its path may interpolate HydraConfig, not set yet at this hook
+        _sweep.update(carry_on=sweeper == BASIC_SWEEPER, failed={})
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN or job_return.status != JobStatus.FAILED:
@@ -323,7 +324,7 @@ class SweepFailures(Callback):
         failed = sorted(_sweep["failed"])
         if not failed:
             return
-        sweep = _sweep["dir"]
+        sweep = Path(str(config.hydra.sweep.dir))
         jobs = len(list(sweep.glob("*/.hydra"))) if isinstance(sweep, Path) and sweep.is_dir() else len(failed)
         mistakes = {str(find_user_error(err)) for err in _sweep["failed"].values() if find_user_error(err)}
         every_job_one_mistake = len(failed) >= jobs and len(mistakes) == 1
