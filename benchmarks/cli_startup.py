@@ -20,11 +20,14 @@ import time
 import zipfile
 from pathlib import Path
 
+from paired import paired_rounds
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # the published runs: what report and compare read
 COMPARE_OUT = Path(tempfile.gettempdir()) / "advnets-cli-startup-compare"
+BASELINE = "import torch (baseline)"
 COMMANDS = {
-    "import torch (baseline)": ["-c", "import torch"],
+    BASELINE: ["-c", "import torch"],
     "bad override (trainer.max_epoch=5)": ["-m", "advnets.cli.train", "trainer.max_epoch=5"],
     "bad value (game.update=jiont)": ["-m", "advnets.cli.train", "game.update=jiont"],
     "--help": ["-m", "advnets.cli.train", "--help"],
@@ -57,18 +60,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    ratios: dict[str, list[float]] = {name: [] for name in COMMANDS}
     with tempfile.TemporaryDirectory() as cwd:  # a fresh working folder: nothing may be written there
         given = given_files(Path(cwd))
         for command in COMMANDS.values():
             seconds(command, cwd)  # warm the file cache once
-        for _ in range(args.repeats):  # paired rounds: each command next to the baseline of its round
-            base = seconds(COMMANDS["import torch (baseline)"], cwd)
-            for name, command in COMMANDS.items():
-                t = base if name.startswith("import torch") else seconds(command, cwd)
-                times[name].append(t)
-                ratios[name].append(t / base)
+        times, ratios = paired_rounds(COMMANDS, BASELINE, lambda _, command: seconds(command, cwd), args.repeats)
         left = [p for p in Path(cwd).iterdir() if p not in given]
     print(f"{'command':40s} {'median s':>9s} {'ratio to import torch (median of paired rounds)':>50s}")
     for name in COMMANDS:

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from paired import paired_rounds
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 BASELINE = "threads=1, wandb"
 SETTINGS = {
@@ -63,15 +65,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=150, help="the quickstart's own: 150")
     args = parser.parse_args()
-    times: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    ratios: dict[str, list[float]] = {name: [] for name in SETTINGS}
-    for round_ in range(args.repeats):  # paired rounds: every setting next to the baseline of its round
-        base = seconds(SETTINGS[BASELINE], args.epochs)
-        for name, overrides in SETTINGS.items():
-            took = base if name == BASELINE else seconds(overrides, args.epochs)
-            times[name].append(took)
-            ratios[name].append(took / base)
-            log.info("round %d: %s %.1f s", round_ + 1, name, took)
+
+    def time_one(name: str, overrides: list[str]) -> float:
+        took = seconds(overrides, args.epochs)
+        log.info("%s %.1f s", name, took)
+        return took
+
+    times, ratios = paired_rounds(SETTINGS, BASELINE, time_one, args.repeats)
     print(f"{'setting':40s} {'median s':>9s} {'ratio to ' + BASELINE:>28s}")
     for name in SETTINGS:
         print(f"{name:40s} {statistics.median(times[name]):9.1f} {statistics.median(ratios[name]):28.2f}")
