@@ -1,6 +1,6 @@
 """Size and CPU cost of each paper model: parameter counts of G and D, and seconds per joint update.
 
-Each experiment's nets, batch size and optimizer are composed from advnets/conf/ exactly as ``advnets-train`` would;
+Each experiment's nets, batch size and optimizer are composed from conf/ exactly as ``advnets-train`` would;
 the data are random rows of the dataset's size (no dataset needed). One joint update is the released code's:
 one forward, D's gradient from the D loss and G's from the G loss (routed as in ``AdversarialGame``), one
 backward, both optimizers step, the lr decays.

@@ -14,7 +14,7 @@ ratio to it measures what Lightning, or compiling, costs or saves around the upd
 Each round ends by timing the plain loop again: on a shared CPU that row's ratio (ideally 1.000) shows how far
 apart two runs of the same code land, which bounds what any other ratio can show.
 
-``--model paper`` is advnets/conf/model/paper_mnist.yaml; ``small`` is advnets/conf/model/small.yaml (what the paper
+``--model paper`` is conf/model/paper_mnist.yaml; ``small`` is conf/model/small.yaml (what the paper
 nets look like to a GPU: overhead-bound).
 """
 

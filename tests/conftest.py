@@ -127,7 +127,7 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
 
 QUICK = ["experiment=quickstart", "debug=limit", "threads=1"]
 """A quickstart run cut to seconds, for end-to-end tests: 4 epochs of 12 updates, the validation Parzen and sample
-grids every 2 epochs, a 300-sample evaluation (advnets/conf/debug/limit.yaml)."""
+grids every 2 epochs, a 300-sample evaluation (conf/debug/limit.yaml)."""
 
 
 def train_quick(run_dir: Path, *overrides: str) -> Path:

@@ -30,7 +30,8 @@ def test_the_wheel_installs_non_editable_and_trains_the_quickstart_anywhere(tmp_
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("src", "conf"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     wheels = tmp_path / "wheels"
     _run(
         sys.executable,
@@ -47,8 +48,11 @@ def test_the_wheel_installs_non_editable_and_trains_the_quickstart_anywhere(tmp_
     )
     (wheel,) = wheels.glob("advnets-*.whl")
     shipped = set(zipfile.ZipFile(wheel).namelist())
-    configs = {p.relative_to(REPO / "src").as_posix() for p in (REPO / "src" / "advnets" / "conf").rglob("*.yaml")}
+    configs = {f"advnets/conf/{p.relative_to(REPO / 'conf').as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
     assert configs <= shipped and "advnets/metrics/classifiers/digits.pt" in shipped
+    # every module of the checkout ships (pyproject.toml lists the packages by hand, for the conf/ mapping)
+    modules = {p.relative_to(REPO / "src").as_posix() for p in (REPO / "src").rglob("*.py") if "egg-info" not in str(p)}
+    assert modules <= shipped, sorted(modules - shipped)
     assert "hydra_plugins/advnets_optuna_sweeper/sweeper.py" in shipped  # hydra/sweeper=optuna
 
     # a fresh environment that borrows this one's dependencies (torch, Lightning, ...) but not its advnets

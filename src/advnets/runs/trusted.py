@@ -80,7 +80,7 @@ def _folder_contents(folder: Path) -> tuple[set[str], set[str]]:
 
 @functools.cache
 def shipped() -> tuple[frozenset[str], frozenset[str]]:
-    """The targets and resolvers advnets' own configs (``advnets/conf``) name."""
+    """The targets and resolvers advnets' own configs (``conf/``) name."""
     targets, resolvers = _folder_contents(PACKAGE_CONF_DIR)
     return frozenset(targets), frozenset(resolvers)
 
