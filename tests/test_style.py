@@ -37,4 +37,5 @@ def test_dockerfile_installs_the_package_and_runs_the_trainer() -> None:
     text = (REPO / "docker" / "Dockerfile").read_text()
     assert text.startswith("#") and "FROM nvidia/cuda:" in text
     assert "RUN pip install /tmp/advnets " in text and 'ENTRYPOINT ["advnets-train"]' in text
-    assert "pip install -e" not in text and "COPY conf" not in text  # non-editable: the configs ship in the package
+    # non-editable: the top-level conf/ is built into the package (advnets/conf), copied beside src/ for the build only
+    assert "pip install -e" not in text and "COPY conf /tmp/advnets/conf" in text and "rm -rf /tmp/advnets" in text
