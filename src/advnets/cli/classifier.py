@@ -116,6 +116,7 @@ def train_classifier(cfg: DictConfig) -> ClassifierCard:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule: ImageDataModule = instantiate(cfg.dataset)
     name = check_name(datamodule.name)
+    out = out_folder(cfg, name)  # before any work: a missing place to write is said first
     data = labelled_splits(datamodule)
     n_classes = int(max(int(labels.max()) for _, labels in data.values() if len(labels))) + 1
     if cfg.classifier.n_classes is not None:
@@ -145,7 +146,6 @@ def train_classifier(cfg: DictConfig) -> ClassifierCard:
         raise UserError(
             f"test accuracy {test_acc:.4f} < classifier.min_accuracy={cfg.classifier.min_accuracy}; nothing written"
         )
-    out = out_folder(cfg, name)
     return write_classifier(net.eval(), name, out, cfg, test_acc, len(data["test"][1]), len(data["train"][1]))
 
 
