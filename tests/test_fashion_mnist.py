@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from advnets.data import load_fashion_mnist, load_mnist
+from advnets.data import FashionMNISTData, load_fashion_mnist, load_mnist
 
 from conftest import data_dir_holding, run_advnets
 
@@ -28,6 +28,9 @@ def test_fashion_mnist_has_mnists_splits_and_its_own_images(data_dir: str) -> No
     assert float(splits.train.min()) == 0.0 and float(splits.train.max()) == 1.0
     raw = FashionMNIST(data_dir, train=True, download=False).data
     assert torch.equal(splits.valid[0], raw[50000].flatten().float() / 255)
+    labels = FashionMNISTData("fashion_mnist", 100, 50000, 10000, root=data_dir, download=False).labels()
+    assert torch.equal(labels.train, FashionMNIST(data_dir, train=True, download=False).targets[:50000])
+    assert torch.equal(labels.test, FashionMNIST(data_dir, train=False, download=False).targets)
     mnist = load_mnist(data_dir, 10, 0, download=False)
     assert not torch.equal(splits.train[:10], mnist.train)  # really another dataset
 
