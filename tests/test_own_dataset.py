@@ -83,7 +83,9 @@ def env_of(own: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in own.items() if k != "conf"}
 
 
-def test_own_dataset_gets_its_classifier_in_the_user_cache_and_evaluation_uses_it(own, tmp_path: Path) -> None:
+def test_own_dataset_gets_its_classifier_in_the_user_cache_and_evaluation_uses_it(
+    own, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from advnets.metrics.features import CLASSIFIER_DIR, ClassifierCard, md5_of
 
     env, conf = env_of(own), own["conf"]
@@ -136,6 +138,15 @@ def test_own_dataset_gets_its_classifier_in_the_user_cache_and_evaluation_uses_i
         "test_accuracy": card.test_accuracy,
     }
     assert results["metrics"]["class_coverage"] in (0.0, 0.5, 1.0)  # a share of 2 classes, not of 10
+
+    from advnets.metrics.figures import main as draw_figures
+
+    monkeypatch.setenv("ADVNETS_CACHE_DIR", own["ADVNETS_CACHE_DIR"])
+    with pytest.raises(SystemExit) as refused:  # the run's config names the user's class: built only when told
+        draw_figures([str(tmp_path / "eval")])
+    assert refused.value.code == 2 and "parity_data.ParityDigits" in capsys.readouterr().err
+    draw_figures([str(tmp_path / "eval"), "--config-dir", conf])
+    assert (tmp_path / "eval" / "beyond_parzen.png").stat().st_size > 10_000
 
 
 def test_a_dataset_without_labels_gets_no_classifier(own, tmp_path: Path) -> None:
