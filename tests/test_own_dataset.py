@@ -216,3 +216,17 @@ def test_the_packaged_classifier_comes_before_the_user_caches(tmp_path: Path, mo
     assert (
         load_classifier("digits")[1].md5 == packaged.md5 != ClassifierCard.read(cache / "classifiers/digits.json").md5
     )
+
+
+def test_a_damaged_card_in_the_user_cache_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from advnets.errors import UserError
+    from advnets.metrics.features import available_classifiers, load_classifier
+
+    monkeypatch.setenv("ADVNETS_CACHE_DIR", str(tmp_path))
+    (tmp_path / "classifiers").mkdir()
+    (tmp_path / "classifiers" / "mine.json").write_text('{"dataset": "mine"')
+    assert "mine" in available_classifiers() and "digits" in available_classifiers()
+    with pytest.raises(
+        UserError, match=r"cannot read domain classifier card .*classifiers/mine\.json: JSONDecodeError"
+    ):
+        load_classifier("mine")

@@ -181,7 +181,10 @@ def load_classifier(dataset: str, folder: Path | None = None) -> tuple[LeNet, Cl
             f"no domain classifier for dataset={dataset!r}; available: {names} "
             f"(train one with `advnets-classifier dataset={dataset}`)"
         )
-    card = ClassifierCard.read(card_path)
+    try:
+        card = ClassifierCard.read(card_path)
+    except (OSError, ValueError, TypeError, KeyError) as err:  # damaged, or not a card written by advnets-classifier
+        raise UserError(f"cannot read domain classifier card {card_path}: {type(err).__name__}: {err}") from None
     weights = card_path.parent / card.weights
     if not weights.is_file() or md5_of(weights) != card.md5:
         raise UserError(f"domain classifier weights {weights} missing or not matching md5 {card.md5} in {card_path}")

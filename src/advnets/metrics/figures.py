@@ -43,8 +43,13 @@ def run_config(run_dir: Path, results: dict) -> Path:
     from advnets.runs.eval_inputs import run_config_path
 
     for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
-        if path.is_file() and OmegaConf.select(OmegaConf.load(path), "dataset") is not None:
-            return path
+        try:
+            if path.is_file() and OmegaConf.select(OmegaConf.load(path), "dataset") is not None:
+                return path
+        except Exception as err:  # yaml's and OmegaConf's many parse errors
+            raise UserError(
+                f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from None
     if not results.get("checkpoint"):
         raise UserError(f"no config naming the dataset in {run_dir} and no checkpoint in its results.json")
     return run_config_path(Path(results["checkpoint"]), None)
