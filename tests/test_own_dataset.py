@@ -45,6 +45,12 @@ class ParityDigits(ImageDataModule):
 class UnlabelledDigits(ParityDigits):
     def labels(self):
         return None
+
+
+class MisalignedDigits(ParityDigits):
+    def labels(self) -> Labels:
+        full = super().labels()
+        return Labels(full.train, full.valid, full.test[:-1])
 '''
 
 CONFIG = """
@@ -63,7 +69,7 @@ seed: ${{seed}}
 @pytest.fixture
 def own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The user's package (``parity_data``) importable here and in subprocesses, their config folder with
-    ``dataset/parity.yaml`` and ``dataset/unlabelled.yaml``, and a user cache of this test's own."""
+    ``dataset/parity.yaml`` (and two broken ones), and a user cache of this test's own."""
     package = tmp_path / "user_code"
     package.mkdir()
     (package / "parity_data.py").write_text(textwrap.dedent(MODULE))
@@ -71,6 +77,7 @@ def own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     conf.mkdir(parents=True)
     (conf / "parity.yaml").write_text(CONFIG.format(cls="ParityDigits", name="parity_digits"))
     (conf / "unlabelled.yaml").write_text(CONFIG.format(cls="UnlabelledDigits", name="unlabelled_digits"))
+    (conf / "misaligned.yaml").write_text(CONFIG.format(cls="MisalignedDigits", name="misaligned_digits"))
     monkeypatch.syspath_prepend(str(package))
     return {
         "conf": str(conf.parent),
@@ -149,17 +156,26 @@ def test_own_dataset_gets_its_classifier_in_the_user_cache_and_evaluation_uses_i
     assert (tmp_path / "eval" / "beyond_parzen.png").stat().st_size > 10_000
 
 
-def test_a_dataset_without_labels_gets_no_classifier(own, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("dataset", "fragments"),
+    [
+        ("unlabelled", ["dataset='unlabelled_digits'", "has no class labels", "labels()"]),
+        ("misaligned", ["dataset='misaligned_digits'", "test labels torch.int64 [296] for 297 test images"]),
+    ],
+)
+def test_a_dataset_without_fitting_labels_gets_no_classifier(
+    own, tmp_path: Path, dataset: str, fragments: list[str]
+) -> None:
     proc = run_advnets(
         "classifier",
         "--config-dir",
         own["conf"],
-        "dataset=unlabelled",
+        f"dataset={dataset}",
         "threads=1",
         f"hydra.run.dir={tmp_path / 'classifier'}",
         **env_of(own),
     )
-    assert_user_error(proc, "dataset='unlabelled_digits'", "has no class labels", "labels()")
+    assert_user_error(proc, *fragments)
     assert not (Path(own["ADVNETS_CACHE_DIR"]) / "classifiers").exists()
 
 

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from advnets import CONF_DIR
-from advnets.data import ImageDataModule
+from advnets.data import ImageDataModule, Labels
 from advnets.errors import UserError, cli
 from advnets.logs import get_logger
 from advnets.metrics import cache
@@ -49,10 +49,10 @@ def labelled_splits(datamodule: ImageDataModule) -> dict[str, tuple[Tensor, Tens
         "test": (splits.test, labels.test),
     }
     for part, (images, classes) in pairs.items():
-        if len(images) != len(classes):
+        if len(images) != len(classes) or classes.dtype != torch.int64 or (len(classes) and int(classes.min()) < 0):
             raise UserError(
-                f"dataset={datamodule.name!r}: {len(classes)} {part} labels for {len(images)} {part} images; "
-                "labels() must give one label per image of load()'s splits"
+                f"dataset={datamodule.name!r}: {part} labels {classes.dtype} [{len(classes)}] for {len(images)} "
+                f"{part} images; allowed: labels() giving one int64 class >= 0 per image of load()'s splits"
             )
     return pairs
 
@@ -118,7 +118,7 @@ def train_classifier(cfg: DictConfig) -> ClassifierCard:
     name = check_name(datamodule.name)
     out = out_folder(cfg, name)  # before any work: a missing place to write is said first
     data = labelled_splits(datamodule)
-    n_classes = int(max(int(labels.max()) for _, labels in data.values() if len(labels))) + 1
+    n_classes = Labels(*(labels for _, labels in data.values())).n_classes
     if cfg.classifier.n_classes is not None:
         if n_classes > int(cfg.classifier.n_classes):
             raise UserError(
