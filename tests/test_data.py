@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.data import DigitsData, ShuffledIndexBatches, load_digits, load_mnist
+from advnets.data import DigitsData, MNISTData, ShuffledIndexBatches, load_digits, load_mnist
 from advnets.training import build
 
 from conftest import QUICK, REPO, cli_env, compose_cfg
@@ -28,6 +28,10 @@ def test_mnist_has_the_papers_splits_and_raw_pixels(mnist_dir: str) -> None:
 
     raw = MNIST(mnist_dir, train=True, download=False).data
     assert torch.equal(splits.valid[0], raw[50000].flatten().float() / 255)  # valid starts at image 50000
+    labels = MNISTData("mnist", 100, 50000, 10000, root=mnist_dir, download=False).labels()  # its own labels
+    targets = MNIST(mnist_dir, train=True, download=False).targets
+    assert labels.valid[0] == targets[50000] and len(labels.valid) == 10000 and len(labels.test) == 10000
+    assert torch.equal(labels.test, MNIST(mnist_dir, train=False, download=False).targets)
 
 
 def test_digits_split_and_range() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from advnets.data import load_fashion_mnist, load_mnist
+from advnets.data import FashionMNISTData, load_fashion_mnist, load_mnist
 
 from conftest import data_dir_holding, run_advnets
 
@@ -28,6 +28,9 @@ def test_fashion_mnist_has_mnists_splits_and_its_own_images(data_dir: str) -> No
     assert float(splits.train.min()) == 0.0 and float(splits.train.max()) == 1.0
     raw = FashionMNIST(data_dir, train=True, download=False).data
     assert torch.equal(splits.valid[0], raw[50000].flatten().float() / 255)
+    labels = FashionMNISTData("fashion_mnist", 100, 50000, 10000, root=data_dir, download=False).labels()
+    assert torch.equal(labels.train, FashionMNIST(data_dir, train=True, download=False).targets[:50000])
+    assert torch.equal(labels.test, FashionMNIST(data_dir, train=False, download=False).targets)
     mnist = load_mnist(data_dir, 10, 0, download=False)
     assert not torch.equal(splits.train[:10], mnist.train)  # really another dataset
 
@@ -51,6 +54,15 @@ def test_paper_fashion_mnist_trains_a_few_updates_and_evaluates(data_dir: str, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((run / "results.json").read_text())
     assert results["dataset"] == "fashion_mnist" and results["n_test"] == 10000 and results["n_samples"] == 200
+    from advnets.metrics.figures import main as draw_figures
+    from advnets.metrics.figures import run_datamodule
+
+    datamodule = run_datamodule(run, results, [])  # the figures' real images: the run's own dataset's
+    fashion = load_fashion_mnist(data_dir, 200, 0, download=False).train
+    assert datamodule.name == "fashion_mnist" and torch.equal(datamodule.reference_images(200), fashion)
+    assert torch.equal(datamodule.load().test, load_fashion_mnist(data_dir, 1, 0, download=False).test)
+    draw_figures([str(run)])
+    assert (run / "beyond_parzen.png").stat().st_size > 10_000
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 2 * 4  # four joint updates (two optimizer steps each)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.1 / 1.000004**4)

@@ -14,7 +14,7 @@ import torch
 from scipy.io import savemat
 
 from advnets.data import cifar10
-from advnets.data.cifar10 import TEST_BATCH, TRAIN_BATCHES, load_cifar10
+from advnets.data.cifar10 import TEST_BATCH, TRAIN_BATCHES, CIFAR10Data, load_cifar10
 from advnets.data.tfd import load_tfd
 from advnets.errors import UserError
 from advnets.evaluation import evaluate_run
@@ -59,6 +59,11 @@ def write_cifar(root: Path, seed: int = 0) -> Path:
     return root
 
 
+def raw_labels(root: Path, name: str) -> list[int]:
+    with (root / "cifar-10-batches-py" / name).open("rb") as f:
+        return pickle.load(f, encoding="latin1")["labels"]
+
+
 def write_tfd(root: Path, n: int = 90, seed: int = 0) -> tuple[Path, np.ndarray, np.ndarray]:
     """A TFD_48x48.mat with the real keys and shapes: images [N, 48, 48] uint8, folds [N, 5], labs_ex, labs_id."""
     rng = np.random.default_rng(seed)
@@ -89,6 +94,11 @@ def test_cifar10_batches_are_split_and_contrast_normalised_as_pylearn2_did(tmp_p
     assert float(splits.train.double().mean(dim=1).abs().max()) < 1e-5
     plain = load_cifar10(str(root), 40, 20, gcn=None)
     assert float(plain.train.min()) >= 0.0 and float(plain.train.max()) <= 1.0
+    labels = CIFAR10Data("cifar10", 10, 40, 20, root=str(root), download=False).labels()  # the data module's own
+    assert (
+        labels.test.tolist() == raw_labels(root, TEST_BATCH) and labels.valid[0] == raw_labels(root, "data_batch_4")[4]
+    )
+    assert (len(labels.train), len(labels.valid)) == (40, 20)
 
 
 def test_cifar10_rows_are_channel_major_and_shown_as_rgb(tmp_path: Path) -> None:

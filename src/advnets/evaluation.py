@@ -140,8 +140,7 @@ def evaluate_run(
         "mean_ll_per_sigma": result.mean_ll_per_sigma,
         "grid": list(settings.grid),
         "precision": settings.precision,
-        "dataset": datamodule.name,
-        **({"fold": datamodule.fold} if hasattr(datamodule, "fold") else {}),  # TFD: Table 1 averages the folds
+        **datamodule.record(),  # its name, and what else tells its numbers apart (TFD: the fold)
         "noise": noise,
         "seed": int(settings.seed),
         "eval_seconds": round(seconds, 3),

@@ -1,10 +1,14 @@
-"""``advnets-classifier dataset=mnist``: train the dataset's domain classifier (Lightning) and commit its weights
-and card into the package (``advnets/metrics/classifiers/``), where evaluation finds them."""
+"""``advnets-classifier dataset=NAME``: train a dataset's domain classifier (Lightning) on the labels its data module
+gives (``ImageDataModule.labels``) and write its weights and card into the user cache's ``classifiers/`` (or
+``out_dir``), where evaluation finds them after the package's own (``advnets/metrics/classifiers/``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -17,52 +21,61 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from advnets import CONF_DIR
+from advnets.data import ImageDataModule, Labels
 from advnets.errors import UserError, cli
 from advnets.logs import get_logger
+from advnets.metrics import cache
 from advnets.metrics.features import CLASSIFIER_DIR, ClassifierCard, LeNet, md5_of
+from advnets.runs import atomic
 
-MAX_WEIGHTS_BYTES = 2 * 2**20  # committed into the package: keep each file small
+MAX_WEIGHTS_BYTES = 2 * 2**20  # the package ships some: keep each file small
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 log = get_logger(__name__)
 
 
-def _mnist_like_labels(cls_name: str, root: str | None) -> tuple[Tensor, Tensor]:
-    import torchvision.datasets as tvd
-
-    from advnets.data import resolve_root
-
-    folder = str(resolve_root(root))
-    cls = getattr(tvd, cls_name)
-    return cls(folder, train=True, download=False).targets, cls(folder, train=False, download=False).targets
-
-
-def _digits_labels(root: str | None) -> tuple[Tensor, Tensor]:
-    from sklearn.datasets import load_digits
-
-    labels = torch.from_numpy(load_digits().target).long()
-    return labels, labels
-
-
-LABELS = {  # dataset name -> (train-file labels, test-file labels), in the order the data module slices its splits
-    "mnist": lambda root: _mnist_like_labels("MNIST", root),
-    "fashion_mnist": lambda root: _mnist_like_labels("FashionMNIST", root),
-    "digits": _digits_labels,
-}
-
-
-def labelled_splits(datamodule) -> dict[str, tuple[Tensor, Tensor]]:
-    """(images, labels) for train / valid / test of the data module (the same slices it trains GANs on)."""
-    if datamodule.name not in LABELS:
-        raise UserError(f"dataset.name={datamodule.name!r} has no labels here; allowed: {', '.join(LABELS)}")
+def labelled_splits(datamodule: ImageDataModule) -> dict[str, tuple[Tensor, Tensor]]:
+    """(images, labels) for train / valid / test of the data module (the same slices it trains GANs on); the labels
+    are the data module's own (``labels``)."""
+    labels = datamodule.labels()
+    if labels is None:
+        raise UserError(
+            f"dataset={datamodule.name!r} ({type(datamodule).__qualname__}) has no class labels; allowed: a dataset "
+            "whose data module's labels() returns them (a domain classifier learns its classes)"
+        )
     splits = datamodule.load()
-    train_labels, test_labels = LABELS[datamodule.name](datamodule.root)
-    n_train, n_valid = len(splits.train), len(splits.valid)
-    if datamodule.name == "digits":  # one pool: test is what follows train + valid
-        test_labels = train_labels[n_train + n_valid :]
-    return {
-        "train": (splits.train, train_labels[:n_train]),
-        "valid": (splits.valid, train_labels[n_train : n_train + n_valid]),
-        "test": (splits.test, test_labels),
+    pairs = {
+        "train": (splits.train, labels.train),
+        "valid": (splits.valid, labels.valid),
+        "test": (splits.test, labels.test),
     }
+    for part, (images, classes) in pairs.items():
+        if len(images) != len(classes) or classes.dtype != torch.int64 or (len(classes) and int(classes.min()) < 0):
+            raise UserError(
+                f"dataset={datamodule.name!r}: {part} labels {classes.dtype} [{len(classes)}] for {len(images)} "
+                f"{part} images; allowed: labels() giving one int64 class >= 0 per image of load()'s splits"
+            )
+    return pairs
+
+
+def check_name(name: str) -> str:
+    """The dataset's name as a file name for its classifier: letters, digits, ``_``, ``-`` and ``.``."""
+    if not SAFE_NAME.fullmatch(name):
+        raise UserError(f"dataset.name={name!r} cannot name a classifier file; allowed: letters, digits, _ - .")
+    return name
+
+
+def out_folder(cfg: DictConfig, dataset: str) -> Path:
+    """``out_dir``, or the user cache's classifier folder (where evaluation looks after the package's own)."""
+    if cfg.get("out_dir"):
+        return Path(cfg.out_dir)
+    folder = cache.classifier_dir()
+    if folder is None:
+        raise UserError("ADVNETS_CACHE_DIR=off leaves no classifier folder; allowed: a folder there, or out_dir=DIR")
+    if (CLASSIFIER_DIR / f"{dataset}.json").is_file():
+        log.warning(
+            "advnets ships a classifier for %s: evaluation uses that one, not the one written to %s", dataset, folder
+        )
+    return folder
 
 
 class ClassifierModule(pl.LightningModule):
@@ -101,12 +114,21 @@ def train_classifier(cfg: DictConfig) -> ClassifierCard:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.dataset)
+    datamodule: ImageDataModule = instantiate(cfg.dataset)
+    name = check_name(datamodule.name)
+    out = out_folder(cfg, name)  # before any work: a missing place to write is said first
     data = labelled_splits(datamodule)
-    image_shape = datamodule.load().image_shape
+    n_classes = Labels(*(labels for _, labels in data.values())).n_classes
+    if cfg.classifier.n_classes is not None:
+        if n_classes > int(cfg.classifier.n_classes):
+            raise UserError(
+                f"classifier.n_classes={cfg.classifier.n_classes} but {name}'s labels go up to {n_classes - 1}; "
+                f"allowed: >= {n_classes}, or null (from the labels)"
+            )
+        n_classes = int(cfg.classifier.n_classes)
     net = LeNet(
-        image_shape,
-        int(cfg.classifier.n_classes),
+        datamodule.image_shape,
+        n_classes,
         tuple(cfg.classifier.channels),
         int(cfg.classifier.feature_dim),
         float(cfg.classifier.dropout),
@@ -119,18 +141,18 @@ def train_classifier(cfg: DictConfig) -> ClassifierCard:
     trainer = instantiate(cfg.trainer)
     trainer.fit(ClassifierModule(net, float(cfg.classifier.lr)), train_loader, valid_loader)
     test_acc = accuracy(net, *data["test"])
-    log.info("%s: test accuracy %.4f on %d images", datamodule.name, test_acc, len(data["test"][1]))
+    log.info("%s: test accuracy %.4f on %d images", name, test_acc, len(data["test"][1]))
     if test_acc < float(cfg.classifier.min_accuracy):
         raise UserError(
             f"test accuracy {test_acc:.4f} < classifier.min_accuracy={cfg.classifier.min_accuracy}; nothing written"
         )
-    return write_classifier(net.eval(), datamodule.name, cfg, test_acc, len(data["test"][1]), len(data["train"][1]))
+    return write_classifier(net.eval(), name, out, cfg, test_acc, len(data["test"][1]), len(data["train"][1]))
 
 
 def write_classifier(
-    net: LeNet, dataset: str, cfg: DictConfig, test_acc: float, n_test: int, n_train: int
+    net: LeNet, dataset: str, out: Path, cfg: DictConfig, test_acc: float, n_test: int, n_train: int
 ) -> ClassifierCard:
-    out = Path(cfg.out_dir) if cfg.get("out_dir") else CLASSIFIER_DIR
+    """``<dataset>.pt`` and its card ``<dataset>.json`` into ``out``, the weights first (each written whole)."""
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{dataset}.pt"
     fd, tmp = tempfile.mkstemp(dir=out, suffix=".tmp")
@@ -141,12 +163,12 @@ def write_classifier(
         raise UserError(
             f"classifier weights exceed {MAX_WEIGHTS_BYTES} bytes; choose smaller classifier.channels/feature_dim"
         )
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; it is package data
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; it may be package data
     os.replace(tmp, weights)
     card = ClassifierCard(
         dataset=dataset,
         image_shape=tuple(net.image_shape),
-        n_classes=int(cfg.classifier.n_classes),
+        n_classes=int(net.head[-1].out_features),
         channels=tuple(cfg.classifier.channels),
         feature_dim=int(cfg.classifier.feature_dim),
         test_accuracy=round(test_acc, 6),
@@ -158,7 +180,7 @@ def write_classifier(
         weights=weights.name,
         training={k: cfg.classifier[k] for k in ("lr", "batch_size", "dropout")},
     )
-    card.write(out / f"{dataset}.json")
+    atomic.write_text(out / f"{dataset}.json", json.dumps(asdict(card), indent=2) + "\n")
     log.info("wrote %s and %s", weights, out / f"{dataset}.json")
     return card
 

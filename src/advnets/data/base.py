@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -25,6 +26,19 @@ class Splits:
     valid: Tensor
     test: Tensor
     image_shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Class labels (int64, 0..K-1) of the train / validation / test images, in the order :class:`Splits` holds them."""
+
+    train: Tensor
+    valid: Tensor
+    test: Tensor
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(int(part.max()) for part in (self.train, self.valid, self.test) if len(part))) + 1
 
 
 def resolve_root(root: str | None) -> Path:
@@ -100,7 +114,10 @@ class ImageDataModule(pl.LightningDataModule):
     """Holds a dataset's splits in memory (on the training device) and serves shuffled batches.
 
     Each dataset is a subclass (chosen by ``_target_`` in ``conf/dataset/``) that implements ``read`` and, when
-    it downloads, ``fetch``; ``name`` labels the dataset in messages and results.
+    it downloads, ``fetch``; ``name`` labels the dataset in messages and results and names its domain classifier.
+    What else the rest of advnets needs to know of a dataset it asks here, never by its name: its class labels
+    (``labels``, for ``advnets-classifier``), its image shape, the real images figures compare samples with
+    (``reference_images``) and what a result records of it (``record``: a fold, say).
     """
 
     def __init__(
@@ -129,6 +146,25 @@ class ImageDataModule(pl.LightningDataModule):
     def read(self) -> Splits:
         """This dataset's train / valid / test splits (subclasses implement it)."""
         raise NotImplementedError(f"{type(self).__name__} ({self.name}) does not implement read()")
+
+    def labels(self) -> Labels | None:
+        """The class labels of ``load()``'s splits, or None: this dataset has none (the default), so no domain
+        classifier can be trained on it."""
+        return None
+
+    def record(self) -> dict[str, Any]:
+        """What an evaluation's ``results.json`` records of this dataset: its name, and whatever else tells its
+        numbers apart from another part of the same data (TFD: its fold)."""
+        return {"dataset": self.name}
+
+    def reference_images(self, n: int) -> Tensor:
+        """The real images figures set beside ``n`` samples: the first ``n`` training images."""
+        return self.load().train[:n]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image."""
+        return self.load().image_shape
 
     def fetch(self) -> None:
         """Download what ``read`` needs (on one process, before ``setup``); nothing by default."""

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from advnets.data.base import ImageDataModule, Splits, resolve_root
+from advnets.data.base import ImageDataModule, Labels, Splits, resolve_root
 from advnets.errors import UserError
 
 FOLDER = "cifar-10-batches-py"
@@ -68,21 +68,33 @@ def check_batches(folder: Path) -> None:
             )
 
 
-def read_batch(path: Path) -> np.ndarray:
-    """One CIFAR-10 python batch, already checked by ``check_batches``: its ``data`` as uint8 [n, 3072]; a clear
-    error for anything else."""
+def _entry(path: Path, key: str) -> np.ndarray:
+    """``key`` of one CIFAR-10 python batch, already checked by ``check_batches``; a clear error for anything else."""
     try:
         with path.open("rb") as f:
             blob = pickle.load(f, encoding="latin1")
     except Exception as err:  # truncated or not a pickle: pickle raises many types
         raise UserError(f"cannot read CIFAR-10 batch {path}: {type(err).__name__}: {err}") from None
-    if not isinstance(blob, dict) or "data" not in blob:
-        keys = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
-        raise UserError(f"CIFAR-10 batch {path} has no 'data' (found {keys}); expected the python version's batches")
-    data = np.asarray(blob["data"])
+    if not isinstance(blob, dict) or key not in blob:
+        found = sorted(blob) if isinstance(blob, dict) else type(blob).__name__
+        raise UserError(f"CIFAR-10 batch {path} has no {key!r} (found {found}); expected the python version's batches")
+    return np.asarray(blob[key])
+
+
+def read_batch(path: Path) -> np.ndarray:
+    """One checked CIFAR-10 python batch's ``data`` as uint8 [n, 3072]."""
+    data = _entry(path, "data")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise UserError(f"CIFAR-10 batch {path}: data is {data.dtype} {list(data.shape)}; expected uint8 [n, 3072]")
     return data
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """One checked CIFAR-10 python batch's ``labels`` (0..9) as int64 [n]."""
+    labels = _entry(path, "labels").astype(np.int64)
+    if labels.ndim != 1 or (len(labels) and not 0 <= labels.min() <= labels.max() <= 9):
+        raise UserError(f"CIFAR-10 batch {path}: labels are not one class 0..9 per image")
+    return labels
 
 
 def load_cifar10(root: str | None, n_train: int, n_valid: int, gcn: float | None) -> Splits:
@@ -129,3 +141,12 @@ class CIFAR10Data(ImageDataModule):
     def read(self) -> Splits:
         self.fetch()
         return load_cifar10(self.root, self.n_train, self.n_valid, self.gcn)
+
+    def labels(self) -> Labels:
+        """The class (0-9: airplane .. truck) of each image, from the same checked batches."""
+        self.load()
+        folder = resolve_root(self.root) / FOLDER
+        train = torch.from_numpy(np.concatenate([read_labels(folder / name) for name in TRAIN_BATCHES]))
+        test = torch.from_numpy(read_labels(folder / TEST_BATCH))
+        end = self.n_train + self.n_valid
+        return Labels(train[: self.n_train], train[self.n_train : end], test)

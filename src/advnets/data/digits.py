@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from advnets.data.base import ImageDataModule, Splits
+from advnets.data.base import ImageDataModule, Labels, Splits
 from advnets.errors import UserError
 
 
@@ -24,3 +24,12 @@ class DigitsData(ImageDataModule):
 
     def read(self) -> Splits:
         return load_digits(self.n_train, self.n_valid)
+
+    def labels(self) -> Labels:
+        """The digit (0-9) of each image; one pool, so the test labels are those after train + valid."""
+        from sklearn.datasets import load_digits as sk_digits
+
+        self.load()
+        target = torch.from_numpy(sk_digits().target).long()
+        end = self.n_train + self.n_valid
+        return Labels(target[: self.n_train], target[self.n_train : end], target[end:])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from advnets.data.base import ImageDataModule, Splits
-from advnets.data.mnist import load_idx_images
+from advnets.data.base import ImageDataModule, Labels, Splits
+from advnets.data.mnist import load_idx_images, load_idx_labels
 
 # torchvision's FashionMNIST/raw layout: (size in bytes, md5) of the four published IDX files, uncompressed.
 FASHION_MNIST_RAW = {
@@ -29,3 +29,10 @@ class FashionMNISTData(ImageDataModule):
 
     def read(self) -> Splits:
         return load_fashion_mnist(self.root, self.n_train, self.n_valid, download=self.download)
+
+    def labels(self) -> Labels:
+        """The garment class (0-9: T-shirt/top .. ankle boot) of each image."""
+        from torchvision.datasets import FashionMNIST
+
+        self.load()
+        return load_idx_labels(FashionMNIST, self.root, self.n_train, self.n_valid)

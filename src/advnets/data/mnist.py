@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from advnets.data.base import ImageDataModule, Splits, resolve_root
+from advnets.data.base import ImageDataModule, Labels, Splits, resolve_root
 from advnets.errors import UserError
 
 # Raw MNIST files in torchvision's layout: (size in bytes, md5) — the published IDX files, uncompressed.
@@ -67,6 +67,14 @@ def load_idx_images(
     return Splits(images[:n_train], images[n_train : n_train + n_valid], test, (1, 28, 28))
 
 
+def load_idx_labels(dataset_class: type, root: str | None, n_train: int, n_valid: int) -> Labels:
+    """The class labels of ``load_idx_images``' splits (the files already there and checked: no download)."""
+    folder = str(resolve_root(root))
+    train = dataset_class(folder, train=True, download=False).targets.long()
+    test = dataset_class(folder, train=False, download=False).targets.long()
+    return Labels(train[:n_train], train[n_train : n_train + n_valid], test)
+
+
 def download_failure(err: BaseException) -> str:
     """torchvision's download error on one line: which file, and each mirror's answer; then what to do."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -102,3 +110,10 @@ class MNISTData(ImageDataModule):
 
     def read(self) -> Splits:
         return load_mnist(self.root, self.n_train, self.n_valid, download=self.download)
+
+    def labels(self) -> Labels:
+        """The digit (0-9) of each image."""
+        from torchvision.datasets import MNIST
+
+        self.load()
+        return load_idx_labels(MNIST, self.root, self.n_train, self.n_valid)

@@ -9,6 +9,7 @@ Pixels are /255 (``scale: True`` in the released yamls). TFD cannot be downloade
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,7 +73,10 @@ def load_tfd(root: str | None, fold: int, train_set: str = "unlabeled") -> Split
 
 
 class TFDData(ImageDataModule):
-    """TFD (``conf/dataset/tfd.yaml``): one of the 5 folds; n_train / n_valid are not used (the folds decide)."""
+    """TFD (``conf/dataset/tfd.yaml``): one of the 5 folds; n_train / n_valid are not used (the folds decide).
+
+    No class labels (``labels`` is None): the unlabeled set it trains on has none, so TFD has no domain classifier.
+    """
 
     def __init__(self, *args, fold: int = 0, train_set: str = "unlabeled", **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -80,3 +84,7 @@ class TFDData(ImageDataModule):
 
     def read(self) -> Splits:
         return load_tfd(self.root, self.fold, self.train_set)
+
+    def record(self) -> dict[str, Any]:
+        """The fold as well: the paper's Table 1 averages the 5 folds."""
+        return {**super().record(), "fold": self.fold}

@@ -6,6 +6,9 @@ them. Entries are named by a digest of everything that determines them (the imag
 input is a miss, never a stale hit. Kept in this process and on disk: ``$ADVNETS_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/advnets``, else ``~/.cache/advnets``; ``ADVNETS_CACHE_DIR=off`` keeps it in memory only.
 Files are written atomically and read with ``weights_only=True``; an unreadable entry is recomputed.
+
+The same folder's ``classifiers/`` holds the domain classifiers ``advnets-classifier`` trains for datasets advnets
+does not ship one for (:func:`classifier_dir`); the classifier lookup reads it after the package's own.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ def cache_dir() -> Path | None:
         return None if setting.strip().lower() in ("", "off") else Path(setting)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "advnets"
+
+
+def classifier_dir() -> Path | None:
+    """Where ``advnets-classifier`` writes a user's domain classifiers: ``<cache>/classifiers``; None when the disk
+    cache is off."""
+    folder = cache_dir()
+    return folder / "classifiers" if folder is not None else None
 
 
 def fingerprint(t: Tensor) -> str:

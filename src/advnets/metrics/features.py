@@ -1,8 +1,9 @@
 """The domain classifiers: a small LeNet-style conv net per dataset and its committed weights and card; its
 penultimate features feed FID, KID and precision-recall, its logits the Inception-style score and the class metrics.
 
-Weights and cards live in ``advnets/metrics/classifiers/<dataset>.pt|.json`` (package data, written by
-``advnets-classifier``), so evaluation never downloads anything.
+Weights and cards live in ``advnets/metrics/classifiers/<dataset>.pt|.json`` (package data), and for other
+datasets in the user cache's ``classifiers/`` (written by ``advnets-classifier``), so evaluation never downloads
+anything.
 """
 
 from __future__ import annotations
@@ -148,22 +149,43 @@ def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def available_classifiers(folder: Path = CLASSIFIER_DIR) -> list[str]:
-    """Datasets with a committed classifier."""
-    return sorted(p.stem for p in folder.glob("*.json"))
+def classifier_folders() -> list[Path]:
+    """Where domain classifiers are looked up, in this order: the package's own (``advnets/metrics/classifiers``),
+    then the user cache's (``advnets.metrics.cache.classifier_dir``, where ``advnets-classifier`` writes)."""
+    from advnets.metrics.cache import classifier_dir
+
+    user = classifier_dir()
+    return [CLASSIFIER_DIR, *([user] if user is not None else [])]
 
 
-def load_classifier(dataset: str, folder: Path = CLASSIFIER_DIR) -> tuple[LeNet, ClassifierCard]:
+def available_classifiers(folder: Path | None = None) -> list[str]:
+    """Datasets with a domain classifier in ``folder``, or in any of :func:`classifier_folders`."""
+    folders = [folder] if folder is not None else classifier_folders()
+    return sorted({p.stem for f in folders for p in f.glob("*.json")})
+
+
+def find_classifier(dataset: str, folder: Path | None = None) -> Path | None:
+    """The card of ``dataset``'s classifier: in ``folder``, or the first of :func:`classifier_folders` holding one."""
+    for candidate in [folder] if folder is not None else classifier_folders():
+        if (candidate / f"{dataset}.json").is_file():
+            return candidate / f"{dataset}.json"
+    return None
+
+
+def load_classifier(dataset: str, folder: Path | None = None) -> tuple[LeNet, ClassifierCard]:
     """The frozen classifier of ``dataset`` (eval mode, no gradients) and its card; md5 checked."""
-    card_path = folder / f"{dataset}.json"
-    if not card_path.is_file():
+    card_path = find_classifier(dataset, folder)
+    if card_path is None:
         names = ", ".join(available_classifiers(folder)) or "none"
         raise UserError(
             f"no domain classifier for dataset={dataset!r}; available: {names} "
             f"(train one with `advnets-classifier dataset={dataset}`)"
         )
-    card = ClassifierCard.read(card_path)
-    weights = folder / card.weights
+    try:
+        card = ClassifierCard.read(card_path)
+    except (OSError, ValueError, TypeError, KeyError) as err:  # damaged, or not a card written by advnets-classifier
+        raise UserError(f"cannot read domain classifier card {card_path}: {type(err).__name__}: {err}") from None
+    weights = card_path.parent / card.weights
     if not weights.is_file() or md5_of(weights) != card.md5:
         raise UserError(f"domain classifier weights {weights} missing or not matching md5 {card.md5} in {card_path}")
     net = LeNet(card.image_shape, card.n_classes, card.channels, card.feature_dim)
