@@ -91,7 +91,8 @@ class AdversarialGame(pl.LightningModule):
                 raise UserError(f"optimizer.{name}.lr={lr}; allowed: a finite number > 0")
         loss = PaperLoss() if loss is None else loss
         if not isinstance(loss, Loss):
-            raise UserError(f"loss: {type(loss).__name__} is no advnets.losses.Loss; allowed: a subclass of it")
+            name = type(loss).__name__
+            raise UserError(f"loss: a {name} is no advnets.losses.Loss; allowed: loss._target_ naming a subclass of it")
         if loss.r1_gamma > 0 and compile != "none":
             raise UserError(
                 f"loss.r1_gamma={loss.r1_gamma:g} with game.compile={compile}; allowed: game.compile=none "
