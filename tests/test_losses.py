@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_game import assert_step, fit, sizeable_d, small_game, step_draws
+from torch import nn
 
 from advnets.errors import find_user_error
 from advnets.losses import HingeLoss, Loss
 from advnets.sampling import sample_noise
 
-from conftest import assert_user_error, cli_env, train_quick
-from test_game import assert_step, fit, sizeable_d, small_game, step_draws
+from conftest import QUICK, assert_user_error, cli_env, run_cli, train_quick
 
 GAMMA = 10.0  # large enough that R1's part of D's step is far above assert_step's tolerance (checked below)
 
@@ -53,10 +54,34 @@ def d_step_by_hand(loss: str, gamma: float, D0, x, fake, masks_real, masks_fake,
     return [-lr * g for g in grads]
 
 
-@pytest.mark.parametrize("loss,gamma", [("hinge", 0.0), ("hinge", GAMMA), ("paper", GAMMA)])
-def test_joint_step_with_hinge_and_r1_equals_a_reference_by_hand(tmp_path, loss: str, gamma: float) -> None:
+class TanhDiscriminator(nn.Module):
+    """A smooth D (no dropout): R1's gradient has second-order terms here, which a piecewise linear maxout D lacks,
+    so a penalty that leaked into G's loss would move G."""
+
+    def __init__(self, data_dim: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.hidden, self.out = nn.Linear(data_dim, hidden), nn.Linear(hidden, 1)
+
+    def masks(self, batch: int, generator: torch.Generator | None = None) -> list[torch.Tensor | None]:
+        return [None]
+
+    def forward(self, x: torch.Tensor, masks: list | None = None) -> torch.Tensor:
+        return self.out(torch.tanh(self.hidden(x))).squeeze(-1)
+
+
+SMOOTH_D = [
+    "model.discriminator._target_=test_losses.TanhDiscriminator",
+    *(f"~model.discriminator.{key}" for key in ("units", "pieces", "init_range", "input_keep", "hidden_keep")),
+]
+
+
+@pytest.mark.parametrize(
+    "loss,gamma,net",
+    [("hinge", 0.0, "maxout"), ("hinge", GAMMA, "maxout"), ("paper", GAMMA, "maxout"), ("paper", GAMMA, "tanh")],
+)
+def test_joint_step_with_hinge_and_r1_equals_a_reference_by_hand(tmp_path, loss: str, gamma: float, net: str) -> None:
     """One joint update: D steps on its loss plus R1, G on its own loss alone (R1 reaches D only)."""
-    overrides = ("optimizer.lr=0.1", f"loss={loss}", f"loss.r1_gamma={gamma}")
+    overrides = ("optimizer.lr=0.1", f"loss={loss}", f"loss.r1_gamma={gamma}", *(SMOOTH_D if net == "tanh" else []))
     cfg, datamodule, game = small_game(tmp_path, *overrides)
     sizeable_d(game)
     G0, D0 = copy.deepcopy(game.generator), copy.deepcopy(game.discriminator)
@@ -146,6 +171,23 @@ def test_hinge_with_r1_trains_through_the_cli(tmp_path: Path) -> None:
     assert metrics["run/epochs"] == 1
     assert abs(metrics["train/d_loss_epoch"] - 2) < 0.05 and abs(metrics["train/g_loss_epoch"]) < 0.05, metrics
     assert torch.isfinite(torch.tensor(metrics["test/parzen_ll"]))
+
+
+def test_r1_under_ddp_keeps_the_ranks_identical(tmp_path: Path) -> None:
+    """Two gloo DDP processes, joint rule, loss=hinge loss.r1_gamma=1: D's gradient, R1's part included, is reduced
+    across the ranks (each sees its own half of the data), so both hold the same parameters after every step."""
+    run = tmp_path / "run"
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1", "evaluate=false"]
+    digest = "+callbacks.digest._target_=probes.ParamDigest"
+    proc = run_cli(
+        "train", *QUICK, *ddp, "loss=hinge", "loss.r1_gamma=1", "logger=none", digest, f"hydra.run.dir={run}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((run / f"params_rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2] and ranks[0]["global_step"] == 2 * 6
+    assert ranks[0]["sum"] == ranks[1]["sum"] and ranks[0]["abs_sum"] == ranks[1]["abs_sum"]
+    assert ranks[0]["first"] == ranks[1]["first"]
+    assert abs(json.loads((run / "metrics.json").read_text())["train/d_loss_epoch"] - 2) < 0.05  # hinge's
 
 
 @pytest.mark.parametrize(
