@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_game import assert_step, fit, sizeable_d, small_game, step_draws
 from torch import nn
 
 from advnets.errors import find_user_error
@@ -19,6 +18,7 @@ from advnets.losses import HingeLoss, Loss
 from advnets.sampling import sample_noise
 
 from conftest import QUICK, assert_user_error, cli_env, run_cli, train_quick
+from test_game import assert_step, fit, sizeable_d, small_game, step_draws
 
 GAMMA = 10.0  # large enough that R1's part of D's step is far above assert_step's tolerance (checked below)
 
