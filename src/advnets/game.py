@@ -204,7 +204,6 @@ class AdversarialGame(pl.LightningModule):
             return d_loss + self.loss.penalty(x, logit_real), d_loss
         return d_loss, d_loss
 
-    # The pure parts of an update (no randomness, no optimizer): what ``compile`` compiles.
     def _joint_losses(self, x: Tensor, z: Tensor, masks_real: list, masks_fake: list) -> tuple[Tensor, Tensor]:
         """d_loss + g_loss (one routed backward) and the stats [d_loss, d_real, d_fake, g_loss], detached."""
         n, x = x.shape[0], self._real(x)
