@@ -20,8 +20,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from advnets import CONF_DIR
-from advnets.game import d_loss_fn, g_loss_fn, sample_noise
+from advnets.losses import d_loss_fn, g_loss_fn
 from advnets.nets.protocol import MaskedDropoutDiscriminator
+from advnets.sampling import sample_noise
 
 EXPERIMENTS = ["paper_mnist", "paper_tfd", "paper_cifar10_fc", "paper_cifar10_conv"]
 

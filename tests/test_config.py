@@ -45,7 +45,7 @@ def test_paper_mnist_carries_the_released_values_and_the_quickstart_is_the_defau
     assert list(cfg.model.discriminator.units) == [240, 240] and cfg.model.discriminator.pieces == 5
     assert (cfg.model.discriminator.input_keep, cfg.model.discriminator.hidden_keep) == (0.8, 0.5)
     assert cfg.optimizer.lr == 0.1 and cfg.optimizer.schedule.lr_decay == 1.000004
-    assert cfg.game["update"] == "joint" and cfg.game.noise == "uniform" and cfg.game.g_loss == "non_saturating"
+    assert cfg.game["update"] == "joint" and cfg.game.noise == "uniform" and cfg.loss.g_loss == "non_saturating"
     assert cfg.eval.n_samples == 10000 and len(cfg.eval.grid) == 10
 
 
@@ -66,7 +66,8 @@ PAPER_KEYS = {
     "optimizer/paper_sgd.yaml": ["lr", "lr_decay", "min_lr", "momentum_start", "momentum_final"],
     "dataset/mnist.yaml": ["batch_size", "n_train", "n_valid", "data_dim"],
     "eval/paper.yaml": ["n_samples", "n_valid", "grid"],
-    "game/default.yaml": ["update", "k", "g_loss", "noise"],
+    "game/default.yaml": ["update", "k", "noise"],
+    "loss/paper.yaml": ["g_loss"],
 }
 
 

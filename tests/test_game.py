@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from advnets.game import d_loss_fn, g_loss_fn
+from advnets.losses import d_loss_fn, g_loss_fn
 from advnets.sampling import sample_noise
 from advnets.schedules import PaperSchedule
 from advnets.training import build
@@ -65,7 +65,7 @@ def assert_step(new: list[torch.Tensor], old: list[torch.Tensor], expected: list
 def test_joint_step_equals_a_reference_by_hand(tmp_path, g_loss: str) -> None:
     """One joint update: D's gradient from the D loss, G's from the configured G loss, both against D's old
     weights."""
-    cfg, datamodule, game = small_game(tmp_path, "optimizer.lr=0.1", f"game.g_loss={g_loss}")
+    cfg, datamodule, game = small_game(tmp_path, "optimizer.lr=0.1", f"loss.g_loss={g_loss}")
     sizeable_d(game)
     G0, D0 = copy.deepcopy(game.generator), copy.deepcopy(game.discriminator)
     fit(game, datamodule, tmp_path, batches=1)
@@ -88,7 +88,7 @@ def test_joint_step_equals_a_reference_by_hand(tmp_path, g_loss: str) -> None:
 def test_alternating_steps_equal_a_reference_by_hand(tmp_path, k: int, g_loss: str) -> None:
     """Algorithm 1: k D steps, then one G step on fresh noise (optimizer step k's draws) against D's new weights,
     from the configured G loss."""
-    overrides = ("optimizer.lr=0.1", "game.update=alternating", f"game.k={k}", f"game.g_loss={g_loss}")
+    overrides = ("optimizer.lr=0.1", "game.update=alternating", f"game.k={k}", f"loss.g_loss={g_loss}")
     cfg, datamodule, game = small_game(tmp_path, *overrides)
     sizeable_d(game)
     G0, D0 = copy.deepcopy(game.generator), copy.deepcopy(game.discriminator)
@@ -118,7 +118,7 @@ def test_minimax_and_non_saturating_move_g_differently(tmp_path, update: str) ->
 
     def one_update(g_loss: str) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         torch.manual_seed(0)  # the same initial weights for both
-        _, datamodule, game = small_game(tmp_path, "optimizer.lr=0.1", f"game.update={update}", f"game.g_loss={g_loss}")
+        _, datamodule, game = small_game(tmp_path, "optimizer.lr=0.1", f"game.update={update}", f"loss.g_loss={g_loss}")
         sizeable_d(game)
         g0 = [p.detach().clone() for p in game.generator.parameters()]
         fit(game, datamodule, tmp_path, batches=1)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from advnets.errors import UserError
 from advnets.nets import Discriminator, Generator, Maxout
 
 from conftest import compose_cfg
@@ -88,7 +89,7 @@ def test_output_bias_is_the_logit_of_the_mean_image() -> None:
 
 
 def test_bad_dropout_keep_is_refused() -> None:
-    with pytest.raises(ValueError, match="input_keep=1.5"):
+    with pytest.raises(UserError, match=r"^model.discriminator.input_keep=1.5; allowed: 0 < keep <= 1$"):
         Discriminator(4, [2], 2, 0.1, input_keep=1.5, hidden_keep=0.5)
 
 

@@ -28,7 +28,9 @@ from conftest import QUICK, assert_user_error, compose_cfg, run_cli
         ("model.generator.hidden=[100,0]", "model.generator.hidden=[100, 0]; allowed: a list of at least 1 items"),
         ("game.noise=cauchy", "game.noise='cauchy'; allowed: one of uniform, gaussian"),
         ("game.update=never", "game.update='never'; allowed: one of joint, alternating (advnets.game.AdversarialGame"),
-        ("game.g_loss=wgan", "game.g_loss='wgan'; allowed: one of non_saturating, minimax"),
+        ("loss.g_loss=wgan", "loss.g_loss='wgan'; allowed: one of non_saturating, minimax (advnets.losses.PaperLoss"),
+        ("loss.r1_gamma=-1", "loss.r1_gamma=-1; allowed: a finite number >= 0"),
+        ("+game.g_loss=minimax", "unknown key game.g_loss (it moved: loss.g_loss): not a parameter of advnets.game"),
         ("game.compile=fast", "game.compile='fast'; allowed: one of none, default, reduce-overhead"),
         ("game.k=true", "game.k=True; allowed: an integer >= 1"),
         ("eval.checkpoint=worst", "eval.checkpoint='worst'; allowed: one of best, last"),
@@ -59,13 +61,15 @@ def test_a_bad_value_names_key_value_and_what_is_allowed(override: str, message:
 
 
 def test_the_games_choices_live_in_its_signature_alone() -> None:
-    """update, g_loss, noise and compile: one Literal each (advnets.choices), the annotation of AdversarialGame's
-    signature and the schema's rule alike, so a bad choice is refused before torch loads."""
+    """update, noise and compile (the game's) and g_loss (the paper loss's): one Literal each (advnets.choices), the
+    annotation of the signature and the schema's rule alike, so a bad choice is refused before torch loads."""
     import typing
 
     from advnets.game import AdversarialGame
+    from advnets.losses import PaperLoss
 
-    hints = typing.get_type_hints(AdversarialGame.__init__)
+    hints = {**typing.get_type_hints(AdversarialGame.__init__)}
+    hints["g_loss"] = typing.get_type_hints(PaperLoss.__init__)["g_loss"]
     choices = {name: typing.get_args(hints[name]) for name in ("update", "g_loss", "noise", "compile")}
     assert choices == {
         "update": ("joint", "alternating"),
@@ -74,10 +78,14 @@ def test_the_games_choices_live_in_its_signature_alone() -> None:
         "compile": ("none", "default", "reduce-overhead"),
     }
     for name, options in choices.items():
-        assert TRAIN[f"game.{name}"].allowed.startswith("one of " + ", ".join(options))
-    cfg = compose_cfg(["game.update=never"])
-    with pytest.raises(UserError, match="game.update='never'; allowed: one of joint, alternating"):
-        validate(cfg, TRAIN, targets=False)  # the plain pass, before torch loads
+        key = "loss.g_loss" if name == "g_loss" else f"game.{name}"
+        assert TRAIN[key].allowed.startswith("one of " + ", ".join(options))
+    for override, message in [
+        ("game.update=never", "game.update='never'; allowed: one of joint, alternating"),
+        ("loss.g_loss=never", "loss.g_loss='never'; allowed: one of non_saturating, minimax"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            validate(compose_cfg([override]), TRAIN, targets=False)  # the plain pass, before torch loads
 
 
 def test_a_missing_required_argument_of_a_target_is_not_the_schemas_business() -> None:

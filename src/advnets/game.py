@@ -8,6 +8,9 @@ own gradient (and DDP syncs both in its one reduction).
 
 ``update="alternating"`` is Algorithm 1 of the paper: every batch is one D step; after every k-th D step, one G
 step on fresh noise.
+
+The losses come from ``loss`` (advnets.losses: the released code's by default); an R1 penalty (``r1_gamma > 0``)
+joins D's loss under both rules, and under the joint rule reaches D alone (it involves D and real data only).
 """
 
 from __future__ import annotations
@@ -20,34 +23,22 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.strategies import SingleDeviceStrategy
 from torch import Tensor
 from torch.func import functional_call
 from torch.optim import Optimizer
 
 from advnets import internals
-from advnets.choices import CompileMode, GLoss, Update
+from advnets.choices import CompileMode, Update
 from advnets.errors import UserError
 from advnets.logs import get_logger
+from advnets.losses import Loss, PaperLoss
 from advnets.nets import Generator, MaskedDropoutDiscriminator
 from advnets.optim import make_optimizer
 from advnets.sampling import Noise, sample_noise
 from advnets.schedules import PaperSchedule
 
 log = get_logger(__name__)  # rank zero's
-
-
-def d_loss_fn(logit_real: Tensor, logit_fake: Tensor) -> Tensor:
-    """The released code's D loss: 0.5 * [-log D(x) - log(1 - D(G(z)))], as softplus of logits."""
-    return 0.5 * (F.softplus(-logit_real).mean() + F.softplus(logit_fake).mean())
-
-
-def g_loss_fn(logit_fake: Tensor, kind: GLoss) -> Tensor:
-    """``non_saturating``: -log D(G(z)) (section 3 of the paper); ``minimax``: log(1 - D(G(z)))."""
-    if kind == "non_saturating":
-        return F.softplus(-logit_fake).mean()
-    return -F.softplus(logit_fake).mean()
 
 
 def _stats(d_loss: Tensor, logit_real: Tensor, logit_fake: Tensor, g_loss: Tensor | None = None) -> Tensor:
@@ -82,7 +73,7 @@ class AdversarialGame(pl.LightningModule):
         schedule: PaperSchedule | None = None,
         update: Update = "joint",
         k: int = 1,
-        g_loss: GLoss = "non_saturating",
+        loss: Loss | None = None,
         noise: Noise = "uniform",
         seed: int = 0,
         n_fixed_samples: int = 100,
@@ -98,10 +89,19 @@ class AdversarialGame(pl.LightningModule):
             lr = opt.keywords.get("lr", 1.0)
             if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
                 raise UserError(f"optimizer.{name}.lr={lr}; allowed: a finite number > 0")
+        loss = PaperLoss() if loss is None else loss
+        if not isinstance(loss, Loss):
+            name = type(loss).__name__
+            raise UserError(f"loss: a {name} is no advnets.losses.Loss; allowed: loss._target_ naming a subclass of it")
+        if loss.r1_gamma > 0 and compile != "none":
+            raise UserError(
+                f"loss.r1_gamma={loss.r1_gamma:g} with game.compile={compile}; allowed: game.compile=none "
+                "(torch.compile does not differentiate twice, which R1 needs)"
+            )
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.g_optimizer, self.d_optimizer, self.schedule = g_optimizer, d_optimizer, schedule
-        self.update, self.k, self.g_loss, self.noise, self.seed = update, k, g_loss, noise, seed
+        self.update, self.k, self.loss, self.noise, self.seed = update, k, loss, noise, seed
         self.updates_per_step, self.compile_mode = updates_per_step, compile
         fixed = torch.Generator().manual_seed(seed)
         self.register_buffer("fixed_z", sample_noise(n_fixed_samples, generator.noise_dim, noise, "cpu", fixed))
@@ -193,26 +193,37 @@ class AdversarialGame(pl.LightningModule):
         return functional_call(self.discriminator, frozen, (fake,), {"masks": masks})
 
     # The pure parts of an update (no randomness, no optimizer): what ``compile`` compiles.
+    def _real(self, x: Tensor) -> Tensor:
+        """The real batch, set to require its gradient where the loss has an R1 penalty."""
+        return x.detach().requires_grad_(True) if self.loss.r1_gamma > 0 else x
+
+    def _d_loss(self, x: Tensor, logit_real: Tensor, logit_fake: Tensor) -> tuple[Tensor, Tensor]:
+        """(D's loss with its R1 penalty, if any; the loss alone, for the stats)."""
+        d_loss = self.loss.d_loss(logit_real, logit_fake)
+        if self.loss.r1_gamma > 0:
+            return d_loss + self.loss.penalty(x, logit_real), d_loss
+        return d_loss, d_loss
+
     def _joint_losses(self, x: Tensor, z: Tensor, masks_real: list, masks_fake: list) -> tuple[Tensor, Tensor]:
         """d_loss + g_loss (one routed backward) and the stats [d_loss, d_real, d_fake, g_loss], detached."""
-        n = x.shape[0]
+        n, x = x.shape[0], self._real(x)
         fake = self.generator(z)
         logits = self.discriminator(torch.cat([x, fake.detach()]), _concat_masks(masks_real, masks_fake))
-        d_loss = d_loss_fn(logits[:n], logits[n:])
-        g_loss = g_loss_fn(self._g_logits(fake, masks_fake), self.g_loss)
-        return d_loss + g_loss, _stats(d_loss, logits[:n], logits[n:], g_loss)
+        d_total, d_loss = self._d_loss(x, logits[:n], logits[n:])
+        g_loss = self.loss.g_loss(self._g_logits(fake, masks_fake))
+        return d_total + g_loss, _stats(d_loss, logits[:n], logits[n:], g_loss)
 
     def _d_losses(self, x: Tensor, z: Tensor, masks_real: list, masks_fake: list) -> tuple[Tensor, Tensor]:
         """Algorithm 1's D loss (no graph in G) and the stats [d_loss, d_real, d_fake]."""
-        n = x.shape[0]
+        n, x = x.shape[0], self._real(x)
         with torch.no_grad():
             fake = self.generator(z)
         logits = self.discriminator(torch.cat([x, fake]), _concat_masks(masks_real, masks_fake))
-        d_loss = d_loss_fn(logits[:n], logits[n:])
-        return d_loss, _stats(d_loss, logits[:n], logits[n:])
+        d_total, d_loss = self._d_loss(x, logits[:n], logits[n:])
+        return d_total, _stats(d_loss, logits[:n], logits[n:])
 
     def _g_losses(self, z: Tensor, masks: list) -> Tensor:
-        return g_loss_fn(self._g_logits(self.generator(z), masks), self.g_loss)
+        return self.loss.g_loss(self._g_logits(self.generator(z), masks))
 
     def _backward(self, loss: Tensor) -> None:
         if self._fast:

@@ -77,10 +77,10 @@ def text() -> Rule:
     return Rule("a string", lambda v: isinstance(v, str))
 
 
-def game_choice(name: str, options: Any) -> Rule:
-    """A game setting's ``Literal`` choices (advnets.choices), named as the game's signature names them."""
+def game_choice(name: str, options: Any, owner: str = "advnets.game.AdversarialGame") -> Rule:
+    """A setting's ``Literal`` choices (advnets.choices), named as the signature of ``owner`` names them."""
     rule = choice(*typing.get_args(options))
-    return Rule(f"{rule.allowed} (advnets.game.AdversarialGame's {name})", rule.test)
+    return Rule(f"{rule.allowed} ({owner}'s {name})", rule.test)
 
 
 def choice(*options: Any) -> Rule:
@@ -193,13 +193,15 @@ TRAIN: dict[str, Rule] = {
     "optimizer.schedule.momentum_saturate_epoch": POSITIVE,
     "game": TARGET,  # and its signature's Literal choices (advnets.choices), also checked before torch loads:
     "game.update": game_choice("update", choices.Update),
-    "game.g_loss": game_choice("g_loss", choices.GLoss),
     "game.noise": game_choice("noise", choices.Noise),
     "game.compile": game_choice("compile", choices.CompileMode),
     "game.k": POSITIVE,
     "game.seed": integer(0),
     "game.n_fixed_samples": POSITIVE,
     "game.updates_per_step": POSITIVE,
+    "loss": TARGET,  # advnets.losses (conf/loss/); one's own: loss._target_=mypkg.MyLoss
+    "loss.g_loss": game_choice("g_loss", choices.GLoss, "advnets.losses.PaperLoss"),
+    "loss.r1_gamma": number(ge=0),
     "trainer": TARGET,
     "trainer.max_epochs": POSITIVE,
     "trainer.num_nodes": POSITIVE,
@@ -213,6 +215,9 @@ TRAIN: dict[str, Rule] = {
     "slurm": anything(),  # the SLURM launcher's lookup table (conf/hydra/launcher/slurm.yaml)
 }
 """``advnets-train``: every key of ``conf/train.yaml`` and its groups."""
+
+MOVED = {"game.g_loss": "loss.g_loss"}
+"""Keys that moved: an old name is refused with its new one (``did_you_mean``)."""
 
 EVALUATE: dict[str, Rule] = {
     **COMMON,
@@ -327,9 +332,11 @@ def _words(annotation: Any, alone: bool = True) -> str:
 # -- the walk ----------------------------------------------------------------------------------------------
 def did_you_mean(key: str, known: list[str]) -> str:
     """`` (did you mean trainer.max_epochs?)`` for a misspelt ``key`` among the ``known`` dotted keys, or ``""``:
-    the known names under the same parent that are spelt closest."""
+    the known names under the same parent that are spelt closest, or the new name of a key that moved (MOVED)."""
     import difflib
 
+    if key in MOVED:
+        return f" (it moved: {MOVED[key]})"
     parent, _, name = key.rpartition(".")
     siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
     close = [siblings[c] for c in difflib.get_close_matches(name, list(siblings), n=3, cutoff=0.75)]

@@ -69,6 +69,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
         g_optimizer=instantiate(cfg.optimizer.generator),
         d_optimizer=instantiate(cfg.optimizer.discriminator),
         schedule=instantiate(cfg.optimizer.schedule) if cfg.optimizer.get("schedule") else None,
+        loss=instantiate(cfg.loss) if cfg.get("loss") else None,
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += trial_callbacks(cfg)  # a trial of advnets' Optuna sweeper: reports to it, stops when pruned

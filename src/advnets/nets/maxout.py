@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from advnets.errors import UserError
+
 
 class Maxout(nn.Module):
     """A linear map to ``units * pieces`` outputs followed by the max over each unit's pieces."""
@@ -42,7 +44,7 @@ class Discriminator(nn.Module):
         super().__init__()
         for name, keep in (("input_keep", input_keep), ("hidden_keep", hidden_keep)):
             if not 0.0 < keep <= 1.0:
-                raise ValueError(f"model.discriminator.{name}={keep}; allowed: 0 < keep <= 1")
+                raise UserError(f"model.discriminator.{name}={keep}; allowed: 0 < keep <= 1")
         self.layers = nn.ModuleList()
         width = data_dim
         for n in units:
