@@ -117,8 +117,10 @@ def run_refused(module: str, *args: str, cwd: Path | None = None, **env: str) ->
 
 
 def writes_wandb(args: tuple[str, ...] | list[str]) -> bool:
-    """Whether a train or eval command line logs to W&B: no ``logger=`` override (W&B is the default), or one
-    naming wandb."""
+    """Whether a train or eval command line logs to W&B: it runs a job (it does not only print its ``--help`` or
+    ``--cfg``) with no ``logger=`` override (W&B is the default), or with one naming wandb."""
+    if "--help" in args or "--cfg" in args:
+        return False
     loggers = [a.split("=", 1)[1] for a in args if a.startswith("logger=")]
     return not loggers or "wandb" in loggers[-1]
 
