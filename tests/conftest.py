@@ -1,4 +1,5 @@
-"""Shared fixtures: the real config (Hydra compose API), real data, and the real CLI in a subprocess."""
+"""Shared fixtures: the real config (Hydra compose API), real data, the real CLI (in a subprocess or in the test
+process: `inprocess.py`) and one finished quickstart run per worker (`quick_run`)."""
 
 from __future__ import annotations
 
