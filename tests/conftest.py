@@ -1,8 +1,10 @@
-"""Shared fixtures: the real config (Hydra compose API), real data, and the real CLI in a subprocess."""
+"""Shared fixtures: the real config (Hydra compose API), real data, the real CLI (in a subprocess or in the test
+process: `inprocess.py`) and one finished quickstart run per worker (`quick_run`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,9 +110,18 @@ def run_advnets(module: str, *args: str, cwd: Path | None = None, **env: str) ->
     return run_inprocess(module, *args, cwd=cwd or REPO, env=cli_env(**env))
 
 
+def run_refused(module: str, *args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """``advnets-<module> ARGS`` given bad input, which it refuses before it starts a logger, inside this test
+    process whatever its logger (``run_advnets`` gives a command that would write a W&B run a process of its own).
+    Its exit status and streams are a subprocess's: ``assert_user_error`` reads them alike."""
+    return run_inprocess(module, *args, cwd=cwd or REPO, env=cli_env(**env))
+
+
 def writes_wandb(args: tuple[str, ...] | list[str]) -> bool:
-    """Whether a train or eval command line logs to W&B: no ``logger=`` override (W&B is the default), or one
-    naming wandb."""
+    """Whether a train or eval command line logs to W&B: it runs a job (it does not only print its ``--help`` or
+    ``--cfg``) with no ``logger=`` override (W&B is the default), or with one naming wandb."""
+    if "--help" in args or "--cfg" in args:
+        return False
     loggers = [a.split("=", 1)[1] for a in args if a.startswith("logger=")]
     return not loggers or "wandb" in loggers[-1]
 
@@ -136,6 +147,25 @@ def train_quick(run_dir: Path, *overrides: str) -> Path:
     proc = run_advnets("train", *QUICK, *overrides, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+QUICK_RUN = ("trainer.max_epochs=2", "logger=none")
+"""The settings of ``quick_run``, besides QUICK: 2 epochs (one validation Parzen, a best checkpoint), evaluated,
+no logger."""
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished QUICK run (``QUICK_RUN``), trained once per pytest worker, for the tests that only read a run
+    folder (evaluate, publish, refusals that must leave a run as it was). A test that writes into a run folder
+    takes ``quick_run_copy``."""
+    return train_quick(tmp_path_factory.mktemp("quick-run") / "run", *QUICK_RUN)
+
+
+@pytest.fixture
+def quick_run_copy(quick_run: Path, tmp_path: Path) -> Path:
+    """A copy of ``quick_run`` of this test's own, in its ``tmp_path``."""
+    return Path(shutil.copytree(quick_run, tmp_path / "quick-run"))
 
 
 def sacct_states(job: str) -> dict[str, tuple[str, int]]:

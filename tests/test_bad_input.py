@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import QUICK, assert_user_error, cli_env, run_cli, train_quick
+from conftest import QUICK, assert_user_error, cli_env, run_advnets, run_refused
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -26,9 +26,10 @@ def _digest(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    return train_quick(tmp_path_factory.mktemp("done") / "run", "trainer.max_epochs=2", "logger=none")
+@pytest.fixture
+def finished_run(quick_run_copy: Path) -> Path:
+    """A finished run of ``QUICK`` and ``trainer.max_epochs=2 logger=none`` (conftest.QUICK_RUN), this test's own."""
+    return quick_run_copy
 
 
 @pytest.mark.parametrize(
@@ -45,19 +46,19 @@ def finished_run(tmp_path_factory) -> Path:
     ],
 )
 def test_bad_values_get_one_line(tmp_path: Path, overrides: list[str], fragments: list[str]) -> None:
-    proc = run_cli("train", *QUICK, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_refused("train", *QUICK, *overrides, f"hydra.run.dir={tmp_path / 'run'}")
     assert_user_error(proc, *fragments)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 def test_unknown_override_key(tmp_path: Path) -> None:
-    assert_user_error(run_cli("train", *QUICK, "trainer.max_epoch=3"), "trainer.max_epoch")
+    assert_user_error(run_refused("train", *QUICK, "trainer.max_epoch=3"), "trainer.max_epoch")
 
 
 def test_unwritable_output_folder(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    proc = run_cli("train", *QUICK, f"hydra.run.dir={blocker / 'run'}")
+    proc = run_refused("train", *QUICK, f"hydra.run.dir={blocker / 'run'}")
     assert_user_error(proc, str(blocker / "run"), "Not a directory")
     assert blocker.read_text() == "not a folder"
 
@@ -67,20 +68,20 @@ def test_truncated_checkpoint_is_refused_and_nothing_is_lost(finished_run: Path,
     data = (finished_run / "checkpoints" / "last.ckpt").read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
     before = _digest(finished_run)
-    proc = run_cli("train", *QUICK, f"ckpt_path={truncated}", f"hydra.run.dir={finished_run}")
+    proc = run_refused("train", *QUICK, f"ckpt_path={truncated}", f"hydra.run.dir={finished_run}")
     assert_user_error(proc, str(truncated), "truncated")
     assert _digest(finished_run) == before
 
 
 def test_bad_value_in_an_existing_run_folder_loses_nothing(finished_run: Path) -> None:
     before = _digest(finished_run)
-    proc = run_cli("train", *QUICK, "optimizer.lr=-1", f"hydra.run.dir={finished_run}")
+    proc = run_refused("train", *QUICK, "optimizer.lr=-1", f"hydra.run.dir={finished_run}")
     assert_user_error(proc, "lr=-1")
     assert _digest(finished_run) == before
 
 
 def test_missing_mnist_files(tmp_path: Path) -> None:
-    proc = run_cli(
+    proc = run_refused(
         "train",
         "experiment=paper_mnist",
         "dataset.download=false",
@@ -101,19 +102,21 @@ def test_corrupt_mnist_files(tmp_path: Path, mnist_dir: str, damage: str) -> Non
     else:
         data[100] ^= 0xFF
         victim.write_bytes(data)
-    proc = run_cli("train", "experiment=paper_mnist", f"dataset.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_refused(
+        "train", "experiment=paper_mnist", f"dataset.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert_user_error(proc, "corrupt MNIST file", "t10k-labels-idx1-ubyte", "bytes" if damage == "truncate" else "md5")
     assert victim.read_bytes() == (data[:-10] if damage == "truncate" else data)  # not replaced by a download
 
 
 def test_eval_refuses_a_checkpoint_of_another_shape(finished_run: Path, tmp_path: Path, mnist_dir: str) -> None:
     ckpt = finished_run / "checkpoints" / "last.ckpt"
-    proc = run_cli("evaluate", f"ckpt_path={ckpt}", "dataset=mnist", f"hydra.run.dir={tmp_path / 'eval'}")
+    proc = run_refused("evaluate", f"ckpt_path={ckpt}", "dataset=mnist", f"hydra.run.dir={tmp_path / 'eval'}")
     assert_user_error(proc, "64-d", "784-d")
 
 
 def test_eval_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
-    proc = run_cli("evaluate", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
+    proc = run_refused("evaluate", f"ckpt_path={tmp_path / 'none.ckpt'}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert_user_error(proc, "none.ckpt", "does not exist")
     assert not (tmp_path / "eval").exists()
 
@@ -167,7 +170,7 @@ def test_a_second_job_on_a_folder_in_use_stops_with_one_line(finished_run: Path)
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         held.write(f"{os.getpid()}\n")
         held.flush()
-        proc = run_cli("train", *QUICK, "trainer.max_epochs=2", "logger=none", f"hydra.run.dir={finished_run}")
+        proc = run_refused("train", *QUICK, "trainer.max_epochs=2", "logger=none", f"hydra.run.dir={finished_run}")
     assert_user_error(proc, str(finished_run), "in use by another job", f"pid {os.getpid()}")
     assert _digest(finished_run) == before
 
@@ -176,10 +179,10 @@ def test_a_rerun_with_other_overrides_says_so(finished_run: Path, tmp_path: Path
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
     before = _digest(run_dir)
-    proc = run_cli("train", *QUICK, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={run_dir}")
+    proc = run_refused("train", *QUICK, "trainer.max_epochs=3", "logger=none", f"hydra.run.dir={run_dir}")
     assert_user_error(proc, "started with other overrides", "+trainer.max_epochs=3, -trainer.max_epochs=2")
     assert _digest(run_dir) == before
-    proc = run_cli(
+    proc = run_advnets(
         "train", *QUICK, "trainer.max_epochs=3", "logger=none", "allow_config_change=true", f"hydra.run.dir={run_dir}"
     )
     assert proc.returncode == 0 and "advnets: resuming from" in proc.stdout, proc.stderr[-2000:]

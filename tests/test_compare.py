@@ -15,7 +15,7 @@ import yaml
 from advnets.cli.compare import main
 from advnets.runs.records import find_runs, mean_se, parse_overrides
 
-from conftest import run_cli
+from conftest import run_advnets
 
 
 def make_run(
@@ -145,7 +145,7 @@ def test_compare_on_bad_input_says_what_it_skipped_and_reports_the_rest(tmp_path
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "report"
-    proc = run_cli("compare", str(runs), str(empty), "--out", str(out))
+    proc = run_advnets("compare", str(runs), str(empty), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert f"skipped {half}: half-finished run" in text
@@ -186,7 +186,7 @@ def test_unwritable_out_is_a_one_line_error(tmp_path: Path) -> None:
     make_run(tmp_path / "runs" / "a")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    proc = run_cli("compare", str(tmp_path / "runs"), "--out", str(blocker / "sub"))
+    proc = run_advnets("compare", str(tmp_path / "runs"), "--out", str(blocker / "sub"))
     assert proc.returncode == 2
     assert proc.stderr.startswith("advnets: error: cannot write to --out") and proc.stderr.count("\n") == 1
 

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from advnets import CONF_DIR
 from advnets.schema import TRAIN, validate
 
-from conftest import compose_cfg, run_advnets, run_cli
+from conftest import compose_cfg, run_advnets
 
 GROUP_OPTIONS = {
     "dataset": ["mnist", "digits"],
@@ -86,7 +86,7 @@ def test_every_paper_value_names_its_source(name: str) -> None:
 
 
 def test_cli_help_and_cfg_job_work_as_hydra_users_expect() -> None:
-    out = run_cli("train", "--help")
+    out = run_advnets("train", "--help")
     assert out.returncode == 0, out.stderr[-2000:]
     (experiments,) = [line for line in out.stdout.splitlines() if line.startswith("experiment: ")]
     assert {
@@ -97,7 +97,7 @@ def test_cli_help_and_cfg_job_work_as_hydra_users_expect() -> None:
         "paper_cifar10_conv",
         "paper_fashion_mnist",
     } <= set(experiments.removeprefix("experiment: ").split(", "))
-    job = run_cli("train", "experiment=quickstart", "--cfg", "job")
+    job = run_advnets("train", "experiment=quickstart", "--cfg", "job")
     assert job.returncode == 0 and "name: digits" in job.stdout
 
 

@@ -13,13 +13,14 @@ import torch
 from advnets.data import load_digits
 from advnets.metrics.parzen import parzen_protocol
 
-from conftest import run_advnets, run_cli, train_quick
+from conftest import run_advnets, run_refused
 from wandb_log import config, history, offline_run_file, read_records, run_info
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return train_quick(tmp_path_factory.mktemp("trained") / "run", "logger=none", "evaluate=false")
+@pytest.fixture
+def trained(quick_run: Path) -> Path:
+    """A finished quickstart run (conftest's ``quick_run``: 2 epochs, one best checkpoint), only read here."""
+    return quick_run
 
 
 def _eval(ckpt: Path, out: Path, *extra: str, logger: str = "none", bare: bool = False) -> dict:
@@ -109,7 +110,9 @@ def test_exported_generator_alone_re_derives_the_number(trained: Path, tmp_path:
     assert f"(epoch {first['epoch']}, 400 samples" in proc.stdout
     recorded = json.loads((out / "results.json").read_text())
     assert (recorded["epoch"], recorded["updates"]) == (first["epoch"], first["updates"])
-    proc = run_cli("evaluate", f"ckpt_path={ckpt}", f"export_to={export}", f"hydra.run.dir={tmp_path / 'z'}")
+    proc = run_advnets(
+        "evaluate", f"ckpt_path={ckpt}", f"export_to={export}", "logger=none", f"hydra.run.dir={tmp_path / 'z'}"
+    )
     assert proc.returncode == 2 and "exists" in proc.stderr  # never overwrites
 
 
@@ -141,7 +144,7 @@ def test_figure3_rows_are_straight_lines_between_seeded_pairs_of_z(trained: Path
 def test_eval_on_a_missing_device_is_refused_by_name(trained: Path, tmp_path: Path) -> None:
     from conftest import assert_user_error
 
-    proc = run_cli(
+    proc = run_refused(
         "evaluate",
         f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}",
         "device=cuda",

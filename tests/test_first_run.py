@@ -19,7 +19,7 @@ from advnets.data import MNIST_RAW
 from advnets.errors import UserError
 from advnets.training import train
 
-from conftest import QUICK, assert_user_error, compose_cfg, run_cli
+from conftest import QUICK, assert_user_error, compose_cfg, run_refused
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_an_empty_data_folder_is_downloaded_verified_and_trained_on(
 
 def test_without_download_one_line_says_where_the_files_go(tmp_path: Path) -> None:
     data = tmp_path / "empty"
-    proc = run_cli(
+    proc = run_refused(
         "train",
         *QUICK,
         "dataset=mnist",

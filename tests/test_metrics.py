@@ -25,7 +25,7 @@ from advnets.metrics.knn import manifold_scores, smallest
 from advnets.metrics.parzen import parzen_protocol
 from advnets.metrics.suite import Precomputed, SuiteSettings, extract, score_suite
 
-from conftest import QUICK, REPO, assert_user_error, compose_cfg, run_advnets, run_cli, train_quick
+from conftest import QUICK, REPO, assert_user_error, compose_cfg, run_advnets, run_refused, train_quick
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +256,7 @@ def test_a_run_can_select_its_checkpoint_by_val_fid_and_reports_the_best_score(t
 def test_an_objective_nobody_logs_is_one_clear_error(tmp_path: Path) -> None:
     from advnets.training import check_objective
 
-    proc = run_cli("train", *QUICK, "objective=val/fid", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_refused("train", *QUICK, "objective=val/fid", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
     assert_user_error(proc, "objective=val/fid is not logged", "callbacks.metric_monitor.every_n_epochs=5")
     with pytest.raises(UserError, match="metric 'val/fdi' is not registered; allowed: val/parzen_ll"):
         check_objective(compose_cfg(["objective=val/fdi"]))
@@ -269,7 +269,7 @@ def test_an_objective_nobody_logs_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_a_misspelt_metric_fails_before_any_work(tmp_path: Path) -> None:
     published = REPO / "results" / "paper_mnist" / "generator.pt"  # a real generator: the metric is the mistake
-    proc = run_cli("evaluate", str(published), "eval.metrics=[fid,fd]", f"hydra.run.dir={tmp_path / 'eval'}")
+    proc = run_refused("evaluate", str(published), "eval.metrics=[fid,fd]", f"hydra.run.dir={tmp_path / 'eval'}")
     assert_user_error(proc, "eval.metrics contains fd; allowed: fid, kid")
     assert not (tmp_path / "eval").exists()
 
@@ -285,7 +285,9 @@ def test_classifier_cli_trains_and_writes_weights_and_card(tmp_path: Path) -> No
     assert card.md5 == md5_of(out / "digits.pt") and card.feature_dim == 128 and 0.5 < card.test_accuracy <= 1
     net, card = load_classifier("digits", out)
     assert extract(torch.rand(4, 64), net, card).features.shape == (4, 128)
-    refused = run_cli("classifier", *common, "trainer.max_epochs=1", "classifier.min_accuracy=1.01", f"out_dir={out}")
+    refused = run_refused(
+        "classifier", *common, "trainer.max_epochs=1", "classifier.min_accuracy=1.01", f"out_dir={out}"
+    )
     assert_user_error(refused, "classifier.min_accuracy=1.01", "nothing written")
     assert md5_of(out / "digits.pt") == card.md5  # the earlier classifier is untouched
 

@@ -20,7 +20,7 @@ from advnets.errors import UserError
 from advnets.evaluation import evaluate_run
 from advnets.training import build, eval_settings
 
-from conftest import assert_user_error, compose_cfg, quiet_trainer, run_cli
+from conftest import assert_user_error, compose_cfg, quiet_trainer, run_advnets
 
 PER_BATCH = 12  # real batches hold 10,000 images; the format is the same
 SYNTHETIC_MD5: dict[str, str] = {}
@@ -170,7 +170,7 @@ def test_tfd_bad_inputs_give_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_missing_tfd_through_the_cli_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    proc = run_cli(
+    proc = run_advnets(
         "train", "experiment=paper_tfd", f"dataset.root={tmp_path}", "logger=none", f"hydra.run.dir={tmp_path}/r"
     )
     assert_user_error(proc, "TFD not found", "TFD_48x48.mat")

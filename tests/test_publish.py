@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from advnets.cli.publish import publish
 
-from conftest import REPO, assert_user_error, cli_env, run_cli, train_quick
+from conftest import assert_user_error, run_advnets, run_refused
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return train_quick(tmp_path_factory.mktemp("publish") / "run", "logger=none", "eval.n_samples=500")
+@pytest.fixture
+def trained(quick_run: Path) -> Path:
+    """A finished, evaluated quickstart run (conftest's ``quick_run``), only read here."""
+    return quick_run
 
 
 def test_publish_then_eval_the_committed_generator(trained: Path, tmp_path: Path) -> None:
@@ -39,12 +38,13 @@ def test_publish_then_eval_the_committed_generator(trained: Path, tmp_path: Path
     assert results["label"] == "quick test" and not results["checkpoint"].startswith("/")
     check = json.loads((dest / "check.json").read_text())
     out = tmp_path / "recheck"
-    proc = run_cli(
+    proc = run_advnets(
         "evaluate",
         f"ckpt_path={dest / 'generator.pt'}",
         f"eval.n_samples={check['n_samples']}",
         f"eval.sigma={check['sigma']}",
         f"seed={check['seed']}",
+        "logger=none",
         f"hydra.run.dir={out}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -71,11 +71,5 @@ def test_a_run_without_a_best_checkpoint_publishes_its_last(trained: Path, tmp_p
 def test_a_run_without_any_checkpoint_is_one_clear_line(trained: Path, tmp_path: Path) -> None:
     run_dir = _without_best(trained, tmp_path / "run")
     (run_dir / "checkpoints" / "last.ckpt").unlink()
-    proc = subprocess.run(
-        [sys.executable, "-m", "advnets.cli.publish", str(run_dir), str(tmp_path / "published")],
-        cwd=REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-    )
+    proc = run_refused("publish", str(run_dir), str(tmp_path / "published"))
     assert_user_error(proc, "recorded no best checkpoint", "last.ckpt", "no weights to publish")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from advnets.cli.report import main, report
+
+from conftest import run_refused
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 
@@ -79,9 +79,7 @@ def test_cli_writes_markdown_and_refuses_nothing_to_report(tmp_path: Path) -> No
     assert "| advnets: paper_mnist | **174.4 ± 1.4** | — |" in out.read_text()
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-m", "advnets.cli.report", str(empty)], capture_output=True, text=True, check=False
-    )
+    proc = run_refused("report", str(empty))
     assert proc.returncode == 2 and proc.stderr.startswith("advnets: error: no usable results.json")
     assert "Traceback" not in proc.stderr
 
@@ -89,9 +87,7 @@ def test_cli_writes_markdown_and_refuses_nothing_to_report(tmp_path: Path) -> No
 @pytest.mark.parametrize("bad", ["{not json", json.dumps({"dataset": "mnist"})])
 def test_broken_files_are_named(tmp_path: Path, bad: str) -> None:
     (tmp_path / "results.json").write_text(bad)
-    proc = subprocess.run(
-        [sys.executable, "-m", "advnets.cli.report", str(tmp_path)], capture_output=True, text=True, check=False
-    )
+    proc = run_refused("report", str(tmp_path))
     assert proc.returncode == 2 and str(tmp_path / "results.json") in proc.stderr
 
 

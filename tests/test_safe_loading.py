@@ -24,7 +24,7 @@ from advnets.errors import UserError
 from advnets.runs.generator import load_generator_weights
 from advnets.runs.trusted import load_foreign_config, shipped
 
-from conftest import QUICK, REPO, assert_user_error, compose_cfg, run_cli, train_quick
+from conftest import QUICK, REPO, assert_user_error, compose_cfg, run_refused
 
 
 class OpensAFile:
@@ -62,7 +62,7 @@ def test_advnets_eval_refuses_a_file_that_runs_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     ckpt = _crafted(tmp_path / "shared" / "best.ckpt", marker, "checkpoint")
     OmegaConf.save(compose_cfg(QUICK), ckpt.parent / "config.yaml")  # a run's config of advnets' own targets
-    proc = run_cli("evaluate", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
+    proc = run_refused("evaluate", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'eval'}")
     assert_user_error(proc, str(ckpt), "refused", "weights_only=True")
     assert not marker.exists()
     assert not (tmp_path / "eval" / "results.json").exists()
@@ -71,7 +71,7 @@ def test_advnets_eval_refuses_a_file_that_runs_code(tmp_path: Path) -> None:
 def test_resume_refuses_a_given_checkpoint_that_runs_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     ckpt = _crafted(tmp_path / "their.ckpt", marker, "checkpoint")
-    proc = run_cli("train", *QUICK, "logger=none", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'run'}")
+    proc = run_refused("train", *QUICK, "logger=none", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'run'}")
     assert_user_error(proc, str(ckpt), "refused")
     assert not marker.exists()
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -81,7 +81,7 @@ def test_resume_refuses_a_planted_last_checkpoint(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     run_dir = tmp_path / "run"
     planted = _crafted(run_dir / "checkpoints" / "last.ckpt", marker, "checkpoint")
-    proc = run_cli("train", *QUICK, "logger=none", f"hydra.run.dir={run_dir}")
+    proc = run_refused("train", *QUICK, "logger=none", f"hydra.run.dir={run_dir}")
     assert_user_error(proc, str(planted), "refused")
     assert not marker.exists()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # nothing trained
@@ -102,10 +102,10 @@ def test_the_admitted_torch_has_safe_globals() -> None:
 # user's) are built or resolved from them.
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real run folder with its results (what advnets-eval and publish read)."""
-    return train_quick(tmp_path_factory.mktemp("shared") / "run", "trainer.max_epochs=2", "logger=none")
+@pytest.fixture
+def finished(quick_run: Path) -> Path:
+    """A real run folder with its results (what advnets-eval and publish read): conftest's ``quick_run``."""
+    return quick_run
 
 
 def _shared_folder(run: Path, folder: Path, marker: Path) -> Path:
@@ -125,7 +125,7 @@ def test_advnets_eval_refuses_a_run_folder_whose_config_builds_another_target(fi
     folder = _shared_folder(finished, tmp_path / "theirs", marker)
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    proc = run_cli("evaluate", str(folder), cwd=cwd)
+    proc = run_refused("evaluate", str(folder), cwd=cwd)
     assert_user_error(proc, "refused to build 'torch.load'", f"dataset._target_ in {folder / '.hydra' / 'config.yaml'}")
     assert not marker.exists()
     assert not (cwd / "outputs").exists()  # no eval folder left behind

@@ -13,7 +13,7 @@ from advnets import CONF_DIR
 from advnets.errors import UserError
 from advnets.schema import EVALUATE, TRAIN, validate
 
-from conftest import QUICK, assert_user_error, compose_cfg, run_cli
+from conftest import QUICK, assert_user_error, compose_cfg, run_refused
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_a_new_target_class_is_checked_by_its_signature() -> None:
 
 def test_cli_one_line_exit_2_and_no_run_folder(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = run_cli("train", *QUICK, "model.noise_dim=0", f"hydra.run.dir={run_dir}")
+    proc = run_refused("train", *QUICK, "model.noise_dim=0", f"hydra.run.dir={run_dir}")
     assert_user_error(proc, "model.noise_dim=0", "an integer >= 1")
     assert proc.stderr.strip().splitlines() == ["advnets: error: model.noise_dim=0; allowed: an integer >= 1"]
     assert not run_dir.exists()
@@ -132,7 +132,7 @@ def test_cli_one_line_exit_2_and_no_run_folder(tmp_path: Path) -> None:
 
 def test_cli_refuses_a_bad_sweep_before_any_job(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = run_cli("train", "-m", *QUICK, "seed=1,-2", f"hydra.sweep.dir={sweep}")
+    proc = run_refused("train", "-m", *QUICK, "seed=1,-2", f"hydra.sweep.dir={sweep}")
     assert_user_error(proc, "sweep job", "seed=-2", "seed=-2; allowed: an integer >= 0")
     assert not sweep.exists()
 
@@ -141,6 +141,6 @@ def test_eval_config_is_checked_too(tmp_path: Path) -> None:
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("evaluate", overrides=["ckpt_path=x.ckpt", "paths.output_dir=/tmp/x"])
     validate(cfg, EVALUATE)
-    proc = run_cli("evaluate", "ckpt_path=x.ckpt", "eval.n_samples=0", f"hydra.run.dir={tmp_path / 'e'}")
+    proc = run_refused("evaluate", "ckpt_path=x.ckpt", "eval.n_samples=0", f"hydra.run.dir={tmp_path / 'e'}")
     assert_user_error(proc, "eval.n_samples=0; allowed: an integer >= 1")
     assert not (tmp_path / "e").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import QUICK, assert_user_error, run_cli
+from conftest import QUICK, assert_user_error, run_advnets
 
 SHORT = [*QUICK, "callbacks.parzen_monitor.every_n_epochs=5", "logger=none", "eval.metrics=[]"]
 """The quickstart with the default monitor interval of 5 epochs."""
@@ -21,7 +21,7 @@ SHORT = [*QUICK, "callbacks.parzen_monitor.every_n_epochs=5", "logger=none", "ev
 def test_a_run_shorter_than_the_monitor_interval_is_scored_at_its_last_epoch(tmp_path: Path, limit: list[str]) -> None:
     """max_steps=60: 24 optimizer steps an epoch (12 updates of G and D), so the fit stops inside epoch 3."""
     run_dir = tmp_path / "run"
-    proc = run_cli("train", *SHORT, *limit, f"hydra.run.dir={run_dir}")
+    proc = run_advnets("train", *SHORT, *limit, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = run_dir / "checkpoints" / "best.ckpt"
     assert torch.load(best, map_location="cpu", weights_only=True)["epoch"] == 2  # the third epoch, 0-based
@@ -38,7 +38,7 @@ def test_a_run_shorter_than_the_monitor_interval_is_scored_at_its_last_epoch(tmp
 def test_a_mistake_found_by_the_evaluation_is_said_not_taken_for_divergence(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     too_few = ["eval.n_samples=3", "eval.metrics=[precision]"]  # precision's k-NN needs more than k=3 samples
-    proc = run_cli("train", *SHORT, "trainer.max_epochs=1", *too_few, f"hydra.run.dir={run_dir}")
+    proc = run_advnets("train", *SHORT, "trainer.max_epochs=1", *too_few, f"hydra.run.dir={run_dir}")
     assert_user_error(proc, "k-NN metrics need more than k=3 points per set; got 3")
     assert "diverged" not in proc.stdout + proc.stderr and "evaluation skipped" not in proc.stdout + proc.stderr
     assert not (run_dir / "metrics.json").exists()  # no score recorded for a run that was never evaluated

@@ -13,7 +13,7 @@ import pytest
 
 from advnets.runs.records import mean_se
 
-from conftest import QUICK, run_cli
+from conftest import QUICK, run_advnets, run_cli
 from wandb_log import offline_run_file, read_records, run_info
 
 
@@ -45,7 +45,7 @@ def test_basic_multirun_two_jobs_two_wandb_runs_one_group_and_compare(tmp_path: 
     assert "seed=1" in runs[0].tags and "seed=2" in runs[1].tags
     assert runs[0].display_name != runs[1].display_name
 
-    proc = run_cli("compare", str(sweep))
+    proc = run_advnets("compare", str(sweep))
     _ok(proc)
     assert "advnets-compare: digits" in proc.stdout and "1,2" in proc.stdout
     with (sweep / "compare.csv").open() as handle:
@@ -166,7 +166,7 @@ def test_optuna_study_survives_a_diverged_and_a_crashed_trial_and_resumes(tmp_pa
     assert "Error executing job" not in second.stderr
 
     # advnets-compare reports the diverged trial as such, next to the others
-    proc = run_cli("compare", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "cmp"))
+    proc = run_advnets("compare", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(tmp_path / "cmp"))
     _ok(proc)
     with (tmp_path / "cmp" / "compare_runs.csv").open() as handle:
         runs = list(csv.DictReader(handle))
@@ -178,7 +178,9 @@ def test_a_sweep_with_a_failing_job_runs_the_rest_and_ends_saying_which_failed(t
     """Job 1 asks for a batch larger than the data: it fails with its one error line, in its own train.log too;
     job 0 and job 2 still run; the sweep ends with how many of its jobs failed and where (exit status 1)."""
     sweep = tmp_path / "sweep"
-    proc = run_cli("train", "-m", *QUICK, "logger=csv", "dataset.batch_size=100,5000,50", f"hydra.sweep.dir={sweep}")
+    proc = run_advnets(
+        "train", "-m", *QUICK, "logger=csv", "dataset.batch_size=100,5000,50", f"hydra.sweep.dir={sweep}"
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Error executing job" not in proc.stderr and "Traceback" not in proc.stderr
     why = "dataset.batch_size=5000 is larger than the 1200 training images of digits; allowed: 1..1200"
@@ -193,7 +195,7 @@ def test_a_sweep_with_a_failing_job_runs_the_rest_and_ends_saying_which_failed(t
 def test_a_sweep_in_the_default_folder_counts_its_failed_job(tmp_path: Path) -> None:
     """From a fresh folder with no hydra.sweep.dir (its path interpolates the experiment's name): one job of two
     fails, the other runs, and the sweep ends with how many failed (exit 1), with no warning from a callback."""
-    proc = run_cli("train", "-m", *QUICK, "logger=none", "dataset.batch_size=100,5000", cwd=tmp_path)
+    proc = run_advnets("train", "-m", *QUICK, "logger=none", "dataset.batch_size=100,5000", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "raised" not in proc.stderr and "Warning" not in proc.stderr, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "quickstart" / "multirun").iterdir()

@@ -19,7 +19,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import QUICK, assert_user_error, cli_env, run_advnets, run_cli
+from conftest import QUICK, assert_user_error, cli_env, run_advnets, run_cli, run_refused
 
 TINY = [*QUICK, "trainer.max_epochs=2", "eval.metrics=[]", "logger=none"]
 """A run cut to a few seconds for sweeps of several jobs."""
@@ -257,11 +257,10 @@ def test_a_misspelt_key_gets_the_nearest_known_keys(tmp_path: Path, override: st
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("finished") / "run"
-    _ok(run_advnets("train", *QUICK, "logger=none", "eval.metrics=[]", f"hydra.run.dir={run_dir}"))
-    return run_dir
+@pytest.fixture
+def finished(quick_run: Path) -> Path:
+    """A finished quickstart run (conftest's ``quick_run``), only read here."""
+    return quick_run
 
 
 def test_eval_takes_a_run_folder_and_says_which_checkpoint(finished: Path, tmp_path: Path) -> None:
@@ -283,7 +282,7 @@ def test_eval_takes_a_run_folder_and_says_which_checkpoint(finished: Path, tmp_p
 
 
 def test_eval_of_a_file_that_is_not_a_checkpoint_says_so(finished: Path, tmp_path: Path) -> None:
-    proc = run_cli(
+    proc = run_refused(
         "evaluate", f"ckpt_path={finished / 'results.json'}", "logger=none", f"hydra.run.dir={tmp_path / 'e'}"
     )
     assert_user_error(proc, "results.json is not a checkpoint", "torch.save")
