@@ -265,7 +265,10 @@ def test_the_registry_report_and_compare_import_without_torch() -> None:
     assert proc.stdout.strip() == "False", proc.stderr[-2000:]
 
 
-def test_every_registered_metric_names_a_compute_that_imports() -> None:
+def test_every_registered_metric_names_a_compute_that_imports_and_is_computed_by_default() -> None:
+    from omegaconf import OmegaConf
+
+    assert OmegaConf.to_container(compose_cfg([]).eval, resolve=True)["metrics"] == list(registry.SUITE)
     for name in registry.SUITE:
         assert callable(registry.compute_of(registry.METRICS[name])), name
     with pytest.raises(UserError, match="parzen_ll is not computed by the metric suite"):
