@@ -198,6 +198,7 @@ class _Shape:
         ("gap", {"title": ""}, "eval.extra_metrics.gap: _Shape has no title"),
         ("gap", {"higher_is_better": "yes"}, "eval.extra_metrics.gap: _Shape.higher_is_better is 'yes'"),
         ("gap", {"compute": None}, "eval.extra_metrics.gap: _Shape has no compute(fake, real, settings)"),
+        ("gap", {"description": 3}, "eval.extra_metrics.gap: _Shape.description is 3; allowed: one line of text"),
     ],
 )
 def test_what_a_metric_of_ones_own_must_provide(name: str, change: dict, message: str) -> None:

@@ -239,8 +239,10 @@ def own_spec(name: str, metric: Any, target: str = "") -> MetricSpec:
         raise UserError(f"{where}: {kind} has no title (a str attribute: its column title in report and compare)")
     if not isinstance(better, bool):
         raise UserError(f"{where}: {kind}.higher_is_better is {better!r}; allowed: true or false")
-    if not callable(compute) or not isinstance(described, str):
+    if not callable(compute):
         raise UserError(f"{where}: {kind} has no compute(fake, real, settings) -> float method")
+    if not isinstance(described, str):
+        raise UserError(f"{where}: {kind}.description is {described!r}; allowed: one line of text")
     return MetricSpec(name, better, title.strip(), described, compute)
 
 
