@@ -248,7 +248,7 @@ def test_report_and_compare_show_every_registered_metric_with_its_title(tmp_path
     )
 
 
-def test_a_record_cannot_retitle_or_turn_a_registered_metric(tmp_path: Path) -> None:
+def test_a_record_cannot_retitle_or_turn_a_registered_metric(tmp_path: Path, capsys) -> None:
     """What a results.json records of a metric is used only for names the registry does not hold."""
     (tmp_path / "r").mkdir()
     own = {"fid": {"title": "FID (higher is better)", "higher_is_better": True}}
@@ -258,6 +258,10 @@ def test_a_record_cannot_retitle_or_turn_a_registered_metric(tmp_path: Path) -> 
     text, notes = report([tmp_path])
     assert "| advnets run | dataset | FID ↓ | sharpness ↑ |" in text and "edge energy" in text
     assert notes == ["left out metric mystery: neither the registry nor results.json gives its title"]
+    compare_main([str(tmp_path), "--out", str(tmp_path / "out")])
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "| FID | sharpness |" in md and "FID ↓, sharpness ↑" in md and "mystery" not in md.split("## Notes")[0]
+    assert "- left out metric mystery: neither the registry nor results.json gives its title" in md
 
 
 def test_the_registry_report_and_compare_import_without_torch() -> None:

@@ -590,6 +590,9 @@ def compare(
     chosen = list(dict.fromkeys(metrics or [*PARZEN_METRICS, *present]))
     groups = {d: _sort(g, chosen[0], columns) for d, g in groups.items()}
     notes = [f"skipped {p}: {reason}" for p, reason in skipped] + empty_column_notes(groups, chosen, columns)
+    held = dict.fromkeys(n for r in records for n in ((r.results or {}).get("metrics") or {}))
+    untitled = [n for n in held if f"test_{n}" not in columns]
+    notes += [f"left out metric {n}: neither the registry nor results.json gives its title" for n in untitled]
     if len(groups) > 1:
         notes.append(
             f"runs on different datasets ({', '.join(groups)}): reported in separate tables and panels; "
