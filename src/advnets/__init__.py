@@ -40,6 +40,7 @@ def sweep_name(name: str) -> str:
 def _register_resolvers() -> None:
     """``${advnets_mode:NAME}`` / ``${advnets_direction:NAME}``: a registered metric's checkpoint mode / study
     direction (see advnets.metrics.registry), so no config file hard-codes which way is better;
+    ``${advnets_metrics:}``: every metric of the registry's suite (``eval.metrics``' default), in its order;
     ``${advnets_sweep_name:NAME}`` (``sweep_name``)."""
     from omegaconf import OmegaConf
 
@@ -48,6 +49,8 @@ def _register_resolvers() -> None:
     for name, fn in (("advnets_mode", registry.mode), ("advnets_direction", registry.direction)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    if not OmegaConf.has_resolver("advnets_metrics"):
+        OmegaConf.register_new_resolver("advnets_metrics", lambda: list(registry.SUITE))
     if not OmegaConf.has_resolver("advnets_sweep_name"):
         # cached like ${now:}: the sweep resolves it first, and Hydra copies the cache into every job's config
         OmegaConf.register_new_resolver("advnets_sweep_name", sweep_name, use_cache=True)

@@ -21,6 +21,7 @@ from advnets.data import ImageDataModule
 from advnets.errors import UserError
 from advnets.metrics.distances import nearest_neighbours
 from advnets.metrics.parzen import parzen_protocol
+from advnets.metrics.registry import MetricSpec, check_names, own_spec
 from advnets.metrics.suite import SuiteOptions, SuiteSettings, evaluate_metrics
 from advnets.nets import Generator
 from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours
@@ -34,7 +35,7 @@ class EvalSettings:
 
     Built once by the driver (``from_dict`` of the resolved ``eval:`` group) and recorded as it was given in every
     ``results.json`` (``record``). A setting the given values leave out takes its default here: no metrics
-    beyond Parzen, no Figure 3, the best checkpoint."""
+    beyond Parzen, none of one's own, no Figure 3, the best checkpoint."""
 
     n_samples: int
     n_valid: int
@@ -48,6 +49,7 @@ class EvalSettings:
     metrics: tuple[str, ...] = ()
     reference: bool = False
     suite: SuiteOptions = field(default_factory=SuiteOptions)
+    extra_metrics: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> its _target_ node
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> EvalSettings:
@@ -72,17 +74,61 @@ class EvalSettings:
             if bad:
                 raise UserError(f"eval.suite.{bad[0]}: not a suite setting; known: {', '.join(options)}")
             given["suite"] = SuiteOptions(**suite)
+        if "extra_metrics" in given:
+            given["extra_metrics"] = _own_metric_nodes(given["extra_metrics"])
         return cls(**given)
+
+    def own_metrics(self) -> dict[str, MetricSpec]:
+        """The metrics of one's own (``extra_metrics``), built from their ``_target_`` and read into registry
+        entries (``registry.own_spec``); a target that fails to build, or builds no metric, is one UserError line.
+        Only what the user's own config names gets here: a config that came with a checkpoint or run folder has
+        its targets checked first (``advnets.runs.trusted``)."""
+        from hydra.errors import InstantiationException
+        from hydra.utils import instantiate
+
+        specs = {}
+        for name, node in self.extra_metrics.items():
+            try:
+                built = instantiate(dict(node))
+            except InstantiationException as err:
+                cause = err.__cause__ or err
+                first = (str(cause).splitlines() or [type(cause).__name__])[0]
+                raise UserError(f"eval.extra_metrics.{name}: cannot build {node['_target_']}: {first}") from None
+            specs[name] = own_spec(name, built, str(node["_target_"]))
+        return specs
+
+    def check_metrics(self) -> dict[str, MetricSpec]:
+        """``metrics`` registered, ``extra_metrics`` built into metrics (``own_metrics``): every mistake before any
+        work. Returns the metrics of one's own."""
+        check_names(self.metrics)
+        return self.own_metrics()
 
     def record(self) -> dict[str, Any]:
         """The settings as ``results.json`` records them under ``eval`` (lists, the suite's settings nested)."""
         out = asdict(self)
         out["grid"], out["metrics"] = list(self.grid), list(self.metrics)
+        out["extra_metrics"] = {name: dict(node) for name, node in self.extra_metrics.items()}
         return out
 
     def suite_settings(self) -> SuiteSettings:
         """The metric suite's settings: ``suite``, with the samples' seed (KID subsets and IS splits use it)."""
         return SuiteSettings(**asdict(self.suite), seed=int(self.seed))
+
+
+def _own_metric_nodes(given: Any) -> dict[str, dict[str, Any]]:
+    """``eval.extra_metrics`` as a mapping of names to ``_target_`` nodes (``null`` switches one off)."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise UserError(f"eval.extra_metrics={given!r}; allowed: a mapping of metric names to nodes with _target_")
+    nodes = {}
+    for name, node in given.items():
+        if node is None:
+            continue
+        if not (isinstance(node, Mapping) and isinstance(node.get("_target_"), str)):
+            raise UserError(f"eval.extra_metrics.{name}={node!r}; allowed: a node with _target_, or null")
+        nodes[str(name)] = dict(node)
+    return nodes
 
 
 class DivergedSamples(UserError):
@@ -127,6 +173,7 @@ def evaluate_run(
         settings.suite_settings(),
         settings.reference,
         nearest,
+        settings.own_metrics(),
     )
     metrics_seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)

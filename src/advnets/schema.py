@@ -148,6 +148,7 @@ COMMON: dict[str, Rule] = {
     "eval.suite.kid_subsets": POSITIVE,
     "eval.suite.kid_subset_size": integer(2),
     "eval.suite.is_splits": POSITIVE,
+    "eval.extra_metrics": ENTRIES,  # metrics of one's own: each built from its _target_ (advnets.metrics.registry)
 }
 
 TRAIN: dict[str, Rule] = {

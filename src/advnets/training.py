@@ -23,7 +23,6 @@ from advnets.errors import UserError, defer_exit
 from advnets.evaluation import DivergedSamples, EvalSettings, evaluate_run, log_results
 from advnets.logs import JOB_LOG, get_logger
 from advnets.metrics import registry
-from advnets.metrics.suite import check_names
 from advnets.runs import atomic
 from advnets.runs.checkpoints import SafeCheckpointIO, safe_load
 from advnets.runs.folders import (
@@ -100,8 +99,7 @@ def check_config(cfg: DictConfig) -> None:
     validate(cfg, TRAIN)
     check_objective(cfg)
     if cfg.get("eval"):
-        eval_settings(cfg)
-        check_names(list(cfg.eval.get("metrics") or []))  # a typo fails now, not after hours of training
+        eval_settings(cfg).check_metrics()  # a typo, or a metric of one's own that does not build, fails now
 
 
 def eval_settings(cfg: DictConfig) -> EvalSettings:

@@ -26,7 +26,8 @@ from typing import Any, NoReturn
 
 from advnets.errors import UserError, fail
 from advnets.logs import output
-from advnets.metrics.registry import SUITE, higher_is_better
+from advnets.metrics import registry
+from advnets.metrics.registry import MetricSpec
 from advnets.runs.records import (
     RunRecord,
     describe_eval,
@@ -40,15 +41,32 @@ from advnets.runs.records import (
 
 # what cli.train.FAILED_OBJECTIVE marks (a diverged run, an evaluation that could not run): not a score
 FAILED = -1.0e6
-# metric name -> column title; which way is better comes from advnets.metrics.registry
+# metric column -> column title; which way is better comes from advnets.metrics.registry
 PARZEN_METRICS: dict[str, str] = {
     "test_parzen_ll": "test LL",
     "best_val_parzen_ll": "best val LL",
     "last_val_parzen_ll": "last val LL",
 }
-# the metrics beyond Parzen, from results.json's "metrics" (shown when some run has them)
-SUITE_METRICS: dict[str, str] = {f"test_{name}": name for name in SUITE}
-METRICS: dict[str, str] = {**PARZEN_METRICS, **SUITE_METRICS}
+Columns = dict[str, MetricSpec]
+"""The columns beyond Parzen: ``test_<name>`` -> the metric's registry entry (or what its results.json recorded)."""
+
+
+def suite_columns(records: Sequence[RunRecord]) -> Columns:
+    """``test_<name>`` for every metric beyond Parzen the runs' ``results.json`` hold: the registry's in its order,
+    then each metric of one's own the runs recorded (``advnets.metrics.registry.shown``)."""
+    return {f"test_{n}": spec for n, spec in registry.shown([r.results or {} for r in records]).items()}
+
+
+def title(column: str, columns: Columns) -> str:
+    """A column's title: the Parzen columns' own, else the metric's registered (or recorded) title."""
+    return PARZEN_METRICS.get(column) or columns[column].title
+
+
+def higher_is_better(column: str, columns: Columns) -> bool:
+    """Which way is better for a column, by the registry (``columns``: the metrics of one's own it does not hold)."""
+    return registry.higher_is_better(column, {s.name: s for s in columns.values()})
+
+
 OUTPUTS = ("compare.csv", "compare_runs.csv", "compare.md", "compare_val_parzen.png")
 
 
@@ -80,7 +98,7 @@ class RunRow:
     pruned_at_epoch: int | None = None  # an Optuna trial stopped by the study's pruner
 
 
-def run_row(record: RunRecord) -> RunRow:
+def run_row(record: RunRecord, columns: Columns) -> RunRow:
     results, metrics, curve = record.results or {}, record.metrics or {}, record.curve
     diverged = metrics.get("diverged_at_epoch") is not None
     # epochs trained: the largest of what the run recorded (a ddp_spawn parent may record 0)
@@ -93,7 +111,7 @@ def run_row(record: RunRecord) -> RunRow:
         "last_val_parzen_ll": curve[-1][1] if curve else None,
     }
     beyond = results.get("metrics") or {}
-    values.update({key: None if diverged else _any_score(beyond.get(name)) for key, name in SUITE_METRICS.items()})
+    values.update({key: None if diverged else _any_score(beyond.get(m.name)) for key, m in columns.items()})
     return RunRow(
         record,
         values,
@@ -180,8 +198,12 @@ def differing_keys(records: Sequence[RunRecord]) -> list[str]:
     return [k for k in keys if is_a_change(k) and len({repr(p.get(k, missing)) for p in parsed}) > 1]
 
 
-def group_runs(records: Sequence[RunRecord]) -> tuple[dict[str, list[Group]], dict[str, list[str]]]:
-    """Per dataset: the groups (runs that differ only in seed) and the differing override keys."""
+def group_runs(
+    records: Sequence[RunRecord], columns: Columns | None = None
+) -> tuple[dict[str, list[Group]], dict[str, list[str]]]:
+    """Per dataset: the groups (runs that differ only in seed) and the differing override keys; each run's values
+    of the Parzen columns and of ``columns`` (default: ``suite_columns(records)``)."""
+    columns = suite_columns(records) if columns is None else columns
     by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         by_dataset[record.dataset].append(record)
@@ -198,14 +220,14 @@ def group_runs(records: Sequence[RunRecord]) -> tuple[dict[str, list[Group]], di
             key = tuple((k, parsed.get(k)) for k in keys if k in parsed)
             if split_eval:
                 key += (("eval", describe_eval(eval_settings(record.results), settings) or "default"),)
-            found.setdefault(key, Group(dataset, key)).rows.append(run_row(record))
+            found.setdefault(key, Group(dataset, key)).rows.append(run_row(record, columns))
         groups[dataset], keys_of[dataset] = list(found.values()), keys + (["eval"] if split_eval else [])
     return groups, keys_of
 
 
-def _sort(groups: list[Group], metric: str) -> list[Group]:
+def _sort(groups: list[Group], metric: str, columns: Columns) -> list[Group]:
     """Best first by ``metric`` in its registered direction (groups without it last), then by label."""
-    sign = -1.0 if higher_is_better(metric) else 1.0
+    sign = -1.0 if higher_is_better(metric, columns) else 1.0
     return sorted(groups, key=lambda g: (g.stat(metric)[0] is None, sign * (g.stat(metric)[0] or 0.0), g.label))
 
 
@@ -224,10 +246,12 @@ def _fmt(mean: float | None, se: float | None = None) -> str:
     return f"{mean:.{digits}f}" if se is None else f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
-def table_rows(groups: list[Group], keys: list[str], metrics: list[str]) -> tuple[list[str], list[list[str]]]:
+def table_rows(
+    groups: list[Group], keys: list[str], metrics: list[str], columns: Columns
+) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells, one row per group (shared by the terminal table and Markdown)."""
     header = [*keys, "runs", "seeds"]
-    header += [METRICS[m] for m in metrics]
+    header += [title(m, columns) for m in metrics]
     header += ["LL SE (test images)", "sigma", "epochs", "diverged"]
     rows = []
     for g in groups:
@@ -243,18 +267,22 @@ def table_rows(groups: list[Group], keys: list[str], metrics: list[str]) -> tupl
 
 
 def markdown(
-    groups: dict[str, list[Group]], keys_of: dict[str, list[str]], metrics: list[str], notes: list[str]
+    groups: dict[str, list[Group]],
+    keys_of: dict[str, list[str]],
+    metrics: list[str],
+    notes: list[str],
+    columns: Columns,
 ) -> str:
     lines = ["# advnets-compare", ""]
     for dataset, dataset_groups in groups.items():
-        header, rows = table_rows(dataset_groups, keys_of[dataset], metrics)
+        header, rows = table_rows(dataset_groups, keys_of[dataset], metrics, columns)
         lines += [f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         lines.append("")
     lines.append(
         f"{se_caption(groups)}; LL SE (test images): the protocol's own error, averaged over the group's runs."
     )
-    beyond = [f"{t} {'↑' if higher_is_better(m) else '↓'}" for m, t in SUITE_METRICS.items() if m in metrics]
+    beyond = [f"{spec.title} {spec.arrow}" for m, spec in columns.items() if m in metrics]
     if beyond:
         lines.append(f"Beyond Parzen (samples vs test images, domain classifier): {', '.join(beyond)}.")
     if notes:
@@ -289,8 +317,9 @@ def write_csv(path: Path, groups: dict[str, list[Group]], keys_of: dict[str, lis
                 writer.writerow(row)
 
 
-def write_runs_csv(path: Path, groups: dict[str, list[Group]]) -> None:
-    fields = ["dataset", "group", "seed", *METRICS, "parzen_se_test_images", "sigma", "epochs", "diverged"]
+def write_runs_csv(path: Path, groups: dict[str, list[Group]], columns: Columns) -> None:
+    fields = ["dataset", "group", "seed", *PARZEN_METRICS, *columns, "parzen_se_test_images", "sigma", "epochs"]
+    fields += ["diverged"]
     fields += ["pruned_at_epoch", "path"]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
@@ -450,7 +479,7 @@ def plot(path: Path, groups: dict[str, list[Group]]) -> None:
     plt.close(fig)
 
 
-def empty_column_notes(groups: dict[str, list[Group]], metrics: Sequence[str]) -> list[str]:
+def empty_column_notes(groups: dict[str, list[Group]], metrics: Sequence[str], columns: Columns) -> list[str]:
     """Why a metric column is empty for every group of a dataset, and which curves collapsed."""
     notes = []
     for dataset, dataset_groups in groups.items():
@@ -466,7 +495,7 @@ def empty_column_notes(groups: dict[str, list[Group]], metrics: Sequence[str]) -
                 why = "no run was evaluated (evaluate=false) or every evaluation failed"
             else:
                 why = "no results.json holds it (eval.metrics without it)"
-            notes.append(f"{dataset}: {METRICS[m]} is — for every run: {why}")
+            notes.append(f"{dataset}: {title(m, columns)} is — for every run: {why}")
         for line in plot_lines(dataset_groups):
             if line.collapsed:
                 notes.append(f"{dataset}: {line.label}; its curve is dashed, the plot's y-range is the other curves'")
@@ -500,7 +529,11 @@ def terminal_columns(header: list[str], rows: list[list[str]], n_keys: int, widt
 
 
 def _print_tables(
-    groups: dict[str, list[Group]], keys_of: dict[str, list[str]], metrics: list[str], notes: list[str]
+    groups: dict[str, list[Group]],
+    keys_of: dict[str, list[str]],
+    metrics: list[str],
+    notes: list[str],
+    columns: Columns,
 ) -> None:
     import shutil
 
@@ -510,7 +543,7 @@ def _print_tables(
     width = shutil.get_terminal_size((120, 24)).columns  # $COLUMNS, else the terminal's width, else 120
     console = Console(width=width)
     for dataset, dataset_groups in groups.items():
-        header, rows = table_rows(dataset_groups, keys_of[dataset], metrics)
+        header, rows = table_rows(dataset_groups, keys_of[dataset], metrics, columns)
         n_keys = len(keys_of[dataset])
         shown = terminal_columns(header, rows, n_keys, width)
         left_out = len(header) - len(shown)
@@ -537,17 +570,29 @@ def compare(
     for path in paths:
         if not path.exists():
             raise UserError(f"{path} does not exist; give run folders, multirun folders or folders holding runs")
+    for metric in metrics or []:
+        check_metric_form(metric)
     records, skipped = find_runs(paths)
     if not records:
         why = "; ".join(f"{p}: {reason}" for p, reason in skipped)
         raise UserError(f"no finished runs in {', '.join(map(str, paths))}" + (f" ({why})" if why else ""))
-    groups, keys_of = group_runs(records)
-    present = [
-        m for m in SUITE_METRICS if any(r.values[m] is not None for gs in groups.values() for g in gs for r in g.rows)
-    ]
+    columns = suite_columns(records)
+    for metric in metrics or []:  # a registered metric no run holds: an empty column, and a note saying why
+        name = metric.removeprefix("test_")
+        if metric not in PARZEN_METRICS and metric not in columns and name in registry.SUITE:
+            columns[metric] = registry.METRICS[name]
+    unknown = [m for m in metrics or [] if m not in PARZEN_METRICS and m not in columns]
+    if unknown:
+        allowed = ", ".join(dict.fromkeys([*PARZEN_METRICS, *(f"test_{n}" for n in registry.SUITE), *columns]))
+        raise UserError(f"--metric {unknown[0]}: not registered, and no run here records it; allowed: {allowed}")
+    groups, keys_of = group_runs(records, columns)
+    present = [m for m in columns if any(r.values[m] is not None for gs in groups.values() for g in gs for r in g.rows)]
     chosen = list(dict.fromkeys(metrics or [*PARZEN_METRICS, *present]))
-    groups = {d: _sort(g, chosen[0]) for d, g in groups.items()}
-    notes = [f"skipped {p}: {reason}" for p, reason in skipped] + empty_column_notes(groups, chosen)
+    groups = {d: _sort(g, chosen[0], columns) for d, g in groups.items()}
+    notes = [f"skipped {p}: {reason}" for p, reason in skipped] + empty_column_notes(groups, chosen, columns)
+    held = dict.fromkeys(n for r in records for n in ((r.results or {}).get("metrics") or {}))
+    untitled = [n for n in held if f"test_{n}" not in columns]
+    notes += [f"left out metric {n}: neither the registry nor results.json gives its title" for n in untitled]
     if len(groups) > 1:
         notes.append(
             f"runs on different datasets ({', '.join(groups)}): reported in separate tables and panels; "
@@ -556,13 +601,20 @@ def compare(
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "compare.csv", groups, keys_of, chosen)
-        write_runs_csv(out / "compare_runs.csv", groups)
-        (out / "compare.md").write_text(markdown(groups, keys_of, chosen, notes))
+        write_runs_csv(out / "compare_runs.csv", groups, columns)
+        (out / "compare.md").write_text(markdown(groups, keys_of, chosen, notes, columns))
         plot(out / "compare_val_parzen.png", groups)
     except OSError as err:
         raise UserError(f"cannot write to --out {out} ({err.strerror or err})") from None
-    _print_tables(groups, keys_of, chosen, notes)
+    _print_tables(groups, keys_of, chosen, notes, columns)
     return groups, skipped, notes
+
+
+def check_metric_form(metric: str) -> None:
+    """``--metric``: a Parzen column or ``test_<metric>`` (which runs hold it is known once they are read)."""
+    if metric not in PARZEN_METRICS and not metric.startswith("test_"):
+        choices = ", ".join([*PARZEN_METRICS, *(f"test_{n}" for n in registry.SUITE), "test_<your metric>"])
+        raise UserError(f"argument --metric: invalid choice: {metric!r} (choose from {choices})")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -577,8 +629,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--metric",
         action="append",
-        choices=list(METRICS),
-        help="metric column to show (repeatable; default: all); groups are sorted by the first, best first",
+        help="metric column to show: test_parzen_ll, best_val_parzen_ll, last_val_parzen_ll or test_<metric> "
+        "(repeatable; default: all); groups are sorted by the first, best first",
     )
     args = parser.parse_args(argv)
     first = args.paths[0]

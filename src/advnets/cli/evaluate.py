@@ -64,7 +64,6 @@ def evaluate(
 
     from advnets.data import ImageDataModule
     from advnets.evaluation import EvalSettings, eval_device, evaluate_run, log_results
-    from advnets.metrics.suite import check_names
     from advnets.runs.folders import build_loggers
     from advnets.runs.generator import build_generator, export_generator, load_generator_weights
     from advnets.runs.summary import summary_lines
@@ -73,7 +72,7 @@ def evaluate(
     ckpt, run_cfg = inputs or checked_inputs(cfg)
     validate(cfg, EVALUATE)
     settings = EvalSettings.from_dict(OmegaConf.to_container(cfg.eval, resolve=True))  # type: ignore[arg-type]
-    check_names(settings.metrics)
+    settings.check_metrics()
     state, meta = load_generator_weights(ckpt)
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)

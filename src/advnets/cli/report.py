@@ -20,7 +20,8 @@ from typing import Any
 
 from advnets.errors import UserError, fail
 from advnets.logs import output
-from advnets.metrics.registry import spec
+from advnets.metrics import registry
+from advnets.metrics.registry import METRICS, MetricSpec
 from advnets.runs.records import (
     changes,
     describe_eval,
@@ -244,34 +245,24 @@ def details_notes(our_rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-BEYOND_TITLES = {  # metric -> column title (the arrow says which way is better: advnets.metrics.registry)
-    "fid": "FID",
-    "kid": "KID",
-    "precision": "precision",
-    "recall": "recall",
-    "density": "density",
-    "coverage": "coverage",
-    "inception_score": "IS",
-    "class_kl": "class KL",
-    "class_coverage": "classes ≥1%",
-    "nearest_sq_dist": "nearest sq. dist",
-}
-
-
-def _title(name: str) -> str:
-    return f"{BEYOND_TITLES.get(name, name)} {'↑' if spec(name).higher_is_better else '↓'}"
+def _title(metric: MetricSpec) -> str:
+    """A metric's column title and which way is better, as the registry (or its results.json record) says."""
+    return f"{metric.title} {metric.arrow}"
 
 
 def beyond_markdown(results: list[dict[str, Any]]) -> str:
-    """The metrics beyond Parzen (mean over seeds) per row, and per dataset the real-vs-real floor; "" if none."""
+    """The metrics beyond Parzen (mean over seeds) per row, and per dataset the real-vs-real floor; "" if none.
+    Its columns: every metric of the registry the runs hold, then each metric of one's own they recorded
+    (``advnets.metrics.registry.shown``), titled as the registry or the record says."""
     with_metrics = [r for r in results if r.get("metrics")]
     if not with_metrics:
         return ""
-    names = list(dict.fromkeys(n for r in with_metrics for n in r["metrics"] if n in BEYOND_TITLES))
+    metrics = registry.shown(with_metrics)  # every registered metric the runs hold, then their own, with titles
+    names = list(metrics)
     lines = [
         "**Beyond the paper's metric** (advnets.metrics; ↑ / ↓: which way is better)",
         "",
-        "| advnets run | dataset | " + " | ".join(_title(n) for n in names) + " |",
+        "| advnets run | dataset | " + " | ".join(_title(m) for m in metrics.values()) + " |",
         "|---|---|" + "---|" * len(names),
     ]
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -312,6 +303,7 @@ def beyond_markdown(results: list[dict[str, Any]]) -> str:
         "nearest sq. dist: mean squared pixel distance from a test image to its nearest sample. "
         "The floor row scores as many real training images as there are samples."
     )
+    lines += [f"{m.title}: {m.description}." for n, m in metrics.items() if n not in METRICS and m.description]
     return "\n".join(lines) + "\n"
 
 
@@ -327,6 +319,11 @@ def report(paths: Sequence[Path]) -> tuple[str, list[str]]:
             loaded.append(data)
     if not loaded:
         raise UserError(f"no usable results.json in {', '.join(map(str, paths))}" + "".join(f"; {s}" for s in skipped))
+    held = dict.fromkeys(n for r in loaded for n in (r.get("metrics") or {}))
+    titled = registry.shown(loaded)
+    skipped += [
+        f"left out metric {n}: neither the registry nor results.json gives its title" for n in held if n not in titled
+    ]
     beyond = beyond_markdown(loaded)
     return markdown(rows(loaded)) + (f"\n{beyond}" if beyond else ""), skipped
 

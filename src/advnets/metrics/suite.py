@@ -1,15 +1,17 @@
 """The metric suite beyond Parzen: samples against a real set, through the dataset's domain classifier.
 
-``score_suite`` runs the classifier once over both sets and feeds its penultimate features to FID and KID
-(torchmetrics), improved precision/recall and density/coverage (``knn``), its logits to the Inception-style score
-(torchmetrics) and the class shares (``classes``), and the raw pixels to the nearest-sample distance. A
-real-vs-real run of the same function (training images as "samples") gives the floor a perfect model would score.
+``score_suite`` runs the classifier once over both sets, then each metric asked for by the compute function its
+``advnets.metrics.registry`` entry names: the penultimate features to FID and KID (torchmetrics), improved
+precision/recall and density/coverage (``knn``), the logits to the Inception-style score (torchmetrics) and the
+class shares (``classes``), the raw pixels to the nearest-sample distance, and the same sets to a metric of one's
+own (``eval.extra_metrics``). A real-vs-real run of the same function (training images as "samples") gives the
+floor a perfect model would score.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,7 +35,7 @@ from advnets.metrics.features import (
 )
 from advnets.metrics.kid import KernelDistance, cached_real_sums
 from advnets.metrics.knn import knn_sq_radii, manifold_scores
-from advnets.metrics.registry import METRICS, SUITE, check_names
+from advnets.metrics.registry import SUITE, MetricSpec, check_names, compute_of, recorded, spec
 
 CHEAP = ("fid", "kid", "precision", "recall")  # what a training-time monitor can afford
 log = get_logger(__name__)
@@ -72,12 +74,14 @@ class Precomputed(nn.Module):
 @dataclass(frozen=True)
 class Extracted:
     """One image set through the classifier: penultimate features, logits, the flat pixels, and (for a real set)
-    the features' k-NN radii by k, filled in when first computed."""
+    the features' k-NN radii by k, filled in when first computed; ``shared``: what several metrics computed from
+    the set once (``_shared``)."""
 
     features: Tensor
     logits: Tensor
     pixels: Tensor
     radii: dict[int, Tensor] = field(default_factory=dict)
+    shared: dict[tuple, Any] = field(default_factory=dict)  # what several metrics of one pass share (``_shared``)
 
 
 @torch.no_grad()
@@ -148,10 +152,11 @@ def score_suite(
     settings: SuiteSettings = SuiteSettings(),
     classifier: tuple[LeNet, ClassifierCard] | None = None,
     nearest_sq_dist: float | None = None,
+    extra: Mapping[str, MetricSpec] | None = None,
 ) -> dict[str, float]:
     """Every metric in ``names`` for ``fake`` against ``real`` (flat or [N, C, H, W] images in [0, 1]);
-    ``nearest_sq_dist`` as in :func:`score_extracted`."""
-    names = check_names(names)
+    ``nearest_sq_dist`` and ``extra`` as in :func:`score_extracted`."""
+    names = check_names(names, extra)
     net, card = classifier or load_classifier(dataset)
     return score_extracted(
         extract(fake, net, card, settings.batch),
@@ -159,6 +164,7 @@ def score_suite(
         names,
         settings,
         nearest_sq_dist,
+        extra,
     )
 
 
@@ -168,72 +174,138 @@ def score_extracted(
     names: Sequence[str],
     settings: SuiteSettings,
     nearest_sq_dist: float | None = None,
+    extra: Mapping[str, MetricSpec] | None = None,
 ) -> dict[str, float]:
-    """The suite on sets already through the classifier (so a set scored twice is extracted once).
+    """The metrics ``names`` on sets already through the classifier (so a set scored twice is extracted once),
+    each by its registry entry's compute, in ``names``' order; ``extra``: metrics of one's own
+    (``registry.own_spec``), which ``names`` may name too.
 
-    ``nearest_sq_dist``: the value when the caller already has it (the Parzen protocol's test pass finds every
-    test image's nearest sample on the way: the same distances, not computed twice)."""
-    names = check_names(names)
+    Each compute starts from the torch seed ``settings.seed`` (KID's subsets, IS's splits, a metric of one's own:
+    the same whichever metrics ran before), in full float32. ``nearest_sq_dist``: the value when the caller already
+    has it (the Parzen protocol's test pass finds every test image's nearest sample on the way: the same
+    distances, not computed twice)."""
+    names = check_names(names, extra)
+    known = {} if nearest_sq_dist is None else {"nearest_sq_dist": float(nearest_sq_dist)}
     device = fake.features.device
-    feat = Precomputed(fake.features.shape[1])
     out: dict[str, float] = {}
     forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
     with warnings.catch_warnings(), forked, exact_float32():
         warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer")  # 10k x 128: fine
-        torch.manual_seed(settings.seed)
-        if "fid" in names:
-            fid = FrechetInceptionDistance(feature=feat, **LOCAL).to(device)  # float64 sums, as torchmetrics keeps them
-            fid.update(real.features, real=True)
-            fid.update(fake.features, real=False)
-            out["fid"] = float(fid.compute())
-        if "kid" in names:
-            size = min(settings.kid_subset_size, len(fake.features), len(real.features))
-            sums = cached_real_sums(
-                real.features, len(fake.features), settings.kid_subsets, size, settings.seed, FLOAT32
-            )
-            kid = KernelDistance(
-                feature=nn.Identity(), subsets=settings.kid_subsets, subset_size=size, real_sums=sums, **LOCAL
-            )
-            kid.to(device).update(real.features, real=True)
-            kid.update(fake.features, real=False)
-            torch.manual_seed(settings.seed)  # the subsets the real sums were drawn with
-            out["kid"] = float(kid.compute()[0])
-        if "inception_score" in names:
-            torch.manual_seed(settings.seed)  # the split permutation: the same whichever metrics ran before
-            inception = InceptionScore(feature=nn.Identity(), splits=settings.is_splits, **LOCAL).to(device)
-            inception.update(fake.logits.double())
-            out["inception_score"] = float(inception.compute()[0])
-    pr = {"precision", "recall"} & set(names)
-    dc = {"density", "coverage"} & set(names)
-    if pr or dc:
-        scores = manifold_scores(
-            real.features, fake.features, settings.pr_k if pr else None, settings.dc_k if dc else None, real.radii
-        )
-        out.update({k: float(v) for k, v in scores.items() if k in names})
-    if {"class_kl", "class_coverage"} & set(names):
-        shares = ClassShares(nn.Identity(), real.logits.shape[1], **LOCAL).to(device)
+        for name in names:
+            if name in known:
+                out[name] = known[name]
+                continue
+            torch.manual_seed(settings.seed)
+            out[name] = float(compute_of(spec(name, extra))(fake, real, settings))
+    return out
+
+
+# -- the registry's compute functions: (fake, real, settings) -> float ------------------------------------------
+def _shared(fake: Extracted, real: Extracted, key: tuple, make: Callable[[], dict[str, Tensor]]) -> dict[str, Tensor]:
+    """What several metrics of one pair of sets share (one k-NN pass for precision and recall, one count of class
+    shares), computed once and kept with the samples."""
+    held = fake.shared.get(key)
+    if held is None or held[0] is not real:
+        held = fake.shared[key] = (real, make())
+    return held[1]
+
+
+def fid(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    """FID of the classifier's features (torchmetrics; float64 sums, as torchmetrics keeps them)."""
+    metric = FrechetInceptionDistance(feature=Precomputed(fake.features.shape[1]), **LOCAL).to(fake.features.device)
+    metric.update(real.features, real=True)
+    metric.update(fake.features, real=False)
+    return float(metric.compute())
+
+
+def kid(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    """KID's mean over subsets, with the real side's kernel sums cached (``advnets.metrics.kid``)."""
+    size = min(settings.kid_subset_size, len(fake.features), len(real.features))
+    sums = cached_real_sums(real.features, len(fake.features), settings.kid_subsets, size, settings.seed, FLOAT32)
+    metric = KernelDistance(
+        feature=nn.Identity(), subsets=settings.kid_subsets, subset_size=size, real_sums=sums, **LOCAL
+    )
+    metric.to(fake.features.device).update(real.features, real=True)
+    metric.update(fake.features, real=False)
+    torch.manual_seed(settings.seed)  # the subsets the real sums were drawn with
+    return float(metric.compute()[0])
+
+
+def inception_score(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    """The Inception-style score of the classifier's logits (torchmetrics), split permutation from the seed."""
+    metric = InceptionScore(feature=nn.Identity(), splits=settings.is_splits, **LOCAL).to(fake.logits.device)
+    metric.update(fake.logits.double())
+    return float(metric.compute()[0])
+
+
+def _manifold(fake: Extracted, real: Extracted, settings: SuiteSettings) -> dict[str, Tensor]:
+    """Precision, recall, density and coverage in one pass over the real x fake distances, kept for the others."""
+    key = ("manifold", settings.pr_k, settings.dc_k)
+    return _shared(
+        fake, real, key, lambda: manifold_scores(real.features, fake.features, settings.pr_k, settings.dc_k, real.radii)
+    )
+
+
+def precision(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    return float(_manifold(fake, real, settings)["precision"])
+
+
+def recall(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    return float(_manifold(fake, real, settings)["recall"])
+
+
+def density(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    return float(_manifold(fake, real, settings)["density"])
+
+
+def coverage(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    return float(_manifold(fake, real, settings)["coverage"])
+
+
+def _class_shares(fake: Extracted, real: Extracted) -> dict[str, Tensor]:
+    def make() -> dict[str, Tensor]:
+        shares = ClassShares(nn.Identity(), real.logits.shape[1], **LOCAL).to(fake.logits.device)
         shares.update(real.logits, real=True)
         shares.update(fake.logits, real=False)
-        out.update({k: float(v) for k, v in shares.compute().items() if k in names})
-    if "nearest_sq_dist" in names and nearest_sq_dist is not None:
-        out["nearest_sq_dist"] = float(nearest_sq_dist)
-    elif "nearest_sq_dist" in names:
-        nearest = NearestSampleDistance(**LOCAL).to(device)
-        nearest.update(real.pixels, real=True)
-        nearest.update(fake.pixels, real=False)
-        out["nearest_sq_dist"] = float(nearest.compute())
-    return {n: out[n] for n in names}
+        return shares.compute()
+
+    return _shared(fake, real, ("class_shares",), make)
 
 
-def protocol(card: ClassifierCard, names: Sequence[str], settings: SuiteSettings, n_fake: int, n_real: int) -> dict:
-    """What the numbers mean: classifier (md5), set sizes and settings, and each metric's direction."""
+def class_kl(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    return float(_class_shares(fake, real)["class_kl"])
+
+
+def class_coverage(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    return float(_class_shares(fake, real)["class_coverage"])
+
+
+def nearest_sq_dist(fake: Extracted, real: Extracted, settings: SuiteSettings) -> float:
+    metric = NearestSampleDistance(**LOCAL).to(fake.pixels.device)
+    metric.update(real.pixels, real=True)
+    metric.update(fake.pixels, real=False)
+    return float(metric.compute())
+
+
+def protocol(
+    card: ClassifierCard,
+    names: Sequence[str],
+    settings: SuiteSettings,
+    n_fake: int,
+    n_real: int,
+    extra: Mapping[str, MetricSpec] | None = None,
+) -> dict:
+    """What the numbers mean: classifier (md5), set sizes and settings, each metric's direction, and the title and
+    direction of each metric of one's own (``own_metrics``: how report and compare show it, as data)."""
+    own = {n: s for n, s in (extra or {}).items() if n in names}
     return {
         "classifier": {"dataset": card.dataset, "md5": card.md5, "test_accuracy": card.test_accuracy},
         "n_fake": n_fake,
         "n_real": n_real,
         "real": "test set",
         **asdict(settings),
-        "higher_is_better": {n: METRICS[n].higher_is_better for n in names},
+        "higher_is_better": {n: spec(n, extra).higher_is_better for n in names},
+        **({"own_metrics": recorded(own)} if own else {}),
     }
 
 
@@ -246,13 +318,15 @@ def evaluate_metrics(
     settings: SuiteSettings,
     reference: bool,
     nearest_sq_dist: float | None = None,
+    extra: Mapping[str, MetricSpec] | None = None,
 ) -> dict[str, Any]:
     """``results.json``'s view of the suite: ``metrics`` (samples vs the test set), with ``reference`` also
     ``metrics_reference`` (the first len(samples) training images vs the test set: the real-vs-real floor), and
     ``metrics_protocol``; or, when the dataset has no domain classifier, ``metrics_skipped`` with the reason
     (Parzen alone still stands). ``nearest_sq_dist``: the samples' value from the Parzen protocol's test pass,
-    when the caller has it."""
-    names = check_names(list(metrics))
+    when the caller has it. ``extra``: metrics of one's own (``registry.own_spec``), computed after ``metrics``;
+    their floor is computed afresh each time (the cache cannot tell when their code changes)."""
+    names = check_names([*metrics, *(extra or {})], extra)
     if not names:
         return {}
     if dataset not in available_classifiers():
@@ -263,23 +337,50 @@ def evaluate_metrics(
     test_print = cache.fingerprint(test)
     real = extract_real(test, net, card, settings, test_print)  # once for both rows, cached for later evaluations
     fake = extract(samples, net, card, settings.batch)
-    out: dict[str, Any] = {"metrics": score_extracted(fake, real, names, settings, nearest_sq_dist)}
+    out: dict[str, Any] = {"metrics": score_extracted(fake, real, names, settings, nearest_sq_dist, extra)}
     if reference:
         floor_images = train[: len(samples)].to(samples.device)
+        out["metrics_reference"] = real_vs_real(floor_images, real, test_print, (net, card), names, settings, extra)
+    out["metrics_protocol"] = protocol(card, names, settings, len(samples), len(test), extra)
+    return out
 
-        def floor() -> dict[str, float]:
-            return score_extracted(extract(floor_images, net, card, settings.batch), real, names, settings)
 
+def real_vs_real(
+    floor_images: Tensor,
+    real: Extracted,
+    real_print: str,
+    classifier: tuple[LeNet, ClassifierCard],
+    names: Sequence[str],
+    settings: SuiteSettings,
+    extra: Mapping[str, MetricSpec] | None = None,
+) -> dict[str, float]:
+    """The floor: ``floor_images`` (real training images as samples) vs the real set (``real_print``: its
+    ``cache.fingerprint``), in ``names``' order. The
+    registry's metrics come through the cache (the same for every run); those of one's own (``extra``) are
+    computed each time."""
+    net, card = classifier
+    own = [n for n in names if n not in SUITE]
+    registered = [n for n in names if n in SUITE]
+    extracted: list[Extracted] = []
+
+    def floor_set() -> Extracted:
+        if not extracted:
+            extracted.append(extract(floor_images, net, card, settings.batch))
+        return extracted[0]
+
+    values: dict[str, float] = {}
+    if registered:
         name = cache.key(
             "floor",
             classifier=card.md5,
             samples=cache.fingerprint(floor_images),
-            real=test_print,
-            names=names,
+            real=real_print,
+            names=registered,
             settings=asdict(settings),
             device=floor_images.device.type,
             float32=FLOAT32,
         )
-        out["metrics_reference"] = cache.cached(name, floor, ".json")  # real vs real: the same for every run
-    out["metrics_protocol"] = protocol(card, names, settings, len(samples), len(test))
-    return out
+        values.update(cache.cached(name, lambda: score_extracted(floor_set(), real, registered, settings), ".json"))
+    if own:
+        values.update(score_extracted(floor_set(), real, own, settings, extra=extra))
+    return {n: values[n] for n in names}

@@ -31,6 +31,7 @@ NOT_A_CHANGE = (
     # the evaluation's settings: runs are told apart by the protocol their results.json records (eval_signature)
     *("eval.n_samples", "eval.n_valid", "eval.grid", "eval.sigma", "eval.precision", "eval.seed"),
     *("eval.interpolation_rows", "eval.interpolation_steps", "eval.metrics", "eval.reference", "eval.suite"),
+    "eval.extra_metrics",
 )
 """Override keys (and the keys below them) that do not change what a run is: runs differing only in these are
 averaged into one row by advnets-report and one group by advnets-compare."""

@@ -6,8 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from advnets.metrics.registry import METRICS
-
 PAPER_SAMPLES = 10_000  # the paper's protocol draws 10,000 samples
 
 
@@ -40,10 +38,9 @@ def summary_lines(run_dir: Path, metrics: dict[str, Any], results: dict[str, Any
         beyond = results.get("metrics") or {}
         floors = results.get("metrics_reference") or {}
         if beyond:
-            shown = [
-                f"{name} {_number(beyond[name])}" + (f" ({_number(floors[name])})" if name in floors else "")
-                for name in METRICS
-                if name in beyond
+            shown = [  # in results.json's order: eval.metrics, then the metrics of one's own
+                f"{name} {_number(value)}" + (f" ({_number(floors[name])})" if name in floors else "")
+                for name, value in beyond.items()
             ]
             lines.append("  " + ", ".join(shown[:5]))
             if shown[5:]:
