@@ -120,6 +120,20 @@ def test_a_pruner_that_prunes_nothing_changes_nothing(tmp_path: Path) -> None:
         assert "pruned_at_epoch" not in metrics and metrics["run/epochs"] == 4
 
 
+def test_a_sweep_without_a_pruner_stops_no_trial(tmp_path: Path) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="quickstart", storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize"
+    )
+    for _ in range(5):  # Optuna's default pruner (median, after 5 trials) would stop any trial below these
+        study.add_trial(optuna.trial.create_trial(value=1e9, intermediate_values={2: 1e9}, params={}, distributions={}))
+    _ok(_sweep(tmp_path, "plain", "hydra.sweeper.n_trials=1"))
+    trial = _trials(tmp_path, "quickstart")[-1]
+    assert trial.state.name == "COMPLETE" and sorted(trial.intermediate_values) == [2, 4]  # reported, not stopped
+
+
 def test_a_study_database_of_an_older_optuna_is_one_line_naming_the_upgrade(tmp_path: Path) -> None:
     import optuna
 

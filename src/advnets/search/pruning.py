@@ -86,7 +86,9 @@ def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
         return []
     spec = registry.spec(str(cfg.objective))
     monitor = (cfg.get("callbacks") or {}).get(spec.logged_by or "") or {}
-    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else None
+    from optuna.pruners import NopPruner
+
+    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else NopPruner()  # Optuna's default: median
     every = int(monitor.get("every_n_epochs", 0))
     return [ReportToTrial(with_driver(url), str(sweeper.study_name), int(trial_id), str(cfg.objective), every, pruner)]
 

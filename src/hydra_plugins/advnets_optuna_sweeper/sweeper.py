@@ -96,14 +96,15 @@ class OptunaSweeper(Sweeper):
         return made(grid) if grid is not None else made
 
     def _pruner(self) -> Any:
-        """The configured pruner; a node that makes no Optuna pruner is the user's mistake, said in one line."""
+        """The configured pruner, ``NopPruner`` for none (Optuna's default would be a median pruner); a node that
+        makes no Optuna pruner is the user's mistake, said in one line."""
         from hydra.utils import instantiate
-        from optuna.pruners import BasePruner
+        from optuna.pruners import BasePruner, NopPruner
 
         from advnets.errors import UserError
 
         if not self.pruner_node:
-            return None
+            return NopPruner()
         allowed = "allowed: an Optuna pruner, e.g. {_target_:optuna.pruners.MedianPruner,n_warmup_steps:5}, or null"
         shown = OmegaConf.to_yaml(self.pruner_node, resolve=False).strip().replace("\n", ", ")
         try:
@@ -216,7 +217,9 @@ class OptunaSweeper(Sweeper):
         for trial in trials:
             values = {**trial.params, **fixed}
             job = [f"{name}={value}" for name, value in values.items()]
-            overrides.append([*job, f"hydra.job.env_set.{TRIAL_ID_ENV}='{trial._trial_id}'"])  # a string; not in job lines
+            overrides.append(
+                [*job, f"hydra.job.env_set.{TRIAL_ID_ENV}='{trial._trial_id}'"]
+            )  # a string; not in job lines
         storage = study._storage
         with Heartbeats(storage, [t._trial_id for t in trials]):
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
