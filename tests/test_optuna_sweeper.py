@@ -107,6 +107,16 @@ def test_a_pruner_that_prunes_everything_stops_each_trial_at_its_first_report(tm
     assert "trials.csv, trials.md, optuna_history.png" in last, last
 
 
+def test_a_job_of_the_local_launcher_reports_to_its_trial(tmp_path: Path) -> None:
+    local = ["hydra/launcher=local", "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1", PRUNE_ALL]
+    proc = _sweep(tmp_path, "local", *local)  # a job in a process of its own gets the trial id from env_set
+    _ok(proc)
+    [trial] = _trials(tmp_path, "quickstart")
+    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [2]
+    for line in _launch_lines(proc):
+        assert "ADVNETS_OPTUNA_TRIAL_ID" not in line, line
+
+
 def test_a_pruner_that_prunes_nothing_changes_nothing(tmp_path: Path) -> None:
     _ok(_sweep(tmp_path, "plain", "hydra.sweeper.study_name=plain"))
     _ok(_sweep(tmp_path, "lenient", "hydra.sweeper.study_name=lenient", PRUNE_NONE))

@@ -217,9 +217,8 @@ class OptunaSweeper(Sweeper):
         for trial in trials:
             values = {**trial.params, **fixed}
             job = [f"{name}={value}" for name, value in values.items()]
-            overrides.append(
-                [*job, f"hydra.job.env_set.{TRIAL_ID_ENV}='{trial._trial_id}'"]
-            )  # a string; not in job lines
+            # a string (quoted); a hydra. override, so launchers leave it out of the job lines they print
+            overrides.append([*job, f"hydra.job.env_set.{TRIAL_ID_ENV}='{trial._trial_id}'"])
         storage = study._storage
         with Heartbeats(storage, [t._trial_id for t in trials]):
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
