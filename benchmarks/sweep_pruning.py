@@ -1,10 +1,18 @@
-"""What pruning saves: the same seeded Optuna search on the quickstart run twice, without a pruner and with a
-median pruner, in one invocation; printed: total epochs trained and the best validation Parzen LL found by each,
-and their ratios (pruned / unpruned).
+"""What pruning saves: the same seeded random search on the quickstart run twice in one invocation, without a
+pruner and with successive halving; printed: total epochs trained and the best validation Parzen LL found by
+each, and their ratios (pruned / unpruned).
 
-Target: pruning trains clearly fewer epochs (ratio < 0.8) for a best score within a few nats of the unpruned one.
+Both searches draw trial N's parameters from a RandomSampler seeded with the sweeper's seed and N alone (never
+from earlier results), and every trial trains with the same training seed: both try the same parameters and
+train the same curves, and only pruning differs. A pruned trial's curve is the unpruned one cut short.
 
-    python benchmarks/sweep_pruning.py [--trials 16] [--epochs 10]
+The pruner, ``SuccessiveHalvingPruner(min_resource=2, reduction_factor=2)``, judges a trial at epochs 2, 4 and 8
+against every trial that reached the same epoch (finished or not) and keeps the better half: it prunes from the
+first trials on, where a median pruner waits for whole trials, which short searches have few of.
+
+Target: at most half the epochs (ratio <= 0.5) for a best score no worse than the unpruned search's.
+
+    python benchmarks/sweep_pruning.py [--trials 16] [--epochs 10] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -17,11 +25,16 @@ import tempfile
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-MEDIAN = "hydra.sweeper.pruner={_target_:optuna.pruners.MedianPruner,n_startup_trials:4,n_warmup_steps:2}"
+HALVING = "hydra.sweeper.pruner={_target_:optuna.pruners.SuccessiveHalvingPruner,min_resource:2,reduction_factor:2}"
+SPACE = [  # the search space of hparams_search=optuna
+    "optimizer.lr=tag(log,interval(1e-4,1e-1))",
+    "game.update=choice(joint,alternating)",
+    "game.k=choice(1,2,3)",
+]
 
 
-def search(folder: Path, name: str, trials: int, epochs: int, *extra: str) -> tuple[int, float]:
-    """Run one search; (epochs trained over all trials, best validation Parzen LL of any trial)."""
+def search(folder: Path, name: str, trials: int, epochs: int, *extra: str) -> dict[int, tuple[int, float]]:
+    """Run one search; per trial number: (epochs trained, best validation Parzen LL it reported)."""
     import optuna
 
     command = [
@@ -29,8 +42,15 @@ def search(folder: Path, name: str, trials: int, epochs: int, *extra: str) -> tu
         "-m",
         "advnets.cli.train",
         "-m",
-        "hparams_search=optuna",
         "experiment=quickstart",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=2014",
+        "hydra.sweeper.direction=maximize",
+        f"hydra.sweeper.storage=sqlite:///{folder}/optuna.db",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.max_failure_rate=0.5",
+        *SPACE,
         "threads=1",
         "logger=none",
         "evaluate=false",
@@ -50,26 +70,43 @@ def search(folder: Path, name: str, trials: int, epochs: int, *extra: str) -> tu
     subprocess.run(command, cwd=folder, env=env, check=True, capture_output=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db")
-    done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    trained = sum(int(t.user_attrs.get("epochs_trained", 0)) for t in done)
-    best = max(max(t.intermediate_values.values()) for t in done if t.intermediate_values)
-    return trained, best
+    return {
+        t.number: (int(t.user_attrs.get("epochs_trained", 0)), max(t.intermediate_values.values()))
+        for t in study.trials
+        if t.state.name in ("COMPLETE", "PRUNED") and t.intermediate_values
+    }
+
+
+def totals(trials: dict[int, tuple[int, float]]) -> tuple[int, float, int]:
+    """(epochs trained by all trials, the best score, the trial that reported it)."""
+    number = max(trials, key=lambda n: trials[n][1])
+    return sum(epochs for epochs, _ in trials.values()), trials[number][1], number
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--keep", type=Path, help="a folder to keep both searches in (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="advnets-pruning-") as tmp:
-        folder = Path(tmp)
+        folder = args.keep.resolve() if args.keep else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         plain = search(folder, "unpruned", args.trials, args.epochs)
-        pruned = search(folder, "pruned", args.trials, args.epochs, MEDIAN)
-    print(f"{args.trials} trials of at most {args.epochs} epochs, the same seeded TPE search, this machine:")
-    print(f"  unpruned: {plain[0]} epochs trained, best validation Parzen LL {plain[1]:.3f}")
-    print(f"  pruned:   {pruned[0]} epochs trained, best validation Parzen LL {pruned[1]:.3f}")
-    print(f"  ratio (pruned / unpruned): epochs {pruned[0] / plain[0]:.2f}, best score {pruned[1] / plain[1]:.3f}")
-    print(f"  best score, pruned minus unpruned: {pruned[1] - plain[1]:+.3f} nats (higher is better)")
+        pruned = search(folder, "pruned", args.trials, args.epochs, HALVING)
+    (plain_epochs, plain_best, plain_trial), (pruned_epochs, pruned_best, _) = totals(plain), totals(pruned)
+    print(f"{args.trials} trials of at most {args.epochs} epochs, the same seeded random search, this machine:")
+    print(
+        f"  unpruned: {plain_epochs} epochs trained, best validation Parzen LL {plain_best:.3f} (trial {plain_trial})"
+    )
+    print(f"  pruned:   {pruned_epochs} epochs trained, best validation Parzen LL {pruned_best:.3f}")
+    ratio = f"epochs {pruned_epochs / plain_epochs:.2f}, best score {pruned_best / plain_best:.3f}"
+    print(f"  ratio (pruned / unpruned): {ratio} (of negative scores: above 1 is worse)")
+    print(f"  best score, pruned minus unpruned: {pruned_best - plain_best:+.3f} nats (higher is better)")
+    if plain_trial in pruned:
+        print(f"  the unpruned search's best trial trained {pruned[plain_trial][0]} epochs in the pruned search")
+    met = pruned_epochs <= 0.5 * plain_epochs and pruned_best >= plain_best
+    print(f"  target (epochs <= 0.5, best score no worse): {'met' if met else 'not met'}")
 
 
 if __name__ == "__main__":

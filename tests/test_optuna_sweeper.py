@@ -1,6 +1,9 @@
 """advnets' Optuna sweeper (hydra/sweeper=optuna) through the real CLI on the quickstart: a continued study draws
 new trials, a pruner stops trials after their first report (and one that prunes nothing changes nothing), every
-sweep leaves a readable table of its study, and an old study database is one line, not a traceback."""
+sweep leaves a readable table of its study (advnets-compare writes it again), what it prints reads naturally
+(launch lines without the trial-id variable, the best value named by its metric, a pruned run said to be pruned,
+a sweep stopped by failures ending with the line every sweep ends with), and an old study database is one line,
+not a traceback."""
 
 from __future__ import annotations
 
@@ -28,6 +31,13 @@ def _ok(proc) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 
+def _launch_lines(proc) -> list[str]:
+    """The job lines the launcher printed (``#0 : overrides``); each must hold the trial's parameters only."""
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if " : " in line and "\t#" in line]
+    assert lines, proc.stderr[-2000:]
+    return lines
+
+
 def _trials(tmp_path: Path, name: str) -> list:
     import optuna
 
@@ -46,6 +56,8 @@ def test_the_same_command_again_continues_the_study_with_new_parameters(tmp_path
         last = (proc.stdout + proc.stderr).strip().splitlines()[-1]
         assert "trials.csv" in last and "trials.md" in last, last  # the last line names the study's tables
     trials = _trials(tmp_path, "quickstart")
+    best = max(trials, key=lambda t: t.value)  # the study's best, as the second sweep says it
+    assert f"Best val/parzen_ll = {best.value} (trial {best.number})" in proc.stdout + proc.stderr
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     drawn = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(drawn)) == 4, drawn  # the second sweep did not restart the first one's random stream
@@ -72,11 +84,37 @@ def test_a_pruner_that_prunes_everything_stops_each_trial_at_its_first_report(tm
         curve = (tmp_path / "pruned" / job / "val_curve.csv").read_text().splitlines()
         assert [row.split(",")[0] for row in curve[1:]] == ["2"]  # none of its 4 epochs after the 2nd was trained
         assert trial.user_attrs["epochs_trained"] == 2
-    assert "pruned at epoch 2" in proc.stdout + proc.stderr
+        summary = (tmp_path / "pruned" / job / "train.log").read_text()
+        assert "pruned at epoch 2 by the study's pruner; validation Parzen LL" in summary  # not "trained 2 epochs"
+        assert "trained 2 epochs" not in summary and "evaluate=false" not in summary
+    for line in _launch_lines(proc):  # the trial-id variable reaches each job (it was pruned) unseen
+        assert "ADVNETS_OPTUNA_TRIAL_ID" not in line and "env_set" not in line, line
     assert "| PRUNED |" in (tmp_path / "pruned" / "trials.md").read_text()
-    _ok(run_cli("compare", str(tmp_path / "pruned"), "--out", str(tmp_path / "cmp")))
+    compared = run_cli("compare", str(tmp_path / "pruned"), "--out", str(tmp_path / "cmp"))
+    _ok(compared)
     with (tmp_path / "cmp" / "compare_runs.csv").open() as handle:
         assert [r["pruned_at_epoch"] for r in csv.DictReader(handle)] == ["2", "2"]
+    # an Optuna sweep folder: compare writes its study's tables and plots too, and its last line names them
+    with (tmp_path / "cmp" / "trials.csv").open() as handle:
+        assert [(r["number"], r["state"], r["pruned_at_epoch"]) for r in csv.DictReader(handle)] == [
+            ("0", "PRUNED", "2"),
+            ("1", "PRUNED", "2"),
+        ]
+    assert "| 1 | PRUNED |" in (tmp_path / "cmp" / "trials.md").read_text()
+    assert (tmp_path / "cmp" / "optuna_history.png").read_bytes()[:4] == b"\x89PNG"
+    last = compared.stdout.strip().splitlines()[-1]
+    assert last.startswith("advnets-compare: wrote compare.csv") and last.endswith(f"to {tmp_path / 'cmp'}"), last
+    assert "trials.csv, trials.md, optuna_history.png" in last, last
+
+
+def test_a_job_of_the_local_launcher_reports_to_its_trial(tmp_path: Path) -> None:
+    local = ["hydra/launcher=local", "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1", PRUNE_ALL]
+    proc = _sweep(tmp_path, "local", *local)  # a job in a process of its own gets the trial id from env_set
+    _ok(proc)
+    [trial] = _trials(tmp_path, "quickstart")
+    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [2]
+    for line in _launch_lines(proc):
+        assert "ADVNETS_OPTUNA_TRIAL_ID" not in line, line
 
 
 def test_a_pruner_that_prunes_nothing_changes_nothing(tmp_path: Path) -> None:
@@ -90,6 +128,20 @@ def test_a_pruner_that_prunes_nothing_changes_nothing(tmp_path: Path) -> None:
     for job in ("0", "1"):
         metrics = json.loads((tmp_path / "lenient" / job / "metrics.json").read_text())
         assert "pruned_at_epoch" not in metrics and metrics["run/epochs"] == 4
+
+
+def test_a_sweep_without_a_pruner_stops_no_trial(tmp_path: Path) -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="quickstart", storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize"
+    )
+    for _ in range(5):  # Optuna's default pruner (median, after 5 trials) would stop any trial below these
+        study.add_trial(optuna.trial.create_trial(value=1e9, intermediate_values={2: 1e9}, params={}, distributions={}))
+    _ok(_sweep(tmp_path, "plain", "hydra.sweeper.n_trials=1"))
+    trial = _trials(tmp_path, "quickstart")[-1]
+    assert trial.state.name == "COMPLETE" and sorted(trial.intermediate_values) == [2, 4]  # reported, not stopped
 
 
 def test_a_study_database_of_an_older_optuna_is_one_line_naming_the_upgrade(tmp_path: Path) -> None:
@@ -121,6 +173,14 @@ def test_retry_failed_runs_a_failed_trials_parameters_again(tmp_path: Path) -> N
     assert [first.state.name, second.state.name] == ["FAIL", "FAIL"]
     assert second.params == first.params  # drawn anew, its lr would differ
     assert second.system_attrs["failed_trial"] == 0
+
+
+def test_a_sweep_stopped_by_its_failure_rate_ends_with_the_failed_jobs_line(tmp_path: Path) -> None:
+    failing = ["hydra.sweeper.n_jobs=1", "hydra.sweeper.max_failure_rate=0.5", "dataset.batch_size=5000"]
+    proc = _sweep(tmp_path, "stopped", *failing)  # 1 of 1 trial of the first batch fails: over 0.5, the sweep stops
+    assert proc.returncode != 0
+    assert f"advnets: error: 1 of 1 jobs failed: {tmp_path / 'stopped' / '0'}\n" in proc.stderr, proc.stderr[-2000:]
+    assert [t.state.name for t in _trials(tmp_path, "quickstart")] == ["FAIL"]  # the second trial never started
 
 
 def test_a_pruner_that_is_not_one_is_one_line_before_any_trial(tmp_path: Path) -> None:

@@ -639,7 +639,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         compare(args.paths, out, args.metric)
     except UserError as err:
         fail(str(err))
-    output(f"advnets-compare: wrote {', '.join(OUTPUTS)} to {out}")
+    from advnets.search.study_report import report_sweeps  # an Optuna sweep folder: its study's trials and plots
+
+    output(f"advnets-compare: wrote {', '.join([*OUTPUTS, *report_sweeps(args.paths, out)])} to {out}")
 
 
 if __name__ == "__main__":

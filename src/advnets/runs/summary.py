@@ -21,6 +21,11 @@ def summary_lines(run_dir: Path, metrics: dict[str, Any], results: dict[str, Any
     epochs = metrics.get("run/epochs")
     if metrics.get("diverged_at_epoch") is not None:
         lines.append(f"  diverged in epoch {int(metrics['diverged_at_epoch'])}: nothing to evaluate")
+    elif metrics.get("pruned_at_epoch") is not None:
+        lines.append(
+            f"  pruned at epoch {int(metrics['pruned_at_epoch'])} by the study's pruner; validation Parzen LL "
+            f"{_number(metrics.get('val/parzen_ll'), 4)} nats (a pruned trial is not evaluated)"
+        )
     elif results is None:
         val = metrics.get("val/parzen_ll")
         lines.append(

@@ -12,12 +12,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from advnets.logs import get_logger
+from advnets.search.trials import EPOCHS_ATTR, PRUNED_ATTR, TRIAL_ID_ENV
 
 log = get_logger(__name__)
-
-TRIAL_ID_ENV = "ADVNETS_OPTUNA_TRIAL_ID"  # set for each job by the sweeper (hydra.job.env_set)
-PRUNED_ATTR = "pruned_at_epoch"  # the trial's user attribute a pruned job sets: the epoch it stopped after
-EPOCHS_ATTR = "epochs_trained"  # the trial's user attribute every job sets when its training ends
 
 
 class ReportToTrial(pl.Callback):
@@ -89,7 +86,9 @@ def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
         return []
     spec = registry.spec(str(cfg.objective))
     monitor = (cfg.get("callbacks") or {}).get(spec.logged_by or "") or {}
-    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else None
+    from optuna.pruners import NopPruner
+
+    pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else NopPruner()  # Optuna's default: median
     every = int(monitor.get("every_n_epochs", 0))
     return [ReportToTrial(with_driver(url), str(sweeper.study_name), int(trial_id), str(cfg.objective), every, pruner)]
 

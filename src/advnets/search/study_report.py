@@ -1,6 +1,7 @@
 """A study people can read: ``trials.csv`` and ``trials.md`` (number, state, parameters, objective, epochs
 trained, run folder) and Optuna's own plots (optimization history, parallel coordinates, parameter importances),
-written into a sweep folder."""
+written into a sweep folder at the end of the sweep, and again by ``advnets-compare SWEEP_FOLDER`` from the study
+the sweep folder names (``optuna_study.yaml``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from advnets.logs import get_logger
-from advnets.search.pruning import EPOCHS_ATTR, PRUNED_ATTR
+from advnets.search.trials import EPOCHS_ATTR, PRUNED_ATTR, RUN_FOLDER_ATTR
 
 log = get_logger(__name__)
 
-RUN_FOLDER_ATTR = "run_folder"  # the trial's user attribute the sweeper sets: its job's run folder
+STUDY_FILE = "optuna_study.yaml"  # in a sweep folder, from its first batch on: the study's name and database
 PLOTS = {
     "optuna_history.png": "plot_optimization_history",
     "optuna_parallel_coordinate.png": "plot_parallel_coordinate",
@@ -83,3 +84,63 @@ def write_study_report(study: Any, folder: Path) -> list[Path]:
         writer.writerows(rows)
     (folder / "trials.md").write_text(f"# Study {study.study_name}\n\n" + _markdown(rows))
     return [table, folder / "trials.md", *_plots(study, folder)]
+
+
+def record_study(folder: Path, study_name: str, url: str | None) -> None:
+    """``optuna_study.yaml`` in a sweep folder: the study's name and its database URL (a SQLite file's path made
+    absolute; a server's URL without its password)."""
+    from omegaconf import OmegaConf
+
+    from advnets.runs.studies import is_sqlite, sqlite_file
+
+    shown = None
+    if url:
+        path = sqlite_file(url)
+        if path is not None:
+            shown = f"sqlite:///{path.resolve()}"
+        elif not is_sqlite(url):
+            from sqlalchemy.engine import make_url
+
+            shown = make_url(url).render_as_string(hide_password=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create({"study_name": study_name, "storage": shown}), folder / STUDY_FILE)
+
+
+def report_sweep(folder: Path, out: Path) -> list[Path]:
+    """The study report of the Optuna sweep in ``folder``, written into ``out``: its files, or ``[]`` where
+    ``folder`` is no Optuna sweep folder or its study cannot be read here (said in a warning). Only a SQLite
+    study is read: no server is contacted."""
+    from omegaconf import OmegaConf
+
+    from advnets.runs.studies import sqlite_file
+
+    record = folder / STUDY_FILE
+    if not record.is_file():
+        return []
+    study = OmegaConf.load(record)
+    url = str(study.get("storage") or "")
+    path = sqlite_file(url)
+    if path is None or not path.is_file():
+        why = f"its database {path} is gone" if path is not None else f"not a SQLite file: {url or 'in memory'}"
+        log.warning("study %s of %s not read (%s): no trials.csv", study.study_name, folder, why)
+        return []
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        loaded = optuna.load_study(study_name=str(study.study_name), storage=url)
+    except Exception as err:  # a study deleted since, a database of another Optuna
+        log.warning("study %s of %s not read (%s): no trials.csv", study.study_name, folder, err)
+        return []
+    return write_study_report(loaded, out)
+
+
+def report_sweeps(paths: list[Path], out: Path) -> list[str]:
+    """The study report of each Optuna sweep folder among ``paths`` (``advnets-compare``): into ``out`` for one,
+    into ``out/<sweep folder's name>`` for several; the files' paths relative to ``out``."""
+    sweeps = [path for path in paths if (path / STUDY_FILE).is_file()]
+    written = []
+    for path in sweeps:
+        folder = out if len(sweeps) == 1 else out / path.resolve().name
+        written += [str(file.relative_to(out)) for file in report_sweep(path, folder)]
+    return written

@@ -8,6 +8,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from advnets.search.trials import TRIAL_ID_ENV
+
 
 @dataclass
 class SamplerConfig:
@@ -57,11 +59,17 @@ class CmaEsSamplerConfig(SamplerConfig):
     with_margin: bool = False
 
 
+# Every job's hydra.job.env_set holds the trial-id variable, empty until the sweeper sets it per job with a plain
+# hydra.job.env_set.ADVNETS_OPTUNA_TRIAL_ID=<id>: an override of a key that exists needs no "+", and launchers
+# leave "hydra." overrides out of the job lines they print.
+TRIAL_ENV_PACKAGE = "_global_.hydra.job.env_set"
+
+
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.advnets_optuna_sweeper.sweeper.OptunaSweeper"
     _recursive_: bool = False  # the sweeper builds its sampler (seeded per trial), pruner and storage itself
-    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"trial_env@" + TRIAL_ENV_PACKAGE: "id"}])
 
     sampler: Any = MISSING
     direction: Any = "minimize"  # minimize | maximize, or a list of them (several objectives)
@@ -78,6 +86,7 @@ class OptunaSweeperConf:
 
 store = ConfigStore.instance()
 store.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="advnets")
+store.store(group="hydra/sweeper/trial_env", name="id", node={TRIAL_ID_ENV: ""}, provider="advnets")
 for name, node in {
     "tpe": TPESamplerConfig,
     "random": RandomSamplerConfig,

@@ -56,6 +56,7 @@ class OptunaSweeper(Sweeper):
         self.params = dict(params or {})
         self.custom_search_space = custom_search_space
         self.job_idx = 0
+        self.failed_folders: list[str] = []  # the run folders of this sweep's failed jobs
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -95,14 +96,15 @@ class OptunaSweeper(Sweeper):
         return made(grid) if grid is not None else made
 
     def _pruner(self) -> Any:
-        """The configured pruner; a node that makes no Optuna pruner is the user's mistake, said in one line."""
+        """The configured pruner, ``NopPruner`` for none (Optuna's default would be a median pruner); a node that
+        makes no Optuna pruner is the user's mistake, said in one line."""
         from hydra.utils import instantiate
-        from optuna.pruners import BasePruner
+        from optuna.pruners import BasePruner, NopPruner
 
         from advnets.errors import UserError
 
         if not self.pruner_node:
-            return None
+            return NopPruner()
         allowed = "allowed: an Optuna pruner, e.g. {_target_:optuna.pruners.MedianPruner,n_warmup_steps:5}, or null"
         shown = OmegaConf.to_yaml(self.pruner_node, resolve=False).strip().replace("\n", ", ")
         try:
@@ -125,8 +127,10 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         from advnets.errors import UserError, fail
+        from advnets.runs.studies import storage_url
         from advnets.runs.study_storage import fail_running, fail_stale, heartbeats_on, retry_callback
         from advnets.search.space import grid, search_space
+        from advnets.search.study_report import record_study
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         distributions, fixed = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
@@ -156,6 +160,7 @@ class OptunaSweeper(Sweeper):
             directions=self.directions,
             load_if_exists=True,
         )
+        record_study(Path(str(self.config.hydra.sweep.dir)), study.study_name, storage_url(self.storage_node))
         retry = retry_callback(self.retry_failed)
         held = len(study.get_trials(deepcopy=False))
         if storage is not None and not heartbeats_on(storage):
@@ -206,14 +211,14 @@ class OptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         from advnets.runs.study_storage import Heartbeats
-        from advnets.search.pruning import PRUNED_ATTR, TRIAL_ID_ENV
-        from advnets.search.study_report import RUN_FOLDER_ATTR
+        from advnets.search.trials import PRUNED_ATTR, RUN_FOLDER_ATTR, TRIAL_ID_ENV
 
         overrides = []
         for trial in trials:
             values = {**trial.params, **fixed}
             job = [f"{name}={value}" for name, value in values.items()]
-            overrides.append([*job, f"++hydra.job.env_set.{TRIAL_ID_ENV}={trial._trial_id}"])
+            # a string (quoted); a hydra. override, so launchers leave it out of the job lines they print
+            overrides.append([*job, f"hydra.job.env_set.{TRIAL_ID_ENV}='{trial._trial_id}'"])
         storage = study._storage
         with Heartbeats(storage, [t._trial_id for t in trials]):
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
@@ -234,6 +239,7 @@ class OptunaSweeper(Sweeper):
                 study.tell(trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s", trial.number, err)
                 failures.append(err)
+                self.failed_folders.append(str(folder or "?"))
                 if retry is not None:
                     retry(study, storage.get_trial(trial._trial_id))
                 continue
@@ -244,8 +250,14 @@ class OptunaSweeper(Sweeper):
                     raise
         if failures and len(failures) / len(returns) > self.max_failure_rate:
             log.error(
-                "%d of %d trial(s) failed, over max_failure_rate=%s", len(failures), len(returns), self.max_failure_rate
+                "%d of %d trial(s) of this batch failed, over hydra.sweeper.max_failure_rate=%s: the sweep stops",
+                len(failures),
+                len(returns),
+                self.max_failure_rate,
             )
+            # the line every sweep ends with when jobs failed (advnets.runs.hydra_callbacks.SweepFailures)
+            failed = self.failed_folders
+            log.error("%d of %d jobs failed: %s", len(failed), self.job_idx, ", ".join(failed))
             for ret in returns:
                 ret.return_value  # noqa: B018 (raises the first failed job's exception, with its traceback)
 
@@ -260,8 +272,9 @@ class OptunaSweeper(Sweeper):
         if finished and len(self.directions) == 1:
             best = study.best_trial
             results.update({"best_params": best.params, "best_value": best.value})
+            objective = OmegaConf.select(self.config, "objective", default=None) or "value"
             log.info("Best parameters: %s", best.params)
-            log.info("Best value: %s", best.value)
+            log.info("Best %s = %s (trial %d)", objective, best.value, best.number)
         elif finished:
             results["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
