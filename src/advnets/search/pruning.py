@@ -1,9 +1,11 @@
-"""A trial's job reports to its trial: the validation objective (``cfg.objective``) at every epoch its monitor
+"""A trial's job reports to its trial: the best validation objective so far (``cfg.objective``; the trial's value is
+its best checkpoint's score, so this is what the trial would score if it stopped now) at every epoch its monitor
 scores, step = epoch, through the study's storage; when the study's pruner says so, training stops at once and the
 trial is marked pruned (the sweeper then tells it PRUNED). Attached only to a job of advnets' Optuna sweeper."""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any
@@ -18,12 +20,23 @@ log = get_logger(__name__)
 
 
 class ReportToTrial(pl.Callback):
-    """Every ``every_n_epochs`` epochs (the objective's monitor): ``trial.report(objective, epoch)``, then
-    ``trial.should_prune()``; a pruned trial stops training after this epoch (``trainer.should_stop``)."""
+    """Every ``every_n_epochs`` epochs (the objective's monitor): ``trial.report(best objective so far, epoch)``,
+    then ``trial.should_prune()``; a pruned trial stops training after this epoch (``trainer.should_stop``)."""
 
-    def __init__(self, storage: str, study_name: str, trial_id: int, objective: str, every_n_epochs: int, pruner: Any):
+    def __init__(
+        self,
+        storage: str,
+        study_name: str,
+        trial_id: int,
+        objective: str,
+        every_n_epochs: int,
+        pruner: Any,
+        higher_is_better: bool = True,
+    ) -> None:
         self.storage, self.study_name, self.trial_id = storage, study_name, trial_id
         self.objective, self.every_n_epochs, self.pruner = objective, every_n_epochs, pruner
+        self.higher_is_better = higher_is_better
+        self.best: float | None = None
         self.pruned_at_epoch: int | None = None
         self._trial: Any = None
 
@@ -51,8 +64,15 @@ class ReportToTrial(pl.Callback):
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(self.objective)
             if value is not None:
+                value = float(value)
+                better = (
+                    self.best is None
+                    or math.isnan(self.best)
+                    or (value > self.best if self.higher_is_better else value < self.best)
+                )
+                self.best = value if better else self.best
                 trial = self._open()
-                trial.report(float(value), epoch)
+                trial.report(self.best, epoch)
                 prune = trial.should_prune()
                 if prune:
                     trial.set_user_attr(PRUNED_ATTR, epoch)
@@ -90,7 +110,17 @@ def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
 
     pruner = instantiate(sweeper.pruner) if sweeper.get("pruner") else NopPruner()  # Optuna's default: median
     every = int(monitor.get("every_n_epochs", 0))
-    return [ReportToTrial(with_driver(url), str(sweeper.study_name), int(trial_id), str(cfg.objective), every, pruner)]
+    return [
+        ReportToTrial(
+            with_driver(url),
+            str(sweeper.study_name),
+            int(trial_id),
+            str(cfg.objective),
+            every,
+            pruner,
+            spec.higher_is_better,
+        )
+    ]
 
 
 def pruned_at_epoch(trainer: pl.Trainer) -> int | None:
