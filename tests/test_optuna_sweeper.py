@@ -12,6 +12,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from conftest import QUICK, assert_user_error, run_cli
 
 SWEEP = [
@@ -125,9 +127,24 @@ def test_a_pruner_that_prunes_nothing_changes_nothing(tmp_path: Path) -> None:
     assert [t.params for t in plain] == [t.params for t in lenient]  # same seed, same trial numbers: same draws
     assert [t.value for t in plain] == [t.value for t in lenient]
     assert [sorted(t.intermediate_values) for t in lenient] == [[2, 4], [2, 4]]  # reported, never stopped
-    for job in ("0", "1"):
+    for job, trial in zip(("0", "1"), lenient, strict=True):
         metrics = json.loads((tmp_path / "lenient" / job / "metrics.json").read_text())
         assert "pruned_at_epoch" not in metrics and metrics["run/epochs"] == 4
+        # each report is the best validation score so far: what the trial would score if it stopped there
+        with open(tmp_path / "lenient" / job / "val_curve.csv") as f:
+            curve = {int(row["epoch"]): float(row["val_parzen_ll"]) for row in csv.DictReader(f)}
+        best = {2: curve[2], 4: max(curve[2], curve[4])}  # val_curve.csv holds 4 decimals
+        assert trial.intermediate_values == pytest.approx(best, abs=1e-4)
+        assert trial.value == pytest.approx(max(curve.values()), abs=1e-4)
+
+
+def test_the_report_to_a_trial_is_the_best_score_so_far() -> None:
+    from advnets.search.pruning import running_best
+
+    assert running_best(None, -7.5, higher_is_better=True) == -7.5
+    assert running_best(-7.5, -9.0, higher_is_better=True) == -7.5 and running_best(-7.5, -6.0, True) == -6.0
+    assert running_best(0.3, 0.5, higher_is_better=False) == 0.3 and running_best(0.3, 0.1, False) == 0.1
+    assert running_best(float("nan"), -8.0, higher_is_better=True) == -8.0  # a NaN never stands for a number
 
 
 def test_a_sweep_without_a_pruner_stops_no_trial(tmp_path: Path) -> None:

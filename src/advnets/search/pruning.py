@@ -19,6 +19,13 @@ from advnets.search.trials import EPOCHS_ATTR, PRUNED_ATTR, TRIAL_ID_ENV
 log = get_logger(__name__)
 
 
+def running_best(best: float | None, value: float, higher_is_better: bool) -> float:
+    """The best of ``best`` (None: nothing yet) and ``value``; a NaN never stands for a number."""
+    if best is None or math.isnan(best):
+        return value
+    return max(best, value) if higher_is_better else min(best, value)
+
+
 class ReportToTrial(pl.Callback):
     """Every ``every_n_epochs`` epochs (the objective's monitor): ``trial.report(best objective so far, epoch)``,
     then ``trial.should_prune()``; a pruned trial stops training after this epoch (``trainer.should_stop``)."""
@@ -64,13 +71,7 @@ class ReportToTrial(pl.Callback):
         if trainer.is_global_zero:
             value = trainer.callback_metrics.get(self.objective)
             if value is not None:
-                value = float(value)
-                better = (
-                    self.best is None
-                    or math.isnan(self.best)
-                    or (value > self.best if self.higher_is_better else value < self.best)
-                )
-                self.best = value if better else self.best
+                self.best = running_best(self.best, float(value), self.higher_is_better)
                 trial = self._open()
                 trial.report(self.best, epoch)
                 prune = trial.should_prune()
