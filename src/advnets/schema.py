@@ -29,6 +29,7 @@ import inspect
 import math
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -362,8 +363,18 @@ def _words(annotation: Any, alone: bool = True) -> str:
 # -- a target's annotations from its source, its module not imported ---------------------------------------
 _READABLE = {"advnets.choices": choices, "typing": typing, "collections.abc": collections.abc}
 _BUILTINS = {t.__name__: t for t in (int, float, str, bool, list, dict, tuple)} | {"None": None}
-_SPELLING = (ast.Expression, ast.Name, ast.Attribute, ast.Subscript, ast.Tuple, ast.List, ast.Constant, ast.Load)
-_SPELLING += (ast.BinOp, ast.BitOr)
+_SPELLING = (
+    ast.Expression,
+    ast.Name,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Tuple,
+    ast.List,
+    ast.Constant,
+    ast.Load,
+    ast.BinOp,
+    ast.BitOr,
+)
 
 
 def _source_file(module: str) -> str | None:
@@ -390,12 +401,9 @@ def _readable_names(tree: ast.Module) -> dict[str, Any]:
             source = _READABLE[node.module]
             names |= {a.asname or a.name: getattr(source, a.name) for a in node.names if hasattr(source, a.name)}
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name in _READABLE and alias.asname:
-                    names[alias.asname] = _READABLE[alias.name]
-                elif alias.name in _READABLE and alias.name.partition(".")[0] in ("typing", "collections"):
-                    top = alias.name.partition(".")[0]
-                    names[top] = typing if top == "typing" else collections
+            for alias in (a for a in node.names if a.name in _READABLE):
+                top = alias.name.partition(".")[0]  # ``import collections.abc`` binds ``collections``
+                names[alias.asname or top] = _READABLE[alias.name] if alias.asname else sys.modules[top]
     return names
 
 
