@@ -3,6 +3,7 @@ built or written; one line naming key, value and what is allowed."""
 
 from __future__ import annotations
 
+import collections.abc
 import subprocess
 import sys
 import textwrap
@@ -227,3 +228,30 @@ def test_an_annotation_its_source_does_not_spell_readably_is_checked_after_impor
         == "model.generator.width=0; allowed: an integer >= 1 (own_nets_late.nets.TinyGenerator's width)"
     )
     assert (package / "nets imported").exists()
+
+
+def test_the_source_is_read_as_its_module_binds_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain, aliased and quoted spellings are read; a name of the module's own or a call is left to the import."""
+    (tmp_path / "spelt_nets.py").write_text(
+        textwrap.dedent(
+            """
+            import collections.abc
+            import typing
+            import advnets.choices as c
+
+            class Net:
+                def __init__(self, a: "c.Positive", b: typing.Optional[c.Probability], d: collections.abc.Sequence[int],
+                             e: Local, f: typing.NewType("Id", int), g=1) -> None: ...
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from advnets.choices import Positive, Probability
+    from advnets.schema import source_annotations
+
+    assert source_annotations("spelt_nets.Net") == {
+        "a": Positive,
+        "b": Probability | None,
+        "d": collections.abc.Sequence[int],
+    }
+    assert source_annotations("spelt_nets.Missing") == {} and source_annotations("no_such_module.Net") == {}
