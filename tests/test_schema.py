@@ -3,6 +3,10 @@ built or written; one line naming key, value and what is allowed."""
 
 from __future__ import annotations
 
+import collections.abc
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ from advnets import CONF_DIR
 from advnets.errors import UserError
 from advnets.schema import EVALUATE, TRAIN, validate
 
-from conftest import QUICK, assert_user_error, compose_cfg, run_refused
+from conftest import QUICK, assert_user_error, cli_env, compose_cfg, run_refused
 
 
 @pytest.mark.parametrize(
@@ -112,10 +116,6 @@ def test_a_new_target_class_is_checked_by_its_signature() -> None:
     with pytest.raises(UserError, match=r"model.generator.channels='eight'; allowed: list\[int\]"):
         validate(cfg, TRAIN)
     cfg.model.generator.channels = [8]
-    cfg.model.generator.noise_dim = 0  # the RULES line model.generator.noise_dim still applies to a new class
-    with pytest.raises(UserError, match="model.generator.noise_dim=0; allowed: an integer >= 1"):
-        validate(cfg, TRAIN)
-    cfg.model.generator.noise_dim = 16
     with open_dict(cfg):
         cfg.model.generator.depth = 3
     with pytest.raises(UserError, match="unknown key model.generator.depth: probes.ConvGenerator takes"):
@@ -144,3 +144,114 @@ def test_eval_config_is_checked_too(tmp_path: Path) -> None:
     proc = run_refused("evaluate", "ckpt_path=x.ckpt", "eval.n_samples=0", f"hydra.run.dir={tmp_path / 'e'}")
     assert_user_error(proc, "eval.n_samples=0; allowed: an integer >= 1")
     assert not (tmp_path / "e").exists()
+
+
+# -- the nets' signatures are the rules of their keys, read before torch loads ------------------------------
+OWN_NETS = """
+from pathlib import Path
+from typing import Annotated
+from collections.abc import Sequence
+
+from advnets.choices import Positive, Range
+
+Path(__file__).with_name("nets imported").touch()
+Width = Annotated[int, Range(ge=1)]  # a name of its own: its source alone does not say what it is
+
+
+class TinyGenerator:
+    def __init__(self, noise_dim: Positive, hidden: Sequence[Positive] = (8,), width: Width = 4) -> None:
+        self.noise_dim, self.hidden, self.width = noise_dim, hidden, width
+"""
+
+
+def own_nets(root: Path, package: str) -> Path:
+    """A user's package of nets, annotated with advnets.choices, that marks each import of it by a file."""
+    (root / package).mkdir(parents=True)
+    (root / package / "__init__.py").write_text(
+        'from pathlib import Path\nPath(__file__).with_name("imported").touch()\n'
+    )
+    (root / package / "nets.py").write_text(textwrap.dedent(OWN_NETS))
+    return root / package
+
+
+def own_generator(target: str, **keys: object) -> list[str]:
+    """Overrides that replace the generator's node by ``target`` and ``keys``."""
+    node = ",".join([f"_target_:{target}", *(f"{k}:{v}" for k, v in keys.items())])
+    return ["~model.generator", f"+model.generator={{{node}}}"]
+
+
+def train_refused_probe(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """``advnets-train ARGS`` as the console script runs it, reporting at exit whether torch was loaded."""
+    probe = (
+        "import atexit, sys; atexit.register(lambda: print('torch loaded:', 'torch' in sys.modules, file=sys.stderr)); "
+        "from advnets.cli.train import main; sys.argv[0] = 'advnets-train'; main()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", probe, *args], cwd=cwd, env=cli_env(**env), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_nets_range_is_its_signatures_and_refused_before_torch_loads(tmp_path: Path) -> None:
+    """No hand-listed net keys: Discriminator's ``input_keep: Probability`` is the rule, read from its source."""
+    assert not [key for key in TRAIN if key.startswith(("model.generator.", "model.discriminator."))]
+    proc = train_refused_probe(
+        *QUICK, "model.discriminator.input_keep=0", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert_user_error(proc, "model.discriminator.input_keep=0; allowed: a probability in (0, 1]", "Discriminator's")
+    assert "torch loaded: False" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_users_own_net_is_refused_by_its_signature_before_its_module_is_imported(tmp_path: Path) -> None:
+    package = own_nets(tmp_path / "lib", "own_nets_early")
+    overrides = own_generator("own_nets_early.nets.TinyGenerator", noise_dim=0)
+    env = {"PYTHONPATH": f"{cli_env()['PYTHONPATH']}:{tmp_path / 'lib'}"}
+    proc = train_refused_probe(*QUICK, *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, **env)
+    expected = "model.generator.noise_dim=0; allowed: an integer >= 1 (own_nets_early.nets.TinyGenerator's noise_dim)"
+    assert_user_error(proc, expected)
+    assert "torch loaded: False" in proc.stderr, proc.stderr[-2000:]
+    assert sorted(p.name for p in package.iterdir()) == ["__init__.py", "nets.py"]  # neither package nor module ran
+
+
+def test_an_annotation_its_source_does_not_spell_readably_is_checked_after_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = own_nets(tmp_path, "own_nets_late")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose_cfg([*QUICK, *own_generator("own_nets_late.nets.TinyGenerator", noise_dim=4, width=0)])
+    validate(cfg, TRAIN, targets=False)  # Width is the module's own name: no rule before import
+    assert not (package / "nets imported").exists()
+    with pytest.raises(UserError) as caught:
+        validate(cfg, TRAIN)
+    assert (
+        str(caught.value)
+        == "model.generator.width=0; allowed: an integer >= 1 (own_nets_late.nets.TinyGenerator's width)"
+    )
+    assert (package / "nets imported").exists()
+
+
+def test_the_source_is_read_as_its_module_binds_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain, aliased and quoted spellings are read; a name of the module's own or a call is left to the import."""
+    (tmp_path / "spelt_nets.py").write_text(
+        textwrap.dedent(
+            """
+            import collections.abc
+            import typing
+            import advnets.choices as c
+
+            class Net:
+                def __init__(self, a: "c.Positive", b: typing.Optional[c.Probability], d: collections.abc.Sequence[int],
+                             e: Local, f: typing.NewType("Id", int), g=1) -> None: ...
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from advnets.choices import Positive, Probability
+    from advnets.schema import source_annotations
+
+    assert source_annotations("spelt_nets.Net") == {
+        "a": Positive,
+        "b": Probability | None,
+        "d": collections.abc.Sequence[int],
+    }
+    assert source_annotations("spelt_nets.Missing") == {} and source_annotations("no_such_module.Net") == {}

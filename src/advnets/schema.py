@@ -7,24 +7,34 @@ Every key of the composed config must be known, and every value must fit:
   ``boolean()``. ``GROUP`` marks a plain group (its keys must have rules), ``TARGET`` a node built from
   ``_target_``, ``ENTRIES`` a mapping of named ``_target_`` nodes (callbacks, loggers; ``null`` switches one off).
 - A ``_target_`` node is checked against its class: the target must import; every key must be a parameter
-  (unless it takes ``**kwargs``) and fit the parameter's type annotation; a ``RULES`` line adds a range.
-  So a new keyword of a built class (or a new class, e.g. a new model) is validated by its signature with no
-  schema change; a new key of a plain group, or a range, is one line in ``RULES``.
+  (unless it takes ``**kwargs``) and fit the parameter's type annotation (a ``RULES`` line instead, where one
+  names the key). Ranges live in the annotations (``advnets.choices``: ``Positive``, ``Probability``, ...), so
+  a new keyword of a built class (or a new class, e.g. a new model) is validated by its signature with no
+  schema change; a new key of a plain group is one line in ``RULES``.
+- The plain pass (``targets=False``, before torch loads) imports no target: it reads the annotations that a
+  target's source spells with ``advnets.choices``, ``typing`` and ``collections.abc`` names alone
+  (``source_annotations``); the full pass checks the rest after import.
 
 A mistake is one ``UserError`` line naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
 
+import ast
 import collections.abc
+import functools
+import importlib.machinery
+import importlib.util
 import inspect
 import math
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -161,19 +171,8 @@ TRAIN: dict[str, Rule] = {
     "model": GROUP,
     "model.noise_dim": POSITIVE,
     "model.output_bias_from_data": boolean(),
-    "model.generator": TARGET,
-    "model.generator.noise_dim": POSITIVE,
-    "model.generator.data_dim": POSITIVE,
-    "model.generator.hidden": list_of(POSITIVE),
-    "model.generator.hidden_activation": one_or_list(choice("relu", "sigmoid")),
-    "model.generator.init_range": number(gt=0),
+    "model.generator": TARGET,  # its keys' ranges: the net's signature (advnets.choices annotations)
     "model.discriminator": TARGET,
-    "model.discriminator.data_dim": POSITIVE,
-    "model.discriminator.units": list_of(POSITIVE),
-    "model.discriminator.pieces": POSITIVE,
-    "model.discriminator.init_range": number(gt=0),
-    "model.discriminator.input_keep": probability(),
-    "model.discriminator.hidden_keep": probability(),
     "optimizer": GROUP,
     "optimizer.lr": number(gt=0),
     "optimizer.g_lr": number(gt=0),
@@ -269,11 +268,34 @@ def _signature(target: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any
     except (TypeError, ValueError):
         return {}, {}, True
     try:
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target, include_extras=True)
     except Exception:
         hints = {}
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     return params, hints, var_kw
+
+
+_SEQUENCES = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.MutableSequence)
+
+
+def _constraint(annotation: Any) -> Rule | None:
+    """The rule of ``Annotated[base, Range(...)]`` or ``Annotated[Sequence[item], MinLen(n)]`` (advnets.choices),
+    worded as the ``RULES`` helpers word it; None for other metadata."""
+    base, *meta = typing.get_args(annotation)
+    for bound in meta:
+        if isinstance(bound, choices.Range):
+            if base is int and bound.gt is None and bound.lt is None:
+                return integer(bound.ge, bound.le)  # type: ignore[arg-type]
+            if bound == choices.Range(gt=0, le=1):
+                return probability()
+            return number(bound.gt, bound.ge, bound.lt, bound.le)
+        if isinstance(bound, choices.MinLen):
+            item = (typing.get_args(base) or (Any,))[0]
+            return Rule(
+                f"a list of at least {bound.n} items, each {_words(item)}",
+                lambda v, n=bound.n, item=item: isinstance(v, list) and len(v) >= n and all(_fits(x, item) for x in v),
+            )
+    return None
 
 
 def _fits(value: Any, annotation: Any) -> bool:
@@ -287,6 +309,9 @@ def _fits(value: Any, annotation: Any) -> bool:
         return any(_fits(value, a) for a in args)
     if origin is typing.Literal:
         return value in args
+    if origin is typing.Annotated:
+        rule = _constraint(annotation)
+        return _fits(value, args[0]) and (rule is None or rule.test(value))
     if annotation is type(None):
         return value is None
     if annotation is bool:
@@ -303,8 +328,7 @@ def _fits(value: Any, annotation: Any) -> bool:
         if len(args) == 2 and args[1] is Ellipsis:
             return all(_fits(x, args[0]) for x in value)
         return not args or (len(args) == len(value) and all(_fits(x, a) for x, a in zip(value, args, strict=True)))
-    sequences = (list, collections.abc.Sequence, collections.abc.Iterable, collections.abc.MutableSequence)
-    if origin in sequences or annotation in (list, tuple):
+    if origin in _SEQUENCES or annotation in (list, tuple):
         return isinstance(value, list) and (not args or all(_fits(x, args[0]) for x in value))
     if origin in (dict, collections.abc.Mapping) or annotation is dict:
         return isinstance(value, dict)
@@ -320,14 +344,109 @@ def _words(annotation: Any, alone: bool = True) -> str:
     within a union ``'a', 'b'``."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
+        one, many = args[0], args[-1]
+        if len(args) == 2 and typing.get_origin(many) in _SEQUENCES and typing.get_args(many) == (one,):
+            return f"{_words(one)}, or a list of them"  # one value, or one per layer
         return " or ".join(dict.fromkeys(_words(a, alone=False) for a in args))
     if origin is typing.Literal:
         return "one of " + ", ".join(map(str, args)) if alone else ", ".join(map(repr, args))
+    if origin is typing.Annotated:
+        rule = _constraint(annotation)
+        return rule.allowed if rule else _words(args[0], alone)
     if annotation is type(None):
         return "null"
     if origin is not None and args:
         return f"{getattr(origin, '__name__', origin)}[{', '.join(_words(a, alone=False) for a in args)}]"
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+# -- a target's annotations from its source, its module not imported ---------------------------------------
+_READABLE = {"advnets.choices": choices, "typing": typing, "collections.abc": collections.abc}
+_BUILTINS = {t.__name__: t for t in (int, float, str, bool, list, dict, tuple)} | {"None": None}
+_SPELLING = (
+    ast.Expression,
+    ast.Name,
+    ast.Attribute,
+    ast.Subscript,
+    ast.Tuple,
+    ast.List,
+    ast.Constant,
+    ast.Load,
+    ast.BinOp,
+    ast.BitOr,
+)
+
+
+def _source_file(module: str) -> str | None:
+    """The ``.py`` file of ``module``, found without running any ``__init__`` of its packages (or the module)."""
+    parts = module.split(".")
+    try:
+        spec = importlib.util.find_spec(parts[0])  # a top-level name: finds, imports nothing
+        for i in range(1, len(parts)):
+            if spec is None or spec.submodule_search_locations is None:
+                return None
+            locations = list(spec.submodule_search_locations)
+            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), locations)
+    except (ImportError, ValueError):
+        return None
+    origin = spec.origin if spec is not None else None
+    return origin if origin and origin.endswith(".py") else None
+
+
+def _readable_names(tree: ast.Module) -> dict[str, Any]:
+    """The names a module binds from advnets.choices, typing and collections.abc (and the builtin types)."""
+    names: dict[str, Any] = dict(_BUILTINS)
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in _READABLE:
+            source = _READABLE[node.module]
+            names |= {a.asname or a.name: getattr(source, a.name) for a in node.names if hasattr(source, a.name)}
+        elif isinstance(node, ast.Import):
+            for alias in (a for a in node.names if a.name in _READABLE):
+                top = alias.name.partition(".")[0]  # ``import collections.abc`` binds ``collections``
+                names[alias.asname or top] = _READABLE[alias.name] if alias.asname else sys.modules[top]
+    return names
+
+
+def _evaluate(node: ast.expr, names: dict[str, Any]) -> Any:
+    """An annotation spelt with ``names`` alone (a quoted one parsed first); ``Any`` where it is not."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            node = ast.parse(node.value, mode="eval").body
+        except SyntaxError:
+            return Any
+    tree = ast.Expression(node)
+    if not all(isinstance(n, _SPELLING) for n in ast.walk(tree)):
+        return Any  # a call, a lambda, ...: left to the full pass
+    try:
+        return eval(compile(tree, "<annotation>", "eval"), {"__builtins__": {}}, names)  # noqa: S307
+    except Exception:
+        return Any
+
+
+@functools.cache
+def source_annotations(target: str) -> dict[str, Any]:
+    """The parameter annotations of ``target`` (a class's ``__init__``, or a function) that its module's source
+    spells with advnets.choices, typing and collections.abc names alone, read without importing the module; a
+    parameter whose annotation is spelt otherwise (or a target defined elsewhere) is left out."""
+    module, _, name = target.rpartition(".")
+    path = _source_file(module) if module else None
+    if path is None:
+        return {}
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return {}
+    defined = [n for n in tree.body if isinstance(n, ast.ClassDef | ast.FunctionDef) and n.name == name]
+    function = defined[-1] if defined else None
+    if isinstance(function, ast.ClassDef):
+        inits = [n for n in function.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
+        function = inits[-1] if inits else None
+    if function is None:
+        return {}
+    names = _readable_names(tree)
+    params = [*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs]
+    annotations = {p.arg: _evaluate(p.annotation, names) for p in params if p.annotation is not None}
+    return {arg: annotation for arg, annotation in annotations.items() if annotation is not Any}
 
 
 # -- the walk ----------------------------------------------------------------------------------------------
@@ -356,7 +475,7 @@ def dotted_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 class _Checker:
-    """The walk over a config; ``targets=False`` checks only the keys ``rules`` name (no class is imported)."""
+    """The walk over a config; ``targets=False`` imports no class (``source_annotations`` stand for signatures)."""
 
     def __init__(self, rules: dict[str, Rule], targets: bool = True) -> None:
         self.rules, self.targets = rules, targets
@@ -393,14 +512,11 @@ class _Checker:
                 self.target(f"{key}.{name}", entry)
 
     def target(self, key: str, node: dict) -> None:
-        if not self.targets:
-            for name, value in node.items():
-                sub = f"{key}.{name}"
-                if name not in HYDRA_KEYS and _rule_for(self.rules, sub) is not None:
-                    self.key(sub, value, known_by=str(node["_target_"]))
-            return
-        target = _locate(key, node["_target_"])
-        params, hints, var_kw = _signature(target)
+        if self.targets:
+            params, hints, var_kw = _signature(_locate(key, node["_target_"]))
+        else:  # unknown keys wait for the import; the annotations its source spells readably are checked now
+            target = node["_target_"]
+            params, hints, var_kw = {}, source_annotations(target) if isinstance(target, str) else {}, True
         for name, value in node.items():
             if name in HYDRA_KEYS:
                 continue

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from advnets.choices import Activation, Positive, PositiveFloat, Probability, Widths
 from advnets.errors import UserError
 from advnets.nets.maxout import Maxout
 from advnets.nets.mlp import hidden_stack
@@ -26,15 +27,15 @@ class DeconvGenerator(nn.Module):
 
     def __init__(
         self,
-        noise_dim: int,
-        hidden: Sequence[int],
-        hidden_activation: str | Sequence[str],
-        channels: int,
-        side: int,
-        image_shape: Sequence[int],
-        kernel: int,
-        stride: int,
-        init_range: float,
+        noise_dim: Positive,
+        hidden: Widths,
+        hidden_activation: Activation | Sequence[Activation],
+        channels: Positive,
+        side: Positive,
+        image_shape: Sequence[Positive],
+        kernel: Positive,
+        stride: Positive,
+        init_range: PositiveFloat,
     ) -> None:
         super().__init__()
         if channels * side * side != hidden[-1]:
@@ -96,13 +97,13 @@ class MaxoutConvDiscriminator(nn.Module):
 
     def __init__(
         self,
-        image_shape: Sequence[int],
+        image_shape: Sequence[Positive],
         conv: Sequence[Mapping[str, int]],
-        units: Sequence[int],
-        pieces: int,
-        init_range: float,
-        input_keep: float,
-        hidden_keep: float,
+        units: Widths,
+        pieces: Positive,
+        init_range: PositiveFloat,
+        input_keep: Probability,
+        hidden_keep: Probability,
     ) -> None:
         super().__init__()
         for name, keep in (("input_keep", input_keep), ("hidden_keep", hidden_keep)):

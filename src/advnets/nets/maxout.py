@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from advnets.choices import Positive, PositiveFloat, Probability, Widths
 from advnets.errors import UserError
 
 
@@ -34,12 +35,12 @@ class Discriminator(nn.Module):
 
     def __init__(
         self,
-        data_dim: int,
-        units: Sequence[int],
-        pieces: int,
-        init_range: float,
-        input_keep: float,
-        hidden_keep: float,
+        data_dim: Positive,
+        units: Widths,
+        pieces: Positive,
+        init_range: PositiveFloat,
+        input_keep: Probability,
+        hidden_keep: Probability,
     ) -> None:
         super().__init__()
         for name, keep in (("input_keep", input_keep), ("hidden_keep", hidden_keep)):

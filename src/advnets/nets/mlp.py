@@ -7,15 +7,17 @@ released yamls (pylearn2 ``RectifiedLinear`` / ``Sigmoid`` / ``Linear`` layers w
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from advnets.choices import Activation, OutputActivation, Positive, PositiveFloat, Widths
 from advnets.errors import UserError
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid}
-OUTPUTS = ("sigmoid", "linear")
+OUTPUTS = typing.get_args(OutputActivation)
 
 
 def _per_layer(value: object, n: int, key: str) -> list:
@@ -62,15 +64,15 @@ class Generator(nn.Module):
 
     def __init__(
         self,
-        noise_dim: int,
-        hidden: Sequence[int],
-        data_dim: int,
-        init_range: float,
-        hidden_activation: str | Sequence[str] = "relu",
+        noise_dim: Positive,
+        hidden: Widths,
+        data_dim: Positive,
+        init_range: PositiveFloat,
+        hidden_activation: Activation | Sequence[Activation] = "relu",
         hidden_init_bias: float | Sequence[float] = 0.0,
-        output_activation: str = "sigmoid",
-        output_init_range: float | None = None,
-        output_sparse_init: int | None = None,
+        output_activation: OutputActivation = "sigmoid",
+        output_init_range: PositiveFloat | None = None,
+        output_sparse_init: Positive | None = None,
     ) -> None:
         super().__init__()
         if output_activation not in OUTPUTS:
