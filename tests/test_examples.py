@@ -39,6 +39,9 @@ def test_the_examples_configs_pass_the_schema_by_their_classes_signatures(import
     cfg = compose_cfg([f"hydra.searchpath=[file://{CONF}]", "experiment=dcgan_digits", "+model.generator.chanels=[8]"])
     with pytest.raises(UserError, match=r"unknown key model.generator.chanels \(did you mean model.generator.channels"):
         validate(cfg, TRAIN)
+    cfg = compose_cfg([f"hydra.searchpath=[file://{CONF}]", "experiment=dcgan_digits", "model.generator.noise_dim=0"])
+    with pytest.raises(UserError, match=r"model.generator.noise_dim=0; allowed: an integer >= 1"):  # its Positive
+        validate(cfg, TRAIN, targets=False)  # the plain pass: the package's source read, not imported
 
 
 def test_the_example_trains_one_epoch_and_evaluates_through_advnets_own_commands(tmp_path: Path, importable) -> None:

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from advnets.choices import Positive, Widths  # ranges advnets' schema checks before torch loads
+
 
 class DCGANGenerator(nn.Module):
     """z -> a [channels[0], 2, 2] map -> one 4x4 stride-2 transposed convolution per entry of ``channels``, each
     doubling the side (batch norm and ReLU between) -> a sigmoid image 2 * 2**len(channels) on a side (8 for two
     entries), flattened."""
 
-    def __init__(self, noise_dim: int, channels: Sequence[int] = (128, 64), image_channels: int = 1) -> None:
+    def __init__(self, noise_dim: Positive, channels: Widths = (128, 64), image_channels: Positive = 1) -> None:
         super().__init__()
         self.noise_dim, self.start = noise_dim, channels[0]
         self.project = nn.Sequential(nn.Linear(noise_dim, channels[0] * 2 * 2), nn.BatchNorm1d(channels[0] * 4))
@@ -39,7 +41,7 @@ class DCGANDiscriminator(nn.Module):
 
     No batch norm: the game scores real and generated images in one batch, which batch statistics would mix."""
 
-    def __init__(self, side: int = 8, channels: Sequence[int] = (64, 128), image_channels: int = 1) -> None:
+    def __init__(self, side: Positive = 8, channels: Widths = (64, 128), image_channels: Positive = 1) -> None:
         super().__init__()
         self.image_channels, self.side = image_channels, side
         layers: list[nn.Module] = []
