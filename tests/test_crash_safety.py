@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from advnets.runs.checkpoints import safe_load
-from advnets.runs.folders import resume_path
+from advnets.run_folder import resume_path
+from advnets.store.checkpoints import safe_load
 
 from conftest import REPO, cli_env
 

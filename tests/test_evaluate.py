@@ -166,8 +166,8 @@ def test_a_cuda_index_beyond_the_machines_devices_is_refused_by_name(monkeypatch
 def test_an_exported_config_leaves_data_dir_unresolved(tmp_path: Path, monkeypatch) -> None:
     from omegaconf import OmegaConf
 
+    from advnets.jobs.generator import export_generator
     from advnets.nets import Generator
-    from advnets.runs.generator import export_generator
 
     from conftest import compose_cfg
 
@@ -235,7 +235,7 @@ def test_a_bare_path_is_the_checkpoint_as_hydra_reads_it(path: str) -> None:
     whatever characters it holds; options and their values stay as they were."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from advnets.runs.eval_inputs import bare_path_as_ckpt_path
+    from advnets.jobs.eval_inputs import bare_path_as_ckpt_path
 
     argv = bare_path_as_ckpt_path(["--config-dir", "conf", path, "eval.n_samples=5", "-m"])
     assert argv[:2] == ["--config-dir", "conf"] and argv[3:] == ["eval.n_samples=5", "-m"]

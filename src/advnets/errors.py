@@ -168,7 +168,7 @@ def cli(hydra_main: Callable[[], Any], config_name: str | None = None) -> Callab
             message = one_line(err, config_name)
             if message is None:
                 raise
-            from advnets.runs.hydra_callbacks import remove_unstarted_sweep
+            from advnets.jobs.hydra_callbacks import remove_unstarted_sweep
 
             remove_unstarted_sweep()
             fail(message)

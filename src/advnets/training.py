@@ -24,9 +24,8 @@ from advnets.evaluation import DivergedSamples, EvalSettings, evaluate_run, log_
 from advnets.logs import JOB_LOG, get_logger
 from advnets.metrics import registry
 from advnets.metrics.suite import check_names
-from advnets.runs import atomic
-from advnets.runs.checkpoints import SafeCheckpointIO, safe_load
-from advnets.runs.folders import (
+from advnets.rendezvous import check_rendezvous
+from advnets.run_folder import (
     build_loggers,
     check_same_overrides,
     check_writable,
@@ -40,12 +39,13 @@ from advnets.runs.folders import (
     resume_path,
     task_overrides,
 )
-from advnets.runs.provenance import command_line, source_commit
-from advnets.runs.rendezvous import check_rendezvous
-from advnets.runs.stops import EXIT_STATUS, say_unfinished, stop_line, stop_signals
-from advnets.runs.summary import summary_lines
 from advnets.schema import TRAIN, validate
 from advnets.search.pruning import pruned_at_epoch, trial_callbacks
+from advnets.stops import EXIT_STATUS, say_unfinished, stop_line, stop_signals
+from advnets.store import atomic
+from advnets.store.checkpoints import SafeCheckpointIO, safe_load
+from advnets.store.provenance import command_line, source_commit
+from advnets.summary import summary_lines
 from advnets.threads import intra_op_threads
 
 FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst

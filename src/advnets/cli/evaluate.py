@@ -5,9 +5,9 @@ and (``logger=wandb``, the default, offline) one W&B run with the numbers, the c
 run's ``config.yaml`` beside it) re-derives the number; training calls the same ``advnets.evaluation.evaluate_run``
 on its best checkpoint.
 
-What it is given is checked before torch loads (``advnets.runs.eval_inputs``): a missing ``ckpt_path``, a path
+What it is given is checked before torch loads (``advnets.jobs.eval_inputs``): a missing ``ckpt_path``, a path
 that is not there, a folder without a checkpoint, a file torch.save did not write, and a run config naming a
-target or resolver beyond advnets' own and the user's (``advnets.runs.trusted``) are each one line and exit 2.
+target or resolver beyond advnets' own and the user's (``advnets.jobs.trusted``) are each one line and exit 2.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ MISSING = "ckpt_path is missing: advnets-eval RUN_FOLDER (or ckpt_path=...), a r
 def checked_inputs(cfg: DictConfig) -> tuple[Path, DictConfig]:
     """The checkpoint file ``ckpt_path`` names and its run's config (read as data, its targets and resolvers
     checked), or a one-line UserError; nothing heavy is imported."""
-    from advnets.runs.eval_inputs import check_torch_file, checkpoint_in, run_config_path
-    from advnets.runs.trusted import load_foreign_config, user_config_folders
+    from advnets.jobs.eval_inputs import check_torch_file, checkpoint_in, run_config_path
+    from advnets.jobs.trusted import load_foreign_config, user_config_folders
 
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise UserError(MISSING)
@@ -47,7 +47,7 @@ def checked_inputs(cfg: DictConfig) -> tuple[Path, DictConfig]:
 def announce(given: Path, ckpt: Path) -> None:
     """``advnets: evaluating FILE``, with the folder it was found in and, for a published generator, the epoch
     its record gives (a Lightning checkpoint says its own epoch once loaded)."""
-    from advnets.runs.eval_inputs import recorded_facts
+    from advnets.jobs.eval_inputs import recorded_facts
 
     found_in = f" of {given}" if ckpt != given else ""
     epoch = recorded_facts(ckpt).get("epoch") if ckpt.suffix == ".pt" else None
@@ -64,11 +64,11 @@ def evaluate(
 
     from advnets.data import ImageDataModule
     from advnets.evaluation import EvalSettings, eval_device, evaluate_run, log_results
+    from advnets.jobs.generator import build_generator, export_generator, load_generator_weights
     from advnets.metrics.suite import check_names
-    from advnets.runs.folders import build_loggers
-    from advnets.runs.generator import build_generator, export_generator, load_generator_weights
-    from advnets.runs.summary import summary_lines
+    from advnets.run_folder import build_loggers
     from advnets.schema import EVALUATE, validate
+    from advnets.summary import summary_lines
 
     ckpt, run_cfg = inputs or checked_inputs(cfg)
     validate(cfg, EVALUATE)
@@ -108,7 +108,7 @@ def hydra_main(cfg: DictConfig) -> None:
     validate(cfg, EVALUATE, targets=False)  # the plain keys' rules, before torch loads
     inputs = checked_inputs(cfg)  # the checkpoint and its run's config, also before torch loads
     announce(Path(cfg.ckpt_path), inputs[0])
-    from advnets.runs.folders import finish_wandb
+    from advnets.run_folder import finish_wandb
 
     summary: list[str] = []
     try:
@@ -133,7 +133,7 @@ def with_bare_path(entry: Callable[[], None]) -> Callable[[], None]:
     advnets-report take paths)."""
 
     def main() -> None:
-        from advnets.runs.eval_inputs import bare_path_as_ckpt_path
+        from advnets.jobs.eval_inputs import bare_path_as_ckpt_path
 
         try:
             sys.argv[1:] = bare_path_as_ckpt_path(sys.argv[1:])

@@ -70,8 +70,8 @@ class OptunaSweeper(Sweeper):
     def _storage(self) -> Any:
         from hydra.utils import instantiate
 
-        from advnets.runs.studies import TARGET
-        from advnets.runs.study_storage import open_storage
+        from advnets.jobs.study_storage import open_storage
+        from advnets.store.studies import TARGET
 
         node = self.storage_node
         if node is None:
@@ -125,7 +125,7 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         from advnets.errors import UserError, fail
-        from advnets.runs.study_storage import fail_running, fail_stale, heartbeats_on, retry_callback
+        from advnets.jobs.study_storage import fail_running, fail_stale, heartbeats_on, retry_callback
         from advnets.search.space import grid, search_space
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -205,7 +205,7 @@ class OptunaSweeper(Sweeper):
     def _run_batch(self, study: Any, trials: list[Any], fixed: dict[str, str], retry: Any) -> None:
         from optuna.trial import TrialState
 
-        from advnets.runs.study_storage import Heartbeats
+        from advnets.jobs.study_storage import Heartbeats
         from advnets.search.pruning import PRUNED_ATTR, TRIAL_ID_ENV
         from advnets.search.study_report import RUN_FOLDER_ATTR
 

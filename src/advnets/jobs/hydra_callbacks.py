@@ -210,10 +210,10 @@ class SweepStudy(Callback):
     SQLite (``sqlite:///outputs/optuna.db``, one sweeper): its folder is made before the sweeper opens it (a sweep
     from a fresh working folder finds it); the sweeper fails the trials a stopped sweep left RUNNING. Any other
     database (PostgreSQL, several sweepers): given as a plain URL, it is opened with heartbeats all the same
-    (advnets.runs.study_storage). List it after validate_search_space: a refused sweep creates nothing."""
+    (advnets.jobs.study_storage). List it after validate_search_space: a refused sweep creates nothing."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from advnets.runs.studies import heartbeat_node, is_sqlite, sqlite_file, storage_url
+        from advnets.store.studies import heartbeat_node, is_sqlite, sqlite_file, storage_url
 
         node = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
         storage = storage_url(node) or ""
@@ -226,16 +226,16 @@ class SweepStudy(Callback):
 
 
 class ValidateSearchSpace(Callback):
-    """Before a sweep's first job: the config of every job it will run (advnets.runs.search_space) is composed
+    """Before a sweep's first job: the config of every job it will run (advnets.jobs.search_space) is composed
     and checked, first against the schema's plain rules (nothing heavy imported), then in full; a sweep of SLURM
-    jobs also against what it asks of SLURM, and that against the partition (advnets.runs.slurm_request).
+    jobs also against what it asks of SLURM, and that against the partition (advnets.jobs.slurm_request).
 
     Hydra turns an exception raised by a callback into a warning, so a mistake ends the sweep here with its one
     line and exit status 2 (SystemExit passes through)."""
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
-        from advnets.runs import slurm_request
-        from advnets.runs.search_space import check_jobs
+        from advnets.jobs import slurm_request
+        from advnets.jobs.search_space import check_jobs
         from advnets.schema import EVALUATE, TRAIN, validate
 
         HydraConfig.instance().set_config(config)

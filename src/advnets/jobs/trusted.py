@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from advnets import CONF_DIR, PACKAGE_CONF_DIR
 from advnets.errors import UserError
 
 _RESOLVER = re.compile(r"\$\{\s*([^\s:{}$]+)\s*:")
 """The name of a resolver call, ``${name:...}``, anywhere in a string (nested calls included)."""
+
+MOVED = {"advnets.runs.loggers.TensorBoardLogger": "advnets.store.loggers.TensorBoardLogger"}
+"""Targets a run folder of an earlier advnets version names (``logger=tensorboard``), and their names now."""
 
 _HOW = (
     "a config that came with a checkpoint or run folder builds only what advnets' own configs name, or your own "
@@ -155,6 +158,22 @@ def load_foreign_config(path: Path, user_folders: Iterable[Path] = (), own_confi
         raise UserError(f"cannot read run config {path}: {first}") from None
     if not isinstance(config, DictConfig):
         raise UserError(f"{path} is not a run config (a YAML mapping with dataset, model, game)")
+    _rename_moved(config)
     targets, resolvers = allowed(user_folders, own_config)
     check_foreign(config, path, targets, resolvers)
     return config
+
+
+def _rename_moved(node: Any) -> None:
+    """Every ``_target_`` of ``node`` that ``MOVED`` lists, given its present name (in place)."""
+    if isinstance(node, DictConfig):
+        for key in node:
+            value = node._get_node(key)
+            if key == "_target_" and not OmegaConf.is_interpolation(node, key) and node[key] in MOVED:
+                node[key] = MOVED[node[key]]
+            elif isinstance(value, DictConfig | ListConfig):
+                _rename_moved(value)
+    elif isinstance(node, ListConfig):
+        for item in node:
+            if isinstance(item, DictConfig | ListConfig):
+                _rename_moved(item)

@@ -96,7 +96,7 @@ def continue_sweep_command(sweep_dir: Path, optuna: bool) -> str:
 def saved_epoch(run_dir: Path) -> int | None:
     """Epochs trained as the run folder's ``last.ckpt`` holds them (what a continued run starts after), or None
     where it has none that loads."""
-    from advnets.runs.checkpoints import safe_load
+    from advnets.store.checkpoints import safe_load
 
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():

@@ -24,9 +24,9 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from advnets.errors import UserError
 from advnets.internals import wandb_init_arguments
 from advnets.logs import TERMINAL, get_logger
-from advnets.runs import atomic
-from advnets.runs.checkpoints import check_complete, check_resumable
-from advnets.runs.records import flat_keys
+from advnets.store import atomic
+from advnets.store.checkpoints import check_complete, check_resumable
+from advnets.store.records import flat_keys
 
 log = get_logger(__name__)
 
@@ -122,7 +122,7 @@ def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     metrics = json.loads(record.read_text())
     if not isinstance(metrics, dict) or not isinstance(metrics.get("objective_score"), int | float):
         return None  # not a record this version wrote: train again rather than guess
-    from advnets.runs.hydra_callbacks import leave_record_untouched
+    from advnets.jobs.hydra_callbacks import leave_record_untouched
 
     leave_record_untouched()
     what = "results.json" if (run_dir / "results.json").is_file() else "metrics.json"
@@ -286,7 +286,7 @@ def finish_wandb() -> None:
     The job's TensorBoard event files, kept open past the end of training for the test values, close too.
 
     Nothing to do (and nothing imported) where the job never imported wandb, e.g. under ``logger=csv``."""
-    loggers = sys.modules.get("advnets.runs.loggers")
+    loggers = sys.modules.get("advnets.store.loggers")
     if loggers is not None:
         loggers.close_tensorboard()
     wandb = sys.modules.get("wandb")
