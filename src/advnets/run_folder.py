@@ -1,4 +1,6 @@
-"""The run folder: writability, resuming (explicit or after a requeue), and loggers tied to the Hydra job."""
+"""The run folder of a job (``RunFolder``, built once from the config when the job starts): its lock, whether
+it is finished or resumes (explicitly or after a requeue), the record of the overrides it was started with, and the
+loggers tied to it and to the Hydra job."""
 
 from __future__ import annotations
 
@@ -6,11 +8,8 @@ import fcntl
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,71 +25,189 @@ from advnets.internals import wandb_init_arguments
 from advnets.logs import TERMINAL, get_logger
 from advnets.store import atomic
 from advnets.store.checkpoints import check_complete, check_resumable
+from advnets.store.loggers import close_tensorboard
 from advnets.store.records import flat_keys
 
 log = get_logger(__name__)
 
 
-def check_writable(run_dir: Path) -> None:
-    """Fail early, before anything is trained, if the run folder cannot be written."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"output folder {run_dir} is not writable ({err.strerror})") from None
-
-
-_held_lock: list[int] = []  # the file descriptor of this process's run-folder lock
 SAME_RUN_IGNORES = ("ckpt_path", "allow_config_change")
 """Overrides that do not change what a run folder holds: a rerun may add or change them freely."""
 
 
-def lock_run_folder(run_dir: Path) -> None:
-    """One job per run folder: an exclusive ``flock`` on ``<run>/.lock``, held until ``release_run_folder`` or
-    the process ends (a killed job frees it). Rank zero takes it (other DDP ranks share their job's folder) and
-    clears the temporaries a killed writer left."""
-    if rank_zero_only.rank != 0:
-        return
-    release_run_folder()
-    path = run_dir / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise UserError(
-            f"run folder {run_dir} is in use by another job (pid {holder}); wait for it, or use another hydra.run.dir"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _held_lock.append(fd)
-    atomic.remove_stale_temporaries(run_dir)  # the lock holder alone: no other writer can be mid-write
+def _in_use_error(run_dir: Path, fd: int) -> UserError:
+    holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+    return UserError(
+        f"run folder {run_dir} is in use by another job (pid {holder}); wait for it, or use another hydra.run.dir"
+    )
 
 
-def check_not_in_use(run_dir: Path) -> None:
-    """The run folder's lock is free (else the one-line error ``lock_run_folder`` gives), probed without
-    writing anything: what a job that may find nothing to do checks first."""
-    path = run_dir / ".lock"
-    if rank_zero_only.rank != 0 or not path.is_file():
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-        raise UserError(
-            f"run folder {run_dir} is in use by another job (pid {holder}); wait for it, or use another hydra.run.dir"
-        ) from None
-    finally:
-        os.close(fd)  # releases the probe's lock
+class RunFolder:
+    """A job's run folder (``cfg.paths.output_dir``) and what the job was given about it: ``ckpt_path`` (a
+    checkpoint to start from), ``allow_config_change`` and the logger configs. Built once, when the job starts
+    (``of``); it owns the folder's lock (``start`` takes it, ``close`` frees it), the decision to resume
+    (``resume_from``, ``resuming``), the overrides record (``overrides.json``) and the job's loggers."""
 
+    def __init__(
+        self,
+        path: Path,
+        ckpt_path: str | None = None,
+        allow_config_change: bool = False,
+        logger_cfgs: list[DictConfig] | None = None,
+    ) -> None:
+        self.path = path
+        self.ckpt_path = ckpt_path
+        self.allow_config_change = allow_config_change
+        self.logger_cfgs = logger_cfgs or []
+        self.resuming = False  # continues the folder's own checkpoints (set by ``start``)
+        self.untouched = False  # holds this finished run, left as it was (set by ``finished``)
+        self._lock: int | None = None  # the file descriptor of the folder's lock, while held
 
-def release_run_folder() -> None:
-    while _held_lock:
-        os.close(_held_lock.pop())  # closing the descriptor releases the flock
+    @classmethod
+    def of(cls, cfg: DictConfig) -> RunFolder:
+        """The run folder of the job ``cfg`` configures."""
+        return cls(
+            Path(cfg.paths.output_dir),
+            ckpt_path=str(cfg.ckpt_path) if cfg.get("ckpt_path") else None,
+            allow_config_change=bool(cfg.get("allow_config_change")),
+            logger_cfgs=list((cfg.get("logger") or {}).values()),
+        )
+
+    def finished(self) -> dict[str, Any] | None:
+        """The recorded metrics of a folder whose training already ended (``metrics.json``) with this job's
+        overrides, else None. Such a folder is left exactly as it is (``untouched``): the same command run again,
+        or a requeue that lands after the end, has nothing to do. Other overrides are for ``start`` to judge
+        (``allow_config_change=true`` continues the run, e.g. for more epochs)."""
+        record = self.path / "metrics.json"
+        if self.ckpt_path or not record.is_file():
+            return None
+        self.check_not_in_use()  # a job still at work on it (e.g. continuing it) is not finished
+        started_with = self.path / "overrides.json"
+        if started_with.is_file() and json.loads(started_with.read_text()) != comparable_overrides():
+            return None
+        metrics = json.loads(record.read_text())
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("objective_score"), int | float):
+            return None  # not a record this version wrote: train again rather than guess
+        self.untouched = True
+        what = "results.json" if (self.path / "results.json").is_file() else "metrics.json"
+        log.info(
+            "run %s is finished (%s); nothing to do", self.path, what, extra=TERMINAL
+        )  # the folder stays untouched
+        return metrics
+
+    def start(self) -> str | None:
+        """Claim the folder for this job: writable, locked, the checkpoint to resume from decided
+        (``resume_from``) and the overrides checked against and written to its record; that checkpoint, or None
+        for a fresh start."""
+        self.check_writable()
+        self.lock()
+        ckpt_path = self.resume_from()
+        self.resuming = bool(ckpt_path) and not self.ckpt_path
+        self.check_same_overrides()
+        return ckpt_path
+
+    def check_writable(self) -> None:
+        """Fail early, before anything is trained, if the run folder cannot be written."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise UserError(f"output folder {self.path} is not writable ({err.strerror})") from None
+
+    def lock(self) -> None:
+        """One job per run folder: an exclusive ``flock`` on ``<run>/.lock``, held until ``release`` or the process
+        ends (a killed job frees it). Rank zero takes it (other DDP ranks share their job's folder) and clears the
+        temporaries a killed writer left."""
+        if rank_zero_only.rank != 0:
+            return
+        self.release()
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            error = _in_use_error(self.path, fd)
+            os.close(fd)
+            raise error from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
+        atomic.remove_stale_temporaries(self.path)  # the lock holder alone: no other writer can be mid-write
+
+    def check_not_in_use(self) -> None:
+        """The folder's lock is free (else the one-line error ``lock`` gives), probed without writing anything:
+        what a job that may find nothing to do checks first."""
+        path = self.path / ".lock"
+        if rank_zero_only.rank != 0 or not path.is_file():
+            return
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use_error(self.path, fd) from None
+        finally:
+            os.close(fd)  # releases the probe's lock
+
+    def release(self) -> None:
+        """Free the folder's lock, if this job holds it."""
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
+
+    def resume_from(self) -> str | None:
+        """``ckpt_path`` if given; else the folder's own ``last.ckpt`` (a requeued job); else a fresh start.
+
+        A given ``ckpt_path`` must be complete and safe to load. The folder's own ``last.ckpt``, if damaged, gives
+        way to the newest checkpoint of the folder that is sound, with a one-line warning."""
+        if self.ckpt_path:
+            return str(check_resumable(Path(self.ckpt_path)))
+        folder = self.path / "checkpoints"
+        last = folder / "last.ckpt"
+        found = sorted(folder.glob("*.ckpt"), key=lambda p: (p != last, -p.stat().st_mtime)) if folder.is_dir() else []
+        damaged: list[str] = []
+        for ckpt in found:
+            try:
+                check_complete(ckpt)
+            except UserError:
+                damaged.append(ckpt.name)
+                continue
+            check_resumable(ckpt)  # complete but holding more than weights: refused, never skipped silently
+            if damaged:
+                log.warning("damaged %s in %s; resuming from %s instead", ", ".join(damaged), folder, ckpt.name)
+            return str(ckpt)
+        if damaged:
+            log.warning("damaged %s in %s and no sound checkpoint; starting afresh", ", ".join(damaged), folder)
+        return None
+
+    def check_same_overrides(self) -> None:
+        """A rerun that continues the folder must have the overrides it was started with
+        (``allow_config_change=true`` continues anyway); they are recorded in ``<run>/overrides.json``."""
+        record = self.path / "overrides.json"
+        current = comparable_overrides()
+        if self.resuming and record.exists() and not self.allow_config_change:
+            previous = json.loads(record.read_text())
+            if previous != current:
+                added = [o for o in current if o not in previous]
+                dropped = [o for o in previous if o not in current]
+                change = ", ".join([f"+{o}" for o in added] + [f"-{o}" for o in dropped])
+                raise UserError(
+                    f"run folder {self.path} was started with other overrides ({change}); continuing it would mix "
+                    "two configs: use another hydra.run.dir, or pass allow_config_change=true to continue it anyway"
+                )
+        if rank_zero_only.rank == 0:
+            atomic.write_json(record, current)
+
+    def loggers(self, job_type: str | None = None) -> list[Logger]:
+        """The job's loggers, tied to this folder (``build_loggers``)."""
+        return build_loggers(self.logger_cfgs, self.path, job_type)
+
+    def close(self) -> None:
+        """The end of the job: its W&B run and TensorBoard files closed (``finish_wandb``), the lock freed."""
+        try:
+            finish_wandb()
+        finally:
+            self.release()
 
 
 def comparable_overrides() -> list[str]:
@@ -105,74 +222,6 @@ def plain_single_run() -> bool:
     hc = HydraConfig.get()
     given = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in hc.overrides.hydra)
     return hc.mode == RunMode.RUN and not given
-
-
-def finished_run(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """The recorded metrics of a run folder whose training already ended (``metrics.json``) with this job's
-    overrides, else None. Such a folder is left exactly as it is: the same command run again, or a requeue
-    that lands after the end, has nothing to do. Other overrides are for ``check_same_overrides`` to judge
-    (``allow_config_change=true`` continues the run, e.g. for more epochs)."""
-    record = run_dir / "metrics.json"
-    if cfg.get("ckpt_path") or not record.is_file():
-        return None
-    check_not_in_use(run_dir)  # a job still at work on it (e.g. continuing it) is not finished
-    started_with = run_dir / "overrides.json"
-    if started_with.is_file() and json.loads(started_with.read_text()) != comparable_overrides():
-        return None
-    metrics = json.loads(record.read_text())
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("objective_score"), int | float):
-        return None  # not a record this version wrote: train again rather than guess
-    from advnets.jobs.hydra_callbacks import leave_record_untouched
-
-    leave_record_untouched()
-    what = "results.json" if (run_dir / "results.json").is_file() else "metrics.json"
-    log.info("run %s is finished (%s); nothing to do", run_dir, what, extra=TERMINAL)  # the folder stays untouched
-    return metrics
-
-
-def check_same_overrides(cfg: DictConfig, run_dir: Path, resuming: bool) -> None:
-    """A rerun that continues a run folder must have the overrides it was started with (``allow_config_change=true``
-    continues anyway); the overrides are recorded in ``<run>/overrides.json``."""
-    record = run_dir / "overrides.json"
-    current = comparable_overrides()
-    if resuming and record.exists() and not cfg.get("allow_config_change"):
-        previous = json.loads(record.read_text())
-        if previous != current:
-            added = [o for o in current if o not in previous]
-            dropped = [o for o in previous if o not in current]
-            change = ", ".join([f"+{o}" for o in added] + [f"-{o}" for o in dropped])
-            raise UserError(
-                f"run folder {run_dir} was started with other overrides ({change}); continuing it would mix two "
-                "configs: use another hydra.run.dir, or pass allow_config_change=true to continue it anyway"
-            )
-    if rank_zero_only.rank == 0:
-        atomic.write_json(record, current)
-
-
-def resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
-    """``ckpt_path`` if given; else the run folder's own ``last.ckpt`` (a requeued job); else a fresh start.
-
-    A given ``ckpt_path`` must be complete and safe to load. The folder's own ``last.ckpt``, if damaged, gives way
-    to the newest checkpoint of the folder that is sound, with a one-line warning."""
-    if cfg.ckpt_path:
-        return str(check_resumable(Path(cfg.ckpt_path)))
-    folder = run_dir / "checkpoints"
-    last = folder / "last.ckpt"
-    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: (p != last, -p.stat().st_mtime)) if folder.is_dir() else []
-    damaged: list[str] = []
-    for ckpt in candidates:
-        try:
-            check_complete(ckpt)
-        except UserError:
-            damaged.append(ckpt.name)
-            continue
-        check_resumable(ckpt)  # complete but holding more than weights: refused, never skipped silently
-        if damaged:
-            log.warning("damaged %s in %s; resuming from %s instead", ", ".join(damaged), folder, ckpt.name)
-        return str(ckpt)
-    if damaged:
-        log.warning("damaged %s in %s and no sound checkpoint; starting afresh", ", ".join(damaged), folder)
-    return None
 
 
 def task_overrides() -> list[str]:
@@ -250,13 +299,13 @@ run (the numbers are in the run's W&B files, and the run's own closing lines say
 and errors are still shown."""
 
 
-def build_loggers(cfg: DictConfig, job_type: str | None = None) -> list[Logger]:
-    """Loggers from ``cfg.logger``; W&B gets the stable run id and the sweep's group, name and tags (and
-    ``job_type`` when given: ``eval`` for advnets-eval); MLflow continues the run folder's run."""
+def build_loggers(logger_cfgs: list[DictConfig], run_dir: Path, job_type: str | None = None) -> list[Logger]:
+    """Loggers from ``logger_cfgs`` (``cfg.logger``'s); W&B gets the run folder's stable run id and the sweep's
+    group, name and tags (and ``job_type`` when given: ``eval`` for advnets-eval); MLflow continues the run
+    folder's run."""
     loggers: list[Logger] = []
-    for logger_cfg in (cfg.get("logger") or {}).values():
+    for logger_cfg in logger_cfgs:
         target = str(logger_cfg.get("_target_", ""))
-        run_dir = Path(cfg.paths.output_dir)
         if target.endswith("MLFlowLogger"):
             loggers.append(mlflow_logger(logger_cfg, run_dir))
             continue
@@ -286,9 +335,7 @@ def finish_wandb() -> None:
     The job's TensorBoard event files, kept open past the end of training for the test values, close too.
 
     Nothing to do (and nothing imported) where the job never imported wandb, e.g. under ``logger=csv``."""
-    loggers = sys.modules.get("advnets.store.loggers")
-    if loggers is not None:
-        loggers.close_tensorboard()
+    close_tensorboard()
     wandb = sys.modules.get("wandb")
     if wandb is None:
         return
@@ -297,19 +344,3 @@ def finish_wandb() -> None:
             wandb.finish()
     except Exception as err:
         log.warning("could not close the W&B run cleanly (%s: %s)", type(err).__name__, err)
-
-
-def note_sigterm() -> tuple[list[int], Callable[[], None]]:
-    """Under submitit (whose SIGTERM handler only logs), also note a SIGTERM: SLURM sends it to every process
-    of a job it requeues, preempts or cancels. Returns (signals seen, a function restoring the old handler)."""
-    seen: list[int] = []
-    previous = signal.getsignal(signal.SIGTERM)
-    if not (callable(previous) and threading.current_thread() is threading.main_thread()):
-        return seen, lambda: None
-
-    def note(signum: int, frame: Any) -> None:
-        seen.append(signum)
-        previous(signum, frame)
-
-    signal.signal(signal.SIGTERM, note)
-    return seen, lambda: signal.signal(signal.SIGTERM, previous)

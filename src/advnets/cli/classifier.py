@@ -17,7 +17,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from advnets import CONF_DIR
-from advnets.errors import UserError, cli
+from advnets.cli.entry import cli
+from advnets.errors import UserError
 from advnets.logs import get_logger
 from advnets.metrics.features import CLASSIFIER_DIR, ClassifierCard, LeNet, md5_of
 

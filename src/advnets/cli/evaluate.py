@@ -15,15 +15,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
+from advnets.cli.entry import cli
 from advnets.cli.help import with_help
-from advnets.errors import UserError, cli, fail
+from advnets.errors import UserError, fail
 from advnets.logs import get_logger, output
+
+if TYPE_CHECKING:
+    from advnets.run_folder import RunFolder
 
 log = get_logger(__name__)
 
@@ -56,17 +60,21 @@ def announce(given: Path, ckpt: Path) -> None:
 
 
 def evaluate(
-    cfg: DictConfig, summary: list[str] | None = None, inputs: tuple[Path, DictConfig] | None = None
+    cfg: DictConfig,
+    summary: list[str] | None = None,
+    inputs: tuple[Path, DictConfig] | None = None,
+    folder: RunFolder | None = None,
 ) -> dict[str, Any]:
-    """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder; what it says at the
-    end goes to ``summary``. ``inputs``: what ``checked_inputs`` found, if already called."""
+    """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder (``folder``:
+    ``RunFolder.of(cfg)`` where none is given); what it says at the end goes to ``summary``. ``inputs``: what
+    ``checked_inputs`` found, if already called."""
     from hydra.utils import instantiate
 
     from advnets.data import ImageDataModule
     from advnets.evaluation import EvalSettings, eval_device, evaluate_run, log_results
     from advnets.jobs.generator import build_generator, export_generator, load_generator_weights
     from advnets.metrics.suite import check_names
-    from advnets.run_folder import build_loggers
+    from advnets.run_folder import RunFolder
     from advnets.schema import EVALUATE, validate
     from advnets.summary import summary_lines
 
@@ -78,7 +86,8 @@ def evaluate(
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
     device = eval_device(str(cfg.device))
-    out_dir = Path(cfg.paths.output_dir)
+    folder = folder or RunFolder.of(cfg)
+    out_dir = folder.path
     results = evaluate_run(
         generator,
         datamodule,
@@ -88,7 +97,7 @@ def evaluate(
         {"checkpoint": str(ckpt), **meta},
         device,
     )
-    loggers = build_loggers(cfg, job_type="eval")  # W&B offline by default: one run per advnets-eval job
+    loggers = folder.loggers(job_type="eval")  # W&B offline by default: one run per advnets-eval job
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     log_results(loggers, results, out_dir, step=max(int(meta.get("updates") or 0) - 1, 0))  # the training's unit
@@ -108,13 +117,14 @@ def hydra_main(cfg: DictConfig) -> None:
     validate(cfg, EVALUATE, targets=False)  # the plain keys' rules, before torch loads
     inputs = checked_inputs(cfg)  # the checkpoint and its run's config, also before torch loads
     announce(Path(cfg.ckpt_path), inputs[0])
-    from advnets.run_folder import finish_wandb
+    from advnets.run_folder import RunFolder
 
+    folder = RunFolder.of(cfg)
     summary: list[str] = []
     try:
-        evaluate(cfg, summary, inputs)
+        evaluate(cfg, summary, inputs, folder)
     finally:
-        finish_wandb()
+        folder.close()
     for line in summary:  # after W&B's own closing lines
         output(line)
 
