@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR, PACKAGE_CONF_DIR
 from advnets.errors import UserError
@@ -158,22 +158,18 @@ def load_foreign_config(path: Path, user_folders: Iterable[Path] = (), own_confi
         raise UserError(f"cannot read run config {path}: {first}") from None
     if not isinstance(config, DictConfig):
         raise UserError(f"{path} is not a run config (a YAML mapping with dataset, model, game)")
-    _rename_moved(config)
+    data = OmegaConf.to_container(config, resolve=False)
+    if any(key == "_target_" and isinstance(value, str) and value in MOVED for _, key, value in _walk(data)):
+        config = OmegaConf.create(_renamed(data))
     targets, resolvers = allowed(user_folders, own_config)
     check_foreign(config, path, targets, resolvers)
     return config
 
 
-def _rename_moved(node: Any) -> None:
-    """Every ``_target_`` of ``node`` that ``MOVED`` lists, given its present name (in place)."""
-    if isinstance(node, DictConfig):
-        for key in node:
-            value = node._get_node(key)
-            if key == "_target_" and not OmegaConf.is_interpolation(node, key) and node[key] in MOVED:
-                node[key] = MOVED[node[key]]
-            elif isinstance(value, DictConfig | ListConfig):
-                _rename_moved(value)
-    elif isinstance(node, ListConfig):
-        for item in node:
-            if isinstance(item, DictConfig | ListConfig):
-                _rename_moved(item)
+def _renamed(node: Any) -> Any:
+    """A plain container with every ``_target_`` that ``MOVED`` lists given its present name."""
+    if isinstance(node, dict):
+        return {k: MOVED.get(v, v) if k == "_target_" and isinstance(v, str) else _renamed(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_renamed(v) for v in node]
+    return node
