@@ -53,12 +53,12 @@ class RunFolder:
         path: Path,
         ckpt_path: str | None = None,
         allow_config_change: bool = False,
-        logger_cfgs: list[DictConfig] | None = None,
+        logger_cfgs: DictConfig | None = None,
     ) -> None:
         self.path = path
         self.ckpt_path = ckpt_path
         self.allow_config_change = allow_config_change
-        self.logger_cfgs = logger_cfgs or []
+        self.logger_cfgs = logger_cfgs  # cfg.logger, read when the loggers are built
         self.resuming = False  # continues the folder's own checkpoints (set by ``start``)
         self.untouched = False  # holds this finished run, left as it was (set by ``finished``)
         self._lock: int | None = None  # the file descriptor of the folder's lock, while held
@@ -70,7 +70,7 @@ class RunFolder:
             Path(cfg.paths.output_dir),
             ckpt_path=str(cfg.ckpt_path) if cfg.get("ckpt_path") else None,
             allow_config_change=bool(cfg.get("allow_config_change")),
-            logger_cfgs=list((cfg.get("logger") or {}).values()),
+            logger_cfgs=cfg.get("logger"),
         )
 
     def finished(self) -> dict[str, Any] | None:
@@ -200,7 +200,7 @@ class RunFolder:
 
     def loggers(self, job_type: str | None = None) -> list[Logger]:
         """The job's loggers, tied to this folder (``build_loggers``)."""
-        return build_loggers(self.logger_cfgs, self.path, job_type)
+        return build_loggers(list((self.logger_cfgs or {}).values()), self.path, job_type)
 
     def close(self) -> None:
         """The end of the job: its W&B run and TensorBoard files closed (``finish_wandb``), the lock freed."""

@@ -122,12 +122,21 @@ def fit_or_stop(trainer: pl.Trainer, game: Any, datamodule: Any, ckpt_path: str 
 
 def train(cfg: DictConfig, summary: list[str] | None = None, folder: RunFolder | None = None) -> dict[str, Any]:
     """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics, and add
-    what the run says at its end to ``summary``. ``folder``: the job's run folder (``RunFolder.of(cfg)`` where none
-    is given), whose lock the caller frees (``RunFolder.close``).
+    what the run says at its end to ``summary``. ``folder``: the job's run folder, whose lock the caller frees
+    (``RunFolder.close``); where none is given, ``RunFolder.of(cfg)``, whose lock is freed on return.
 
     A run folder holding a finished run with the same overrides is not touched: its recorded metrics come back."""
+    if folder is not None:
+        return _train(cfg, summary, folder)
+    folder = RunFolder.of(cfg)
+    try:
+        return _train(cfg, summary, folder)
+    finally:
+        folder.release()
+
+
+def _train(cfg: DictConfig, summary: list[str] | None, folder: RunFolder) -> dict[str, Any]:
     check_config(cfg)
-    folder = folder or RunFolder.of(cfg)
     run_dir = folder.path
     done = folder.finished()
     if done is not None:
