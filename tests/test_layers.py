@@ -41,7 +41,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("advnets.cli",),
 ]
 """Lowest first: a module may import its own layer and those below. A module belongs to the longest name listed
-that is it or a package above it (``advnets.search.pruning`` sits below the rest of ``advnets.search``)."""
+that is it or a package above it (``advnets.search.pruning`` sits below the rest of ``advnets.search``); the root,
+``advnets``, is the package's ``__init__`` alone, so every new module of it must be listed."""
 
 
 def modules(src: Path = SRC) -> dict[str, Path]:
@@ -93,7 +94,8 @@ def layer(name: str) -> int:
     best, index = "", -1
     for i, names in enumerate(LAYERS):
         for listed in names:
-            if (name == listed or name.startswith(listed + ".")) and len(listed) > len(best):
+            inside = listed != "advnets" and name.startswith(listed + ".")
+            if (name == listed or inside) and len(listed) > len(best):
                 best, index = listed, i
     assert index >= 0, f"{name} is in no layer: add it to LAYERS in {Path(__file__).name}"
     return index
