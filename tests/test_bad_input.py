@@ -77,6 +77,7 @@ def test_bad_value_in_an_existing_run_folder_loses_nothing(finished_run: Path) -
     before = _digest(finished_run)
     proc = run_refused("train", *QUICK, "optimizer.lr=-1", f"hydra.run.dir={finished_run}")
     assert_user_error(proc, "lr=-1")
+    assert "Error executing job" not in proc.stderr  # the mistake's one line is all Hydra's job says
     assert _digest(finished_run) == before
 
 

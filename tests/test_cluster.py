@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from advnets import rendezvous
 from advnets.errors import UserError
-from advnets.runs import rendezvous, slurm_request
-from advnets.runs.rendezvous import Rendezvous, meet
+from advnets.jobs import slurm_request
+from advnets.rendezvous import Rendezvous, meet
 
 from conftest import REPO, assert_user_error, cli_env, sacct_states
 from wandb_log import read_records, run_info

@@ -1,4 +1,4 @@
-"""advnets-compare and advnets.runs.records on run folders written here (no training): grouping over seeds, mean ± SE,
+"""advnets-compare and advnets.store.records on run folders written here (no training): grouping over seeds, mean ± SE,
 the CSV/Markdown/PNG, and bad input (empty folder, half-finished run, mixed datasets, bad arguments)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from advnets.cli.compare import main
-from advnets.runs.records import find_runs, mean_se, parse_overrides
+from advnets.store.records import find_runs, mean_se, parse_overrides
 
 from conftest import run_advnets
 

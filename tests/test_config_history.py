@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from advnets.runs import hydra_callbacks
-from advnets.runs.hydra_callbacks import _move_to_history, _new_history_entry
+from advnets.jobs import hydra_callbacks
+from advnets.jobs.hydra_callbacks import _move_to_history, _new_history_entry
 
 
 @pytest.fixture

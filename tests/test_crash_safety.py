@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from advnets.runs.checkpoints import safe_load
-from advnets.runs.folders import resume_path
+from advnets.run_folder import RunFolder
+from advnets.store.checkpoints import safe_load
 
 from conftest import REPO, cli_env
 
@@ -103,11 +102,10 @@ def test_a_damaged_last_checkpoint_gives_way_to_the_newest_sound_one(tmp_path: P
     torch.save(good, folder / "last.ckpt")
     data = (folder / "last.ckpt").read_bytes()
     (folder / "last.ckpt").write_bytes(data[: len(data) // 2])
-    cfg = OmegaConf.create({"ckpt_path": None})
-    assert resume_path(cfg, tmp_path) == str(folder / "best.ckpt")
+    assert RunFolder(tmp_path).resume_from() == str(folder / "best.ckpt")
     err = capsys.readouterr().err.splitlines()
     assert err == [f"advnets: warning: damaged last.ckpt in {folder}; resuming from best.ckpt instead"]
     for ckpt in folder.iterdir():
         ckpt.write_bytes(b"not a zip")
-    assert resume_path(cfg, tmp_path) is None
+    assert RunFolder(tmp_path).resume_from() is None
     assert "no sound checkpoint; starting afresh" in capsys.readouterr().err

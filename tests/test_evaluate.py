@@ -169,8 +169,8 @@ def test_a_cuda_index_beyond_the_machines_devices_is_refused_by_name(monkeypatch
 def test_an_exported_config_leaves_data_dir_unresolved(tmp_path: Path, monkeypatch) -> None:
     from omegaconf import OmegaConf
 
+    from advnets.jobs.generator import export_generator
     from advnets.nets import Generator
-    from advnets.runs.generator import export_generator
 
     from conftest import compose_cfg
 
@@ -216,17 +216,18 @@ def test_unknown_or_missing_eval_settings_are_one_line() -> None:
 
 
 def test_nothing_below_the_drivers_takes_a_config() -> None:
-    """Only the drivers (cli/, training.py), the run-folder code (runs/), the schema and Hydra's search-space hook
-    read a DictConfig; everything below them takes typed arguments (EvalSettings, SuiteSettings)."""
+    """Only the drivers (cli/, training.py), the run folder (run_folder.py), the schema, Hydra's jobs (jobs/) and
+    the sweeps (search/) read a DictConfig; everything below them takes typed arguments (EvalSettings,
+    SuiteSettings)."""
     from conftest import REPO
 
     package = REPO / "src" / "advnets"
-    drivers = {"cli", "runs", "search"}
+    drivers = {"cli", "jobs", "search"}
     readers = [
         str(path.relative_to(package))
         for path in sorted(package.rglob("*.py"))
         if path.relative_to(package).parts[0] not in drivers
-        and path.name not in ("training.py", "schema.py")
+        and path.name not in ("training.py", "schema.py", "run_folder.py")
         and "DictConfig" in path.read_text()
     ]
     assert readers == []
@@ -238,7 +239,7 @@ def test_a_bare_path_is_the_checkpoint_as_hydra_reads_it(path: str) -> None:
     whatever characters it holds; options and their values stay as they were."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from advnets.runs.eval_inputs import bare_path_as_ckpt_path
+    from advnets.jobs.eval_inputs import bare_path_as_ckpt_path
 
     argv = bare_path_as_ckpt_path(["--config-dir", "conf", path, "eval.n_samples=5", "-m"])
     assert argv[:2] == ["--config-dir", "conf"] and argv[3:] == ["eval.n_samples=5", "-m"]

@@ -144,8 +144,8 @@ def test_settings_that_do_not_change_a_run_never_split_a_row(tmp_path: Path) -> 
 
 
 def test_report_and_compare_find_the_same_runs(tmp_path: Path) -> None:
-    """One discovery (advnets.runs.records): a folder without results.json is named, not silently left out."""
-    from advnets.runs.records import find_runs
+    """One discovery (advnets.store.records): a folder without results.json is named, not silently left out."""
+    from advnets.store.records import find_runs
 
     done = tmp_path / "done"
     shutil.copytree(FIXTURES / "one_seed", done)

@@ -21,8 +21,8 @@ from omegaconf import OmegaConf
 from advnets.cli.publish import publish
 from advnets.data import cifar10
 from advnets.errors import UserError
-from advnets.runs.generator import load_generator_weights
-from advnets.runs.trusted import load_foreign_config, shipped
+from advnets.jobs.generator import load_generator_weights
+from advnets.jobs.trusted import load_foreign_config, shipped
 
 from conftest import QUICK, REPO, assert_user_error, compose_cfg, run_refused
 
@@ -152,7 +152,7 @@ def _opens_the_marker(_: str) -> str:
         ("dataset: \"${oc.create:'{_target_: torch.load}'}\"\n", r"\$\{oc.create:...\}"),
         ("dataset: \"${oc.decode:'{_target_: torch.load}'}\"\n", r"\$\{oc.decode:...\}"),
         ("name: ${advnets_test_runs_code:x}\n", r"\$\{advnets_test_runs_code:...\}"),
-        ("model:\n  generator:\n    _target_: advnets.runs.atomic.write_text\n", "'advnets.runs.atomic.write_text'"),
+        ("model:\n  generator:\n    _target_: advnets.store.atomic.write_text\n", "'advnets.store.atomic.write_text'"),
     ],
 )
 def test_a_foreign_config_names_only_the_targets_and_resolvers_of_advnets_configs(
@@ -173,11 +173,20 @@ def test_a_foreign_config_names_only_the_targets_and_resolvers_of_advnets_config
 def test_advnets_own_configs_name_the_targets_a_foreign_config_may_build(tmp_path: Path) -> None:
     targets, resolvers = shipped()
     assert {"advnets.data.mnist.MNISTData", "advnets.nets.mlp.Generator", "torch.optim.Adam"} <= targets
-    assert not {"torch.load", "builtins.exec", "advnets.runs.atomic.write_text"} & targets  # named, not a prefix
+    assert not {"torch.load", "builtins.exec", "advnets.store.atomic.write_text"} & targets  # named, not a prefix
     assert "oc.env" in resolvers and not {"oc.create", "oc.decode"} & resolvers
     config = tmp_path / "config.yaml"
     config.write_text("dataset:\n  _target_: advnets.data.digits.DigitsData\n  root: ${oc.env:HOME,data}\n")
     assert load_foreign_config(config).dataset._target_ == "advnets.data.digits.DigitsData"
+
+
+def test_a_run_folder_of_an_earlier_version_names_its_tensorboard_logger_by_its_present_name(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("logger:\n  tensorboard:\n    _target_: advnets.runs.loggers.TensorBoardLogger\n")
+    assert load_foreign_config(config).logger.tensorboard._target_ == "advnets.store.loggers.TensorBoardLogger"
+    config.write_text("model:\n  generator:\n    _target_: advnets.runs.atomic.write_text\n")  # moved, not admitted
+    with pytest.raises(UserError, match="refused to build 'advnets.runs.atomic.write_text'"):
+        load_foreign_config(config)
 
 
 def test_a_tampered_cifar10_batch_is_refused_before_it_is_unpickled(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from advnets import CONF_DIR
-from advnets.runs.hydra_callbacks import SweepStudy
-from advnets.runs.studies import with_driver
+from advnets.jobs.hydra_callbacks import SweepStudy
+from advnets.store.studies import with_driver
 
 from conftest import REPO, cli_env
 
@@ -234,7 +234,7 @@ def test_a_database_url_gets_heartbeats_and_sqlite_stays_as_it_was(tmp_path: Pat
 
     node = storage_after_start("hydra.sweeper.storage=postgresql://sweeper@db.example.org/studies")
     assert OmegaConf.to_container(node) == {
-        "_target_": "advnets.runs.study_storage.open_storage",
+        "_target_": "advnets.jobs.study_storage.open_storage",
         "url": "postgresql://sweeper@db.example.org/studies",
         "heartbeat_interval": 60,
         "grace_period": 180,

@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from advnets import CONF_DIR
-from advnets.runs.records import read_curve
+from advnets.store.records import read_curve
 
 from conftest import QUICK, REPO, cli_env, sacct_states
 from wandb_log import history, read_records, run_info

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from advnets.runs.checkpoints import safe_load
+from advnets.store.checkpoints import safe_load
 
 from conftest import QUICK, cli_env
 
@@ -122,7 +122,7 @@ def test_kill_says_how_to_continue_and_exits_143(tmp_path: Path) -> None:
 def test_the_continuing_command_names_the_folder_and_not_the_checkpoint_it_started_from(
     argv: list[str], expected: list[str]
 ) -> None:
-    from advnets.runs.stops import continue_command
+    from advnets.stops import continue_command
 
     command = continue_command(Path("/runs/a b"), argv)
     assert shlex.split(command) == ["advnets-train", *expected, "hydra.run.dir=/runs/a b"]

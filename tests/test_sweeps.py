@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from advnets.runs.records import mean_se
+from advnets.store.records import mean_se
 
 from conftest import QUICK, run_advnets, run_cli
 from wandb_log import offline_run_file, read_records, run_info

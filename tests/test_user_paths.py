@@ -312,7 +312,7 @@ def test_a_ddp_spawn_run_reports_its_best_checkpoint_score(tmp_path: Path) -> No
 
 
 def test_closing_wandb_never_imports_it_and_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    from advnets.runs.folders import finish_wandb
+    from advnets.run_folder import finish_wandb
 
     monkeypatch.setitem(sys.modules, "wandb", None)  # a job under logger=csv on a machine where wandb cannot import
     finish_wandb()

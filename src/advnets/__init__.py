@@ -44,7 +44,8 @@ def _register_resolvers() -> None:
     ``${advnets_sweep_name:NAME}`` (``sweep_name``)."""
     from omegaconf import OmegaConf
 
-    from advnets.metrics import registry
+    # any import of advnets registers the resolvers, so every way of composing a config has them; no cycle:
+    from advnets.metrics import registry  # upward: the configs' resolvers (the registry imports only errors)
 
     for name, fn in (("advnets_mode", registry.mode), ("advnets_direction", registry.direction)):
         if not OmegaConf.has_resolver(name):

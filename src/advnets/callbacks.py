@@ -12,9 +12,9 @@ from advnets.metrics import registry
 from advnets.metrics.parzen import SIGMA_GRID, select_sigma
 from advnets.metrics.suite import SuiteSettings, check_names, score_suite
 from advnets.pictures import save_grid
-from advnets.runs import atomic
-from advnets.runs.loggers import log_picture
 from advnets.sampling import generate, noise_from_seed
+from advnets.store import atomic
+from advnets.store.loggers import log_picture
 
 
 def _log_step(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
@@ -130,7 +130,7 @@ class BestCheckpoint(ModelCheckpoint):
 
 class SampleGrid(pl.Callback):
     """Every N epochs (and the last): G(fixed z) as an image grid, saved under ``samples/`` and sent to every
-    logger that takes pictures (``advnets.runs.loggers.log_picture``), at the epoch's last update."""
+    logger that takes pictures (``advnets.store.loggers.log_picture``), at the epoch's last update."""
 
     def __init__(self, every_n_epochs: int = 5, nrow: int = 10) -> None:
         self.every_n_epochs, self.nrow = every_n_epochs, nrow

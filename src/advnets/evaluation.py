@@ -25,8 +25,8 @@ from advnets.metrics.registry import MetricSpec, check_names, own_spec
 from advnets.metrics.suite import SuiteOptions, SuiteSettings, evaluate_metrics
 from advnets.nets import Generator
 from advnets.pictures import interpolation_z, save_grid, save_interpolation, save_nearest_neighbours
-from advnets.runs import atomic
 from advnets.sampling import Noise, generate, noise_from_seed
+from advnets.store import atomic
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class EvalSettings:
         """The metrics of one's own (``extra_metrics``), built from their ``_target_`` and read into registry
         entries (``registry.own_spec``); a target that fails to build, or builds no metric, is one UserError line.
         Only what the user's own config names gets here: a config that came with a checkpoint or run folder has
-        its targets checked first (``advnets.runs.trusted``)."""
+        its targets checked first (``advnets.jobs.trusted``)."""
         from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
@@ -213,7 +213,7 @@ def log_results(loggers: list[Any], results: dict[str, Any], out_dir: Path, step
     every logged value): ``test/`` Parzen and metrics, ``test_real_vs_real/`` floors (real test images vs real
     training images: never mistaken for the model's own values), and the sample grid and Figure 3 (W&B, TensorBoard,
     MLflow). Returns the logged numbers."""
-    from advnets.runs.loggers import log_picture
+    from advnets.store.loggers import log_picture
 
     summary = {f"test/{k}": float(results[k]) for k in ("parzen_ll", "parzen_se", "sigma", "n_samples")}
     summary.update({f"test/{k}": float(v) for k, v in results.get("metrics", {}).items()})  # beyond Parzen
@@ -268,6 +268,6 @@ def hardware(device: torch.device | str) -> str:
     """A short description of where the numbers were computed."""
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
-    from advnets.runs.provenance import cpu_name
+    from advnets.store.provenance import cpu_name
 
     return f"{cpu_name()}, {torch.get_num_threads()} threads"

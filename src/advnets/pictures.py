@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from advnets.runs import atomic
+from advnets.store import atomic
 
 MIN_WIDTH = 400
 """The least width of a picture's images, side by side, in pixels."""

@@ -1,7 +1,7 @@
 """One training job: build everything from ``_target_``, fit, evaluate the best checkpoint, return the metric.
 
 ``advnets.cli.train`` (``advnets-train``) composes the config and calls ``run``; a run folder that already holds
-a finished run is left as it is (``finished_run``)."""
+a finished run is left as it is (``RunFolder.finished``)."""
 
 from __future__ import annotations
 
@@ -19,40 +19,36 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.errors import UserError, defer_exit
+from advnets.errors import UserError
 from advnets.evaluation import DivergedSamples, EvalSettings, evaluate_run, log_results
 from advnets.logs import JOB_LOG, get_logger
 from advnets.metrics import registry
-from advnets.runs import atomic
-from advnets.runs.checkpoints import SafeCheckpointIO, safe_load
-from advnets.runs.folders import (
-    build_loggers,
-    check_same_overrides,
-    check_writable,
+from advnets.outcome import Score
+from advnets.rendezvous import check_rendezvous
+from advnets.run_folder import (
+    RunFolder,
     comparable_overrides,
-    finish_wandb,
-    finished_run,
-    lock_run_folder,
-    note_sigterm,
     plain_single_run,
-    release_run_folder,
-    resume_path,
     task_overrides,
 )
-from advnets.runs.provenance import command_line, source_commit
-from advnets.runs.rendezvous import check_rendezvous
-from advnets.runs.stops import EXIT_STATUS, say_unfinished, stop_line, stop_signals
-from advnets.runs.summary import summary_lines
 from advnets.schema import TRAIN, validate
 from advnets.search.pruning import pruned_at_epoch, trial_callbacks
+from advnets.stops import EXIT_STATUS, note_sigterm, say_unfinished, stop_line, stop_signals
+from advnets.store import atomic
+from advnets.store.checkpoints import SafeCheckpointIO, safe_load
+from advnets.store.provenance import command_line, source_commit
+from advnets.summary import summary_lines
 from advnets.threads import intra_op_threads
 
 FAILED_OBJECTIVE = registry.METRICS["parzen_ll"].failed  # a diverged run's Parzen score: finite, worst
 log = get_logger(__name__)
 
 
-def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
-    """Data module, game and trainer from the config.
+def build(
+    cfg: DictConfig, folder: RunFolder | None = None
+) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Data module, game and trainer from the config; the trainer logs to ``folder``'s loggers (the job's run
+    folder, ``RunFolder.of(cfg)`` where none is given).
 
     G's output bias from the data: read by rank zero alone, which may download it here; the other ranks of a
     launch that starts them all at once (torchrun, SLURM) read the data only after Lightning's prepare_data
@@ -73,7 +69,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += trial_callbacks(cfg)  # a trial of advnets' Optuna sweeper: reports to it, stops when pruned
     plugins = [instantiate(p) for p in cfg.trainer.get("plugins") or []] + [SafeCheckpointIO()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg) or False, plugins=plugins)
+    loggers = (folder or RunFolder.of(cfg)).loggers()
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
     return datamodule, game, trainer
 
 
@@ -122,22 +119,29 @@ def fit_or_stop(trainer: pl.Trainer, game: Any, datamodule: Any, ckpt_path: str 
         raise SystemExit(143) from err
 
 
-def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
+def train(cfg: DictConfig, summary: list[str] | None = None, folder: RunFolder | None = None) -> dict[str, Any]:
     """Fit the game, then (rank zero) run the paper protocol on the best checkpoint; return the metrics, and add
-    what the run says at its end to ``summary``.
+    what the run says at its end to ``summary``. ``folder``: the job's run folder, whose lock the caller frees
+    (``RunFolder.close``); where none is given, ``RunFolder.of(cfg)``, whose lock is freed on return.
 
     A run folder holding a finished run with the same overrides is not touched: its recorded metrics come back."""
+    if folder is not None:
+        return _train(cfg, summary, folder)
+    folder = RunFolder.of(cfg)
+    try:
+        return _train(cfg, summary, folder)
+    finally:
+        folder.release()
+
+
+def _train(cfg: DictConfig, summary: list[str] | None, folder: RunFolder) -> dict[str, Any]:
     check_config(cfg)
-    run_dir = Path(cfg.paths.output_dir)
-    done = finished_run(cfg, run_dir)
+    run_dir = folder.path
+    done = folder.finished()
     if done is not None:
         return done
-    check_writable(run_dir)
-    lock_run_folder(run_dir)
-    ckpt_path = resume_path(cfg, run_dir)
-    resuming = bool(ckpt_path) and not cfg.ckpt_path
-    check_same_overrides(cfg, run_dir, resuming)
-    if resuming:  # said once the rerun is known to continue the folder (a refused one leaves its log as it was)
+    ckpt_path = folder.start()
+    if folder.resuming:  # said once the rerun is known to continue the folder (a refused one leaves its log as it was)
         log.info("resuming from %s", ckpt_path)
         # Lightning's notice about the folder's own checkpoints, which a continued run resumes from and replaces
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -151,7 +155,7 @@ def train(cfg: DictConfig, summary: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     check_rendezvous()  # the ranks of a multi-node SLURM job meet within a minute, or one line says where not
-    datamodule, game, trainer = build(cfg)
+    datamodule, game, trainer = build(cfg, folder)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     fit_or_stop(trainer, game, datamodule, ckpt_path)
@@ -284,36 +288,40 @@ def objective(metrics: dict[str, Any]) -> float:
     return float(metrics["objective_score"])
 
 
-def run(cfg: DictConfig, summary: list[str]) -> float:
+def run(cfg: DictConfig, summary: list[str]) -> Score:
     """One Hydra job: train, and always close the W&B run (one run per job); what the run says at its end goes to
     ``summary``, for the driver to print after W&B's closing lines.
 
     A job stopped by SIGTERM exits without a result (SystemExit), also when the stop surfaced as another error
     (SLURM kills the W&B service too, so the next log call fails): a launcher must not record a failed result
     for a job that SLURM reruns; the rerun resumes from ``last.ckpt``. A run stopped from a terminal (SIGINT,
-    or SIGTERM where submitit does not handle it) says how to continue it (``stopped``)."""
+    or SIGTERM where submitit does not handle it) says how to continue it (``stopped``).
+
+    The run folder is built here, once (``RunFolder.of``); the Score says whether the job left it untouched."""
     quiet_third_party()
+    folder = RunFolder.of(cfg)
     sigterms, restore_sigterm = note_sigterm()
     with stop_signals() as stops:
         try:
-            return objective(train(cfg, summary))
+            return Score.of(objective(train(cfg, summary, folder)), untouched=folder.untouched)
         except BaseException as err:
             if not stops:
                 if sigterms and isinstance(err, Exception):
                     raise SystemExit(f"advnets: job stopped by SIGTERM ({type(err).__name__}: {err})") from err
                 raise
         finally:
-            finish_wandb()
-            restore_sigterm()
-            release_run_folder()
-    return stopped(cfg, stops[0])
+            try:
+                folder.close()
+            finally:
+                restore_sigterm()
+    return stopped(cfg, folder.path, stops[0])
 
 
-def stopped(cfg: DictConfig, signum: int) -> float:
+def stopped(cfg: DictConfig, run_dir: Path, signum: int) -> Score:
     """A run stopped by SIGINT or SIGTERM from a terminal: its one line (the run folder, the epoch its
     ``last.ckpt`` holds, the command that continues it), and exit status 130 or 143. A single run ends after
-    Hydra's job-end hooks (its config record kept in the history, as of a start that trained); a sweep stops here."""
-    run_dir = Path(cfg.paths.output_dir)
+    Hydra's job-end hooks (its config record kept in the history, as of a start that trained): its Score carries
+    the exit status for the entry point; a sweep stops here."""
     sweep = None
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hc = HydraConfig.get()
@@ -321,5 +329,4 @@ def stopped(cfg: DictConfig, signum: int) -> float:
     log.info("%s", stop_line(signum, run_dir.absolute(), cfg.trainer.get("max_epochs"), sweep))
     if sweep is not None:
         raise SystemExit(EXIT_STATUS[signum])
-    defer_exit(EXIT_STATUS[signum])
-    return float("nan")
+    return Score.of(float("nan"), exit_status=EXIT_STATUS[signum])

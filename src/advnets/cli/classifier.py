@@ -21,12 +21,13 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from advnets import CONF_DIR
+from advnets.cli.entry import cli
 from advnets.data import ImageDataModule, Labels
-from advnets.errors import UserError, cli
+from advnets.errors import UserError
 from advnets.logs import get_logger
 from advnets.metrics import cache
 from advnets.metrics.features import CLASSIFIER_DIR, ClassifierCard, LeNet, md5_of
-from advnets.runs import atomic
+from advnets.store import atomic
 
 MAX_WEIGHTS_BYTES = 2 * 2**20  # the package ships some: keep each file small
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

@@ -2,7 +2,7 @@
 
 Reads run folders, multirun folders or any folders holding runs (``results.json``, ``metrics.json``,
 ``.hydra/``, ``val_curve.csv``; no W&B, no network). Runs whose overrides differ only in the seed (or in
-settings that do not change what a run is: ``advnets.runs.records.NOT_A_CHANGE``, e.g. threads, paths, logger,
+settings that do not change what a run is: ``advnets.store.records.NOT_A_CHANGE``, e.g. threads, paths, logger,
 ckpt_path) form one group, reported as mean ± standard error over seeds; runs evaluated with other settings
 are never averaged. Prints a table, writes ``compare.csv`` (groups),
 ``compare_runs.csv`` (runs), ``compare.md`` and ``compare_val_parzen.png`` (validation Parzen
@@ -28,7 +28,7 @@ from advnets.errors import UserError, fail
 from advnets.logs import output
 from advnets.metrics import registry
 from advnets.metrics.registry import MetricSpec
-from advnets.runs.records import (
+from advnets.store.records import (
     RunRecord,
     describe_eval,
     eval_settings,

@@ -5,9 +5,9 @@ and (``logger=wandb``, the default, offline) one W&B run with the numbers, the c
 run's ``config.yaml`` beside it) re-derives the number; training calls the same ``advnets.evaluation.evaluate_run``
 on its best checkpoint.
 
-What it is given is checked before torch loads (``advnets.runs.eval_inputs``): a missing ``ckpt_path``, a path
+What it is given is checked before torch loads (``advnets.jobs.eval_inputs``): a missing ``ckpt_path``, a path
 that is not there, a folder without a checkpoint, a file torch.save did not write, and a run config naming a
-target or resolver beyond advnets' own and the user's (``advnets.runs.trusted``) are each one line and exit 2.
+target or resolver beyond advnets' own and the user's (``advnets.jobs.trusted``) are each one line and exit 2.
 """
 
 from __future__ import annotations
@@ -15,15 +15,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from advnets import CONF_DIR
+from advnets.cli.entry import cli
 from advnets.cli.help import with_help
-from advnets.errors import UserError, cli, fail
+from advnets.errors import UserError, fail
 from advnets.logs import get_logger, output
+
+if TYPE_CHECKING:
+    from advnets.run_folder import RunFolder
 
 log = get_logger(__name__)
 
@@ -34,8 +38,8 @@ MISSING = "ckpt_path is missing: advnets-eval RUN_FOLDER (or ckpt_path=...), a r
 def checked_inputs(cfg: DictConfig) -> tuple[Path, DictConfig]:
     """The checkpoint file ``ckpt_path`` names and its run's config (read as data, its targets and resolvers
     checked), or a one-line UserError; nothing heavy is imported."""
-    from advnets.runs.eval_inputs import check_torch_file, checkpoint_in, run_config_path
-    from advnets.runs.trusted import load_foreign_config, user_config_folders
+    from advnets.jobs.eval_inputs import check_torch_file, checkpoint_in, run_config_path
+    from advnets.jobs.trusted import load_foreign_config, user_config_folders
 
     if OmegaConf.is_missing(cfg, "ckpt_path"):
         raise UserError(MISSING)
@@ -47,7 +51,7 @@ def checked_inputs(cfg: DictConfig) -> tuple[Path, DictConfig]:
 def announce(given: Path, ckpt: Path) -> None:
     """``advnets: evaluating FILE``, with the folder it was found in and, for a published generator, the epoch
     its record gives (a Lightning checkpoint says its own epoch once loaded)."""
-    from advnets.runs.eval_inputs import recorded_facts
+    from advnets.jobs.eval_inputs import recorded_facts
 
     found_in = f" of {given}" if ckpt != given else ""
     epoch = recorded_facts(ckpt).get("epoch") if ckpt.suffix == ".pt" else None
@@ -56,18 +60,22 @@ def announce(given: Path, ckpt: Path) -> None:
 
 
 def evaluate(
-    cfg: DictConfig, summary: list[str] | None = None, inputs: tuple[Path, DictConfig] | None = None
+    cfg: DictConfig,
+    summary: list[str] | None = None,
+    inputs: tuple[Path, DictConfig] | None = None,
+    folder: RunFolder | None = None,
 ) -> dict[str, Any]:
-    """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder; what it says at the
-    end goes to ``summary``. ``inputs``: what ``checked_inputs`` found, if already called."""
+    """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder (``folder``:
+    ``RunFolder.of(cfg)`` where none is given); what it says at the end goes to ``summary``. ``inputs``: what
+    ``checked_inputs`` found, if already called."""
     from hydra.utils import instantiate
 
     from advnets.data import ImageDataModule
     from advnets.evaluation import EvalSettings, eval_device, evaluate_run, log_results
-    from advnets.runs.folders import build_loggers
-    from advnets.runs.generator import build_generator, export_generator, load_generator_weights
-    from advnets.runs.summary import summary_lines
+    from advnets.jobs.generator import build_generator, export_generator, load_generator_weights
+    from advnets.run_folder import RunFolder
     from advnets.schema import EVALUATE, validate
+    from advnets.summary import summary_lines
 
     ckpt, run_cfg = inputs or checked_inputs(cfg)
     validate(cfg, EVALUATE)
@@ -77,7 +85,8 @@ def evaluate(
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
     device = eval_device(str(cfg.device))
-    out_dir = Path(cfg.paths.output_dir)
+    folder = folder or RunFolder.of(cfg)
+    out_dir = folder.path
     results = evaluate_run(
         generator,
         datamodule,
@@ -87,7 +96,7 @@ def evaluate(
         {"checkpoint": str(ckpt), **meta},
         device,
     )
-    loggers = build_loggers(cfg, job_type="eval")  # W&B offline by default: one run per advnets-eval job
+    loggers = folder.loggers(job_type="eval")  # W&B offline by default: one run per advnets-eval job
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     log_results(loggers, results, out_dir, step=max(int(meta.get("updates") or 0) - 1, 0))  # the training's unit
@@ -107,13 +116,14 @@ def hydra_main(cfg: DictConfig) -> None:
     validate(cfg, EVALUATE, targets=False)  # the plain keys' rules, before torch loads
     inputs = checked_inputs(cfg)  # the checkpoint and its run's config, also before torch loads
     announce(Path(cfg.ckpt_path), inputs[0])
-    from advnets.runs.folders import finish_wandb
+    from advnets.run_folder import RunFolder
 
+    folder = RunFolder.of(cfg)
     summary: list[str] = []
     try:
-        evaluate(cfg, summary, inputs)
+        evaluate(cfg, summary, inputs, folder)
     finally:
-        finish_wandb()
+        folder.close()
     for line in summary:  # after W&B's own closing lines
         output(line)
 
@@ -132,7 +142,7 @@ def with_bare_path(entry: Callable[[], None]) -> Callable[[], None]:
     advnets-report take paths)."""
 
     def main() -> None:
-        from advnets.runs.eval_inputs import bare_path_as_ckpt_path
+        from advnets.jobs.eval_inputs import bare_path_as_ckpt_path
 
         try:
             sys.argv[1:] = bare_path_as_ckpt_path(sys.argv[1:])

@@ -2,7 +2,7 @@
 
 Copies ``results.json`` (paths made relative), ``val_curve.csv`` and the pictures, exports the generator alone
 (a plain ``state_dict``) with the run's config (read as data: it may name only the targets of advnets' own configs
-and of ``--config-dir DIR``, see advnets.runs.trusted), and records a reduced-size re-evaluation (``check.json``) that
+and of ``--config-dir DIR``, see advnets.jobs.trusted), and records a reduced-size re-evaluation (``check.json``) that
 ``advnets-eval`` on the committed weights must reproduce. No checkpoints, no sample arrays.
 """
 
@@ -21,11 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from advnets.errors import UserError, fail
 from advnets.evaluation import EvalSettings, evaluate_run
+from advnets.jobs.generator import build_generator, export_generator, load_generator_weights
+from advnets.jobs.trusted import load_foreign_config, user_config_folders
 from advnets.logs import get_logger, output
-from advnets.runs import atomic
-from advnets.runs.generator import build_generator, export_generator, load_generator_weights
-from advnets.runs.provenance import command_line
-from advnets.runs.trusted import load_foreign_config, user_config_folders
+from advnets.store import atomic
+from advnets.store.provenance import command_line
 
 log = get_logger(__name__)
 

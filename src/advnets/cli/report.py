@@ -1,6 +1,6 @@
 """``advnets-report PATH...``: the paper's Table 1 with our runs added as rows (Markdown).
 
-Reads the ``results.json`` of the run folders given or found below the given folders (``advnets.runs.records``,
+Reads the ``results.json`` of the run folders given or found below the given folders (``advnets.store.records``,
 as advnets-compare finds them). Runs that differ only in their seed (or in settings that do not change what a
 run is: ``records.NOT_A_CHANGE``) form one row, reported as mean ± standard error over seeds; a single run shows
 the protocol's own standard error over test images. Rows say what they change, the sigma, epochs, wall time and
@@ -22,7 +22,7 @@ from advnets.errors import UserError, fail
 from advnets.logs import output
 from advnets.metrics import registry
 from advnets.metrics.registry import METRICS, MetricSpec
-from advnets.runs.records import (
+from advnets.store.records import (
     changes,
     describe_eval,
     eval_settings,

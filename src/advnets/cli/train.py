@@ -9,8 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 from advnets import CONF_DIR
+from advnets.cli.entry import cli
 from advnets.cli.help import with_help
-from advnets.errors import cli
 from advnets.logs import output
 
 
@@ -23,10 +23,12 @@ def hydra_main(cfg: DictConfig) -> float:
 
     summary: list[str] = []
     try:
-        return run(cfg, summary)
+        score = run(cfg, summary)
     finally:
         for line in summary:  # last, after W&B's own closing lines (run closes the W&B run)
             output(line)
+    entry.exit_status = score.exit_status  # a single run stopped by a signal: exits so once Hydra's hooks ran
+    return score
 
 
 USAGE = [
@@ -41,8 +43,9 @@ USAGE = [
 ]
 
 
+entry = cli(hydra_main, config_name="train")
 main = with_help(
-    cli(hydra_main, config_name="train"),
+    entry,
     "advnets-train",
     "train the adversarial nets of Goodfellow et al. (2014): one run, or a sweep with -m",
     USAGE,

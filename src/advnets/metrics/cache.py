@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from advnets.runs import atomic
+from advnets.store import atomic
 
 VERSION = 1
 """Part of every key: bump it when the code behind a cached value changes (features, radii, a metric)."""

@@ -40,7 +40,7 @@ def run_config(run_dir: Path, results: dict) -> Path:
     """The config that names the evaluated run's dataset: the folder's own, else the checkpoint's run's."""
     from omegaconf import OmegaConf
 
-    from advnets.runs.eval_inputs import run_config_path
+    from advnets.jobs.eval_inputs import run_config_path
 
     for path in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
         try:
@@ -60,7 +60,7 @@ def run_datamodule(run_dir: Path, results: dict, config_dirs: list[Path]) -> Ima
     ``results.json`` records."""
     from hydra.utils import instantiate
 
-    from advnets.runs.trusted import load_foreign_config, user_config_folders
+    from advnets.jobs.trusted import load_foreign_config, user_config_folders
 
     path = run_config(run_dir, results)
     config = load_foreign_config(path, [*config_dirs, *user_config_folders()])

@@ -97,7 +97,7 @@ def trial_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     from hydra.utils import instantiate
 
     from advnets.metrics import registry
-    from advnets.runs.studies import storage_url, with_driver
+    from advnets.store.studies import storage_url, with_driver
 
     if not HydraConfig.initialized():
         return []

@@ -91,7 +91,7 @@ def record_study(folder: Path, study_name: str, url: str | None) -> None:
     absolute; a server's URL without its password)."""
     from omegaconf import OmegaConf
 
-    from advnets.runs.studies import is_sqlite, sqlite_file
+    from advnets.store.studies import is_sqlite, sqlite_file
 
     shown = None
     if url:
@@ -112,7 +112,7 @@ def report_sweep(folder: Path, out: Path) -> list[Path]:
     study is read: no server is contacted."""
     from omegaconf import OmegaConf
 
-    from advnets.runs.studies import sqlite_file
+    from advnets.store.studies import sqlite_file
 
     record = folder / STUDY_FILE
     if not record.is_file():

@@ -73,7 +73,7 @@ class OptunaSweeperConf:
 
     sampler: Any = MISSING
     direction: Any = "minimize"  # minimize | maximize, or a list of them (several objectives)
-    storage: Any = None  # a database URL, or a node such as advnets.runs.study_storage.open_storage
+    storage: Any = None  # a database URL, or a node such as advnets.jobs.study_storage.open_storage
     study_name: str | None = None
     n_trials: int = 20  # new trials per invocation
     n_jobs: int = 2  # trials per batch, launched together

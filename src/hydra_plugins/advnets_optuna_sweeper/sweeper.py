@@ -71,8 +71,8 @@ class OptunaSweeper(Sweeper):
     def _storage(self) -> Any:
         from hydra.utils import instantiate
 
-        from advnets.runs.studies import TARGET
-        from advnets.runs.study_storage import open_storage
+        from advnets.jobs.study_storage import open_storage
+        from advnets.store.studies import TARGET
 
         node = self.storage_node
         if node is None:
@@ -127,10 +127,10 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         from advnets.errors import UserError, fail
-        from advnets.runs.studies import storage_url
-        from advnets.runs.study_storage import fail_running, fail_stale, heartbeats_on, retry_callback
+        from advnets.jobs.study_storage import fail_running, fail_stale, heartbeats_on, retry_callback
         from advnets.search.space import grid, search_space
         from advnets.search.study_report import record_study
+        from advnets.store.studies import storage_url
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         distributions, fixed = search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
@@ -210,7 +210,7 @@ class OptunaSweeper(Sweeper):
     def _run_batch(self, study: Any, trials: list[Any], fixed: dict[str, str], retry: Any) -> None:
         from optuna.trial import TrialState
 
-        from advnets.runs.study_storage import Heartbeats
+        from advnets.jobs.study_storage import Heartbeats
         from advnets.search.trials import PRUNED_ATTR, RUN_FOLDER_ATTR, TRIAL_ID_ENV
 
         overrides = []
@@ -255,7 +255,7 @@ class OptunaSweeper(Sweeper):
                 len(returns),
                 self.max_failure_rate,
             )
-            # the line every sweep ends with when jobs failed (advnets.runs.hydra_callbacks.SweepFailures)
+            # the line every sweep ends with when jobs failed (advnets.jobs.hydra_callbacks.SweepFailures)
             failed = self.failed_folders
             log.error("%d of %d jobs failed: %s", len(failed), self.job_idx, ", ".join(failed))
             for ret in returns:

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from advnets.errors import UserError, defer_user_error, fail, find_user_error, one_line
+from advnets.errors import UserError, fail, find_user_error, one_line
 from advnets.internals import job_exception
 from advnets.logs import JOB_LOG, TERMINAL, get_logger
 
@@ -63,30 +63,29 @@ def _new_history_entry(history: Path) -> Path:
     raise AssertionError("unreachable")
 
 
-_untouched: list[bool] = []  # set by a job that found its run folder finished and left it as it was
+class NewSweepFolders:
+    """The sweep folder this process's multirun creates and the parents it creates, deepest first (recorded by
+    ``ValidateSearchSpace`` when the sweep starts, forgotten when it ends). Hydra calls no hook on a sweep that
+    raises, so the entry point (advnets.cli.entry), which catches the error, calls ``remove``."""
+
+    def __init__(self) -> None:
+        self.folders: list[Path] = []
+
+    def remove(self) -> None:
+        """After a sweep stopped by a mistake: the sweep folder it created goes, when no job in it got as far as a
+        run (a job folder with ``.hydra/``), with the empty parents it created."""
+        if not self.folders:
+            return
+        sweep = self.folders[0]
+        if sweep.is_dir() and not list(sweep.glob("*/.hydra")):
+            shutil.rmtree(sweep)
+        for parent in self.folders[1:]:
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+        self.folders = []
 
 
-def leave_record_untouched() -> None:
-    """This job did nothing (its run folder holds a finished run): the folder's record stays as it was, and no
-    history entry is added for this start."""
-    _untouched.append(True)
-
-
-_new_sweep: list[Path] = []  # a sweep folder this multirun creates, and the parents it creates, deepest first
-
-
-def remove_unstarted_sweep() -> None:
-    """After a sweep stopped by a mistake: the sweep folder it created goes, when no job in it got as far as a
-    run (a job folder with ``.hydra/``), with the empty parents it created."""
-    if not _new_sweep:
-        return
-    sweep = _new_sweep[0]
-    if sweep.is_dir() and not list(sweep.glob("*/.hydra")):
-        shutil.rmtree(sweep)
-    for parent in _new_sweep[1:]:
-        if parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-    _new_sweep.clear()
+UNSTARTED_SWEEP = NewSweepFolders()
 
 
 def _new_folders(folder: Path) -> list[Path]:
@@ -96,12 +95,6 @@ def _new_folders(folder: Path) -> list[Path]:
         made.append(folder)
         folder = folder.parent
     return made
-
-
-def _take_untouched() -> bool:
-    found = bool(_untouched)
-    _untouched.clear()
-    return found
 
 
 def _copy_files(source: Path, dest: Path) -> None:
@@ -157,7 +150,9 @@ class KeepPreviousRunConfig(Callback):
             _copy_files(hydra_dir, self.entry)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        untouched = _take_untouched()
+        # a job that found its run folder finished returns a Score saying it left the folder as it was
+        completed = job_return.status == JobStatus.COMPLETED
+        untouched = completed and bool(getattr(job_return.return_value, "untouched", False))
         if self.entry is not None:
             if untouched:
                 shutil.rmtree(self.entry, ignore_errors=True)
@@ -172,10 +167,25 @@ class KeepPreviousRunConfig(Callback):
         self.stash = None
 
 
+class UserMistake(JobReturn):
+    """A single run's return that raises its user mistake without Hydra's "Error executing job" line: the entry
+    point (advnets.cli.entry) catches it and prints its one line."""
+
+    @property  # type: ignore[override]
+    def return_value(self) -> Any:
+        if self.status == JobStatus.COMPLETED:
+            return self._return_value
+        raise self._return_value
+
+    @return_value.setter
+    def return_value(self, value: Any) -> None:
+        self._return_value = value
+
+
 class UserErrorsLeaveNoTrace(Callback):
     """A single run that stops on a user mistake: the folder Hydra created for it (holding only Hydra's record
-    and log, the lock and the overrides record) is removed, and the mistake is handed to the CLI wrapper, which
-    prints its one line (instead of Hydra's extra "Error executing job" line). List it before
+    and log, the lock and the overrides record) is removed, and the mistake reaches the entry point, which prints
+    its one line (instead of Hydra's extra "Error executing job" line: ``UserMistake``). List it before
     KeepPreviousRunConfig: job-end hooks run in reverse order, so this one runs after the config is restored."""
 
     def __init__(self) -> None:
@@ -200,9 +210,8 @@ class UserErrorsLeaveNoTrace(Callback):
             for parent in self.created[1:]:  # outputs/<name>/ too, when this job made it and it is empty
                 if parent.is_dir() and not any(parent.iterdir()):
                     parent.rmdir()
-        defer_user_error(error)
-        job_return.status = JobStatus.COMPLETED
-        job_return.return_value = None
+        job_return.return_value = error
+        job_return.__class__ = UserMistake
 
 
 class SweepStudy(Callback):
@@ -210,10 +219,10 @@ class SweepStudy(Callback):
     SQLite (``sqlite:///outputs/optuna.db``, one sweeper): its folder is made before the sweeper opens it (a sweep
     from a fresh working folder finds it); the sweeper fails the trials a stopped sweep left RUNNING. Any other
     database (PostgreSQL, several sweepers): given as a plain URL, it is opened with heartbeats all the same
-    (advnets.runs.study_storage). List it after validate_search_space: a refused sweep creates nothing."""
+    (advnets.jobs.study_storage). List it after validate_search_space: a refused sweep creates nothing."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from advnets.runs.studies import heartbeat_node, is_sqlite, sqlite_file, storage_url
+        from advnets.store.studies import heartbeat_node, is_sqlite, sqlite_file, storage_url
 
         node = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
         storage = storage_url(node) or ""
@@ -226,20 +235,20 @@ class SweepStudy(Callback):
 
 
 class ValidateSearchSpace(Callback):
-    """Before a sweep's first job: the config of every job it will run (advnets.runs.search_space) is composed
+    """Before a sweep's first job: the config of every job it will run (advnets.jobs.search_space) is composed
     and checked, first against the schema's plain rules (nothing heavy imported), then in full; a sweep of SLURM
-    jobs also against what it asks of SLURM, and that against the partition (advnets.runs.slurm_request).
+    jobs also against what it asks of SLURM, and that against the partition (advnets.jobs.slurm_request).
 
     Hydra turns an exception raised by a callback into a warning, so a mistake ends the sweep here with its one
     line and exit status 2 (SystemExit passes through)."""
 
     def on_multirun_start(self, config: DictConfig, config_name: str | None = None, **kwargs: Any) -> None:
-        from advnets.runs import slurm_request
-        from advnets.runs.search_space import check_jobs
+        from advnets.jobs import slurm_request
+        from advnets.jobs.search_space import check_jobs
         from advnets.schema import EVALUATE, TRAIN, validate
 
         HydraConfig.instance().set_config(config)
-        _new_sweep[:] = _new_folders(Path(str(config.hydra.sweep.dir)))
+        UNSTARTED_SWEEP.folders = _new_folders(Path(str(config.hydra.sweep.dir)))
         train = config_name == "train"
         rules = TRAIN if train else EVALUATE
 
@@ -264,6 +273,9 @@ class ValidateSearchSpace(Callback):
                 slurm_request.check_cluster(request)
         except UserError as err:
             fail(str(err))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        UNSTARTED_SWEEP.folders = []  # a sweep that ended has nothing to remove
 
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

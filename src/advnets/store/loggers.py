@@ -11,7 +11,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.loggers import TensorBoardLogger as LightningTensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from advnets.runs.records import flat_keys
+from advnets.store.records import flat_keys
 
 HPARAM_METRICS = ("val/parzen_ll", "test/parzen_ll")
 """The values TensorBoard's HParams dashboard lists beside each run's hyper-parameters (logged as scalars)."""

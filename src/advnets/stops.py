@@ -2,7 +2,7 @@
 and the command that continues it, and exit status 130 (SIGINT) or 143 (SIGTERM). The same command run again
 beside an unfinished run says how to continue that one.
 
-Under SLURM, submitit handles SIGTERM (a requeue, a preemption): that path is ``folders.note_sigterm`` and
+Under SLURM, submitit handles SIGTERM (a requeue, a preemption): that path is ``note_sigterm`` and
 ``training.fit_or_stop``, untouched here."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ def continue_sweep_command(sweep_dir: Path, optuna: bool) -> str:
 def saved_epoch(run_dir: Path) -> int | None:
     """Epochs trained as the run folder's ``last.ckpt`` holds them (what a continued run starts after), or None
     where it has none that loads."""
-    from advnets.runs.checkpoints import safe_load
+    from advnets.store.checkpoints import safe_load
 
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
@@ -177,3 +177,19 @@ def say_unfinished(run_dir: Path, overrides: list[str], max_epochs: Any) -> None
         continue_command(newest),
         run_dir,
     )
+
+
+def note_sigterm() -> tuple[list[int], Callable[[], None]]:
+    """Under submitit (whose SIGTERM handler only logs), also note a SIGTERM: SLURM sends it to every process
+    of a job it requeues, preempts or cancels. Returns (signals seen, a function restoring the old handler)."""
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGTERM)
+    if not (callable(previous) and threading.current_thread() is threading.main_thread()):
+        return seen, lambda: None
+
+    def note(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, note)
+    return seen, lambda: signal.signal(signal.SIGTERM, previous)

@@ -19,7 +19,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from advnets.errors import UserError
-from advnets.runs import atomic
+from advnets.store import atomic
 
 ALLOWLIST: tuple[Any, ...] = ()
 """Classes (beyond torch's own safe set) a checkpoint may hold. Keep it empty unless a real need appears."""

@@ -25,6 +25,9 @@ from advnets.errors import UserError
 _RESOLVER = re.compile(r"\$\{\s*([^\s:{}$]+)\s*:")
 """The name of a resolver call, ``${name:...}``, anywhere in a string (nested calls included)."""
 
+MOVED = {"advnets.runs.loggers.TensorBoardLogger": "advnets.store.loggers.TensorBoardLogger"}
+"""Targets a run folder of an earlier advnets version names (``logger=tensorboard``), and their names now."""
+
 _HOW = (
     "a config that came with a checkpoint or run folder builds only what advnets' own configs name, or your own "
     "configs (ADVNETS_CONF_DIR, --config-dir DIR, hydra.searchpath)"
@@ -155,6 +158,18 @@ def load_foreign_config(path: Path, user_folders: Iterable[Path] = (), own_confi
         raise UserError(f"cannot read run config {path}: {first}") from None
     if not isinstance(config, DictConfig):
         raise UserError(f"{path} is not a run config (a YAML mapping with dataset, model, game)")
+    data = OmegaConf.to_container(config, resolve=False)
+    if any(key == "_target_" and isinstance(value, str) and value in MOVED for _, key, value in _walk(data)):
+        config = OmegaConf.create(_renamed(data))
     targets, resolvers = allowed(user_folders, own_config)
     check_foreign(config, path, targets, resolvers)
     return config
+
+
+def _renamed(node: Any) -> Any:
+    """A plain container with every ``_target_`` that ``MOVED`` lists given its present name."""
+    if isinstance(node, dict):
+        return {k: MOVED.get(v, v) if k == "_target_" and isinstance(v, str) else _renamed(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_renamed(v) for v in node]
+    return node

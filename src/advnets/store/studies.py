@@ -1,12 +1,12 @@
 """Where an Optuna sweep's study lives (``hydra.sweeper.storage``): its URL, whether it is SQLite (one sweeper at a
-time) and the heartbeat settings of a server shared by several sweepers (advnets.runs.study_storage)."""
+time) and the heartbeat settings of a server shared by several sweepers (advnets.jobs.study_storage)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-TARGET = "advnets.runs.study_storage.open_storage"
+TARGET = "advnets.jobs.study_storage.open_storage"
 HEARTBEAT_INTERVAL_S = 60
 GRACE_PERIOD_S = 180
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from advnets.errors import UserError
 from advnets.logs import get_logger
-from advnets.runs.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite, with_driver
+from advnets.store.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite, with_driver
 
 log = get_logger(__name__)
 

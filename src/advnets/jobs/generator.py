@@ -15,11 +15,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from advnets.errors import UserError
+from advnets.jobs.eval_inputs import RUN_CHECKPOINTS, checkpoint_in, recorded_facts, run_config_path
+from advnets.jobs.trusted import load_foreign_config
 from advnets.nets import Generator
-from advnets.runs import atomic
-from advnets.runs.checkpoints import safe_load
-from advnets.runs.eval_inputs import RUN_CHECKPOINTS, checkpoint_in, recorded_facts, run_config_path
-from advnets.runs.trusted import load_foreign_config
+from advnets.store import atomic
+from advnets.store.checkpoints import safe_load
 
 __all__ = [
     "RUN_CHECKPOINTS",
@@ -78,5 +78,5 @@ def export_generator(generator: Generator, run_cfg: DictConfig, out_dir: Path) -
 
 def find_run_config(ckpt: Path, run_config: str | None, user_folders: list[Path] | None = None) -> DictConfig:
     """The composed config of the run that wrote ``ckpt`` (given, beside it, or in ``<run>/.hydra/``), read as data:
-    refused if it names a target or resolver beyond advnets' own and the user's (``advnets.runs.trusted``)."""
+    refused if it names a target or resolver beyond advnets' own and the user's (``advnets.jobs.trusted``)."""
     return load_foreign_config(run_config_path(ckpt, run_config), user_folders or [])
