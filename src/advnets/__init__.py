@@ -3,16 +3,9 @@
 import os
 from pathlib import Path
 
-
-def _package_conf_dir() -> Path:
-    """advnets' own configs: ``advnets/conf`` in an installed wheel, the top-level ``conf/`` in a checkout."""
-    here = Path(__file__).resolve().parent
-    installed = here / "conf"
-    return installed if installed.is_dir() else here.parent.parent / "conf"
-
-
-PACKAGE_CONF_DIR = _package_conf_dir()
-"""The configs advnets ships (``conf/`` at the top of the repository, package data ``advnets/conf`` when built)."""
+PACKAGE_CONF_DIR = (Path(__file__).parent / "conf").resolve()
+"""The configs advnets ships: ``conf/`` at the top of the repository (``advnets/conf`` links to it), package data
+``advnets/conf`` in a wheel."""
 CONF_DIR = str(Path(os.environ.get("ADVNETS_CONF_DIR", PACKAGE_CONF_DIR)))
 """Hydra's primary config folder: the package's, or $ADVNETS_CONF_DIR (a whole config folder of one's own).
 ``--config-dir DIR`` (or ``hydra.searchpath``) adds a folder of one's own groups and options in front of it."""
