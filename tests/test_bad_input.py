@@ -55,6 +55,13 @@ def test_unknown_override_key(tmp_path: Path) -> None:
     assert_user_error(run_refused("train", *QUICK, "trainer.max_epoch=3"), "trainer.max_epoch")
 
 
+def test_a_dict_value_with_new_keys_says_how_to_add_them(tmp_path: Path) -> None:
+    """A known key given a dict that brings new keys: how to add them, not a guess at another key."""
+    proc = run_refused("train", *QUICK, "eval.extra_metrics={mean_gap:{_target_:my.MeanGap}}")
+    assert_user_error(proc, "new keys cannot be added inside eval.extra_metrics", "+eval.extra_metrics.NAME=VALUE")
+    assert "did you mean" not in proc.stderr
+
+
 def test_unwritable_output_folder(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

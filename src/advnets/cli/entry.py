@@ -69,7 +69,10 @@ def unknown_override(err: BaseException, config_name: str | None) -> str | None:
     key = found.group(1)
     given = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
     value = next((a.split("=", 1)[1] for a in given if a.split("=", 1)[0] == key), "VALUE")
-    hint = did_you_mean(key, config_keys(config_name, [a for a in given if a.split("=", 1)[0] != key]))
+    known = config_keys(config_name, [a for a in given if a.split("=", 1)[0] != key])
+    if key in known:  # the key is there: its new value brings keys the node does not have
+        return f"{key}={value}: new keys cannot be added inside {key} this way; add each with +{key}.NAME=VALUE"
+    hint = did_you_mean(key, known)
     if hint:
         return f"unknown key {key}{hint}"
     return f"unknown key {key}: not in the config (to add a new key: +{key}={value})"
