@@ -133,6 +133,37 @@ def test_compare_groups_seeds_and_reports_mean_and_se(tmp_path: Path, capsys) ->
     assert len(_rows(sweep / "compare_runs.csv")) == 6
 
 
+def _with_metrics(run: Path, own: dict[str, float]) -> Path:
+    """``run``'s results.json with FID and the metrics of one's own ``own``, as evaluation records them."""
+    results = json.loads((run / "results.json").read_text())
+    results["metrics"] = {"fid": 9.0, **own}
+    protocol = {"n_fake": 300, "higher_is_better": {"fid": False, **dict.fromkeys(own, False)}}
+    protocol["own_metrics"] = {n: {"title": n.replace("_", " "), "higher_is_better": False} for n in own}
+    results["metrics_protocol"] = protocol
+    (run / "results.json").write_text(json.dumps(results))
+    return run
+
+
+def test_a_metric_of_ones_own_neither_splits_runs_nor_fills_another_datasets_table(tmp_path: Path) -> None:
+    """Two seeds of one setting, one also scored by a metric of one's own: one group. A run choosing eval=own is
+    a row of its own, its choice in one eval column. The metric's column only where a dataset's runs hold it."""
+    runs = tmp_path / "runs"
+    _with_metrics(make_run(runs / "plain", seed=1), {})
+    extra = "+eval.extra_metrics.mean_gap={_target_:my.MeanGap}"
+    _with_metrics(make_run(runs / "extra", seed=2, overrides=(extra,)), {"mean_gap": 0.5})
+    _with_metrics(make_run(runs / "own", seed=3, overrides=("eval=own",)), {"mean_gap": 0.25})
+    _with_metrics(make_run(runs / "other", dataset="mnist"), {})
+    main([str(runs)])
+    digits = [r for r in _rows(runs / "compare.csv") if r["dataset"] == "digits"]
+    assert sorted((r["eval"], r["runs"], r["seeds"]) for r in digits) == [("", "2", "1,2"), ("own", "1", "3")]
+    md = (runs / "compare.md").read_text()
+    table, mnist = md.split("## mnist")
+    header = next(line for line in table.splitlines() if line.startswith("| "))
+    assert header.count("| eval |") == 1 and "mean gap" in header and "| own |" in table
+    assert not [line for line in mnist.splitlines() if line.startswith("|") and "mean gap" in line]
+    assert "mean gap is" not in md
+
+
 def test_compare_on_bad_input_says_what_it_skipped_and_reports_the_rest(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     make_run(runs / "a", seed=1, ll=-7.0)

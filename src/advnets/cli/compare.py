@@ -57,6 +57,17 @@ def suite_columns(records: Sequence[RunRecord]) -> Columns:
     return {f"test_{n}": spec for n, spec in registry.shown([r.results or {} for r in records]).items()}
 
 
+def dataset_metrics(dataset_groups: list[Group], metrics: Sequence[str]) -> list[str]:
+    """``metrics`` as one dataset's table shows them: a metric of one's own that none of its runs holds (it came
+    with another dataset's runs) is left out of that table."""
+
+    def held(m: str) -> bool:
+        return any(r.values[m] is not None for g in dataset_groups for r in g.rows)
+
+    own = [m for m in metrics if m not in PARZEN_METRICS and m.removeprefix("test_") not in registry.SUITE]
+    return [m for m in metrics if m not in own or held(m)]
+
+
 def title(column: str, columns: Columns) -> str:
     """A column's title: the Parzen columns' own, else the metric's registered (or recorded) title."""
     return PARZEN_METRICS.get(column) or columns[column].title
@@ -219,9 +230,9 @@ def group_runs(
             parsed = parse_overrides(record.overrides)
             key = tuple((k, parsed.get(k)) for k in keys if k in parsed)
             if split_eval:
-                key += (("eval", describe_eval(eval_settings(record.results), settings) or "default"),)
+                key += (("protocol", describe_eval(eval_settings(record.results), settings) or "default"),)
             found.setdefault(key, Group(dataset, key)).rows.append(run_row(record, columns))
-        groups[dataset], keys_of[dataset] = list(found.values()), keys + (["eval"] if split_eval else [])
+        groups[dataset], keys_of[dataset] = list(found.values()), keys + (["protocol"] if split_eval else [])
     return groups, keys_of
 
 
@@ -275,7 +286,7 @@ def markdown(
 ) -> str:
     lines = ["# advnets-compare", ""]
     for dataset, dataset_groups in groups.items():
-        header, rows = table_rows(dataset_groups, keys_of[dataset], metrics, columns)
+        header, rows = table_rows(dataset_groups, keys_of[dataset], dataset_metrics(dataset_groups, metrics), columns)
         lines += [f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         lines.append("")
@@ -484,7 +495,7 @@ def empty_column_notes(groups: dict[str, list[Group]], metrics: Sequence[str], c
     notes = []
     for dataset, dataset_groups in groups.items():
         rows = [r for g in dataset_groups for r in g.rows]
-        for m in metrics:
+        for m in dataset_metrics(dataset_groups, metrics):
             if any(r.values[m] is not None for r in rows):
                 continue
             if m in ("best_val_parzen_ll", "last_val_parzen_ll"):
@@ -543,7 +554,7 @@ def _print_tables(
     width = shutil.get_terminal_size((120, 24)).columns  # $COLUMNS, else the terminal's width, else 120
     console = Console(width=width)
     for dataset, dataset_groups in groups.items():
-        header, rows = table_rows(dataset_groups, keys_of[dataset], metrics, columns)
+        header, rows = table_rows(dataset_groups, keys_of[dataset], dataset_metrics(dataset_groups, metrics), columns)
         n_keys = len(keys_of[dataset])
         shown = terminal_columns(header, rows, n_keys, width)
         left_out = len(header) - len(shown)

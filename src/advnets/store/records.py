@@ -263,6 +263,10 @@ def eval_settings(results: dict | None) -> dict[str, Any]:
     settings["fixed_sigma"] = given.get("sigma")
     protocol = dict(results.get("metrics_protocol") or {})
     protocol.pop("seed", None)
+    # a metric of one's own adds a column and changes none of the others: not part of the protocol
+    own = protocol.pop("own_metrics", None) or {}
+    if isinstance(protocol.get("higher_is_better"), dict):
+        protocol["higher_is_better"] = {k: v for k, v in protocol["higher_is_better"].items() if k not in own}
     settings["metrics"] = None if not protocol else "on"
     settings.update(flat_keys(protocol, "metrics."))
     return settings
