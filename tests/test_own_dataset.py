@@ -104,6 +104,7 @@ def test_own_dataset_gets_its_classifier_in_the_user_cache_and_evaluation_uses_i
     results = json.loads((run / "results.json").read_text())
     assert results["dataset"] == "parity_digits" and "metrics" not in results
     assert "no domain classifier for dataset='parity_digits'" in results["metrics_skipped"]
+    assert "the --config-dir it came from" in results["metrics_skipped"]  # the config name alone is not found
     skipped = [line for line in first.stdout.splitlines() if "metrics beyond Parzen skipped" in line]
     assert len(skipped) == 1, first.stdout[-3000:]  # one clear line, no wrong classifier
 

@@ -172,15 +172,18 @@ def find_classifier(dataset: str, folder: Path | None = None) -> Path | None:
     return None
 
 
+HOW_TO_TRAIN = (
+    "train one with `advnets-classifier dataset=DATASET`: the dataset config the run used, and the --config-dir "
+    "it came from if it is one of your own"
+)
+
+
 def load_classifier(dataset: str, folder: Path | None = None) -> tuple[LeNet, ClassifierCard]:
     """The frozen classifier of ``dataset`` (eval mode, no gradients) and its card; md5 checked."""
     card_path = find_classifier(dataset, folder)
     if card_path is None:
         names = ", ".join(available_classifiers(folder)) or "none"
-        raise UserError(
-            f"no domain classifier for dataset={dataset!r}; available: {names} "
-            f"(train one with `advnets-classifier dataset={dataset}`)"
-        )
+        raise UserError(f"no domain classifier for dataset={dataset!r}; available: {names} ({HOW_TO_TRAIN})")
     try:
         card = ClassifierCard.read(card_path)
     except (OSError, ValueError, TypeError, KeyError) as err:  # damaged, or not a card written by advnets-classifier

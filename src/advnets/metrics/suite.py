@@ -26,6 +26,7 @@ from advnets.metrics import cache
 from advnets.metrics.classes import ClassShares, NearestSampleDistance
 from advnets.metrics.features import (
     FLOAT32,
+    HOW_TO_TRAIN,
     ClassifierCard,
     LeNet,
     as_images,
@@ -330,7 +331,7 @@ def evaluate_metrics(
     if not names:
         return {}
     if dataset not in available_classifiers():
-        why = f"no domain classifier for dataset={dataset!r} (train one with `advnets-classifier dataset={dataset}`)"
+        why = f"no domain classifier for dataset={dataset!r} ({HOW_TO_TRAIN})"
         log.info("metrics beyond Parzen skipped: %s", why)
         return {"metrics_skipped": why}
     net, card = load_classifier(dataset)
