@@ -62,6 +62,11 @@ def test_a_dict_value_with_new_keys_says_how_to_add_them(tmp_path: Path) -> None
     assert "did you mean" not in proc.stderr
 
 
+def test_a_key_the_chosen_class_may_not_take_says_so_beside_the_plus_hint(tmp_path: Path) -> None:
+    proc = run_refused("train", *QUICK, "loss=hinge", "loss.g_loss=minimax")
+    assert_user_error(proc, "+loss.g_loss=minimax, if advnets.losses.HingeLoss takes g_loss")
+
+
 def test_unwritable_output_folder(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

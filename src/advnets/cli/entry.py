@@ -64,28 +64,34 @@ def unknown_override(err: BaseException, config_name: str | None) -> str | None:
     found = re.search(r"Could not override '([^']+)'", str(err))
     if found is None or config_name is None:
         return None
-    from advnets.schema import did_you_mean
+    from advnets.schema import did_you_mean, dotted_keys
 
     key = found.group(1)
     given = [a for a in sys.argv[1:] if "=" in a and not a.startswith("-")]
     value = next((a.split("=", 1)[1] for a in given if a.split("=", 1)[0] == key), "VALUE")
-    known = config_keys(config_name, [a for a in given if a.split("=", 1)[0] != key])
+    cfg = composed(config_name, [a for a in given if a.split("=", 1)[0] != key])
+    known = dotted_keys(cfg)
     if key in known:  # the key is there: its new value brings keys the node does not have
         return f"{key}={value}: new keys cannot be added inside {key} this way; add each with +{key}.NAME=VALUE"
     hint = did_you_mean(key, known)
     if hint:
         return f"unknown key {key}{hint}"
-    return f"unknown key {key}: not in the config (to add a new key: +{key}={value})"
+    parent, _, name = key.rpartition(".")
+    node: Any = cfg
+    for part in parent.split(".") if parent else []:
+        node = node.get(part) if isinstance(node, dict) else None
+    built = f", if {node['_target_']} takes {name}" if isinstance(node, dict) and "_target_" in node else ""
+    return f"unknown key {key}: not in the config (to add a new key: +{key}={value}{built})"
 
 
-def config_keys(config_name: str, overrides: list[str]) -> list[str]:
-    """The dotted keys of the config composed with ``overrides`` (or with none, if they do not compose)."""
+def composed(config_name: str, overrides: list[str]) -> dict:
+    """The config composed with ``overrides`` (or with none, if they do not compose), without ``hydra``, as plain
+    data with its interpolations unresolved; ``{}`` if nothing composes."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
     from advnets import CONF_DIR
-    from advnets.schema import dotted_keys
 
     plain = [o for o in overrides if "," not in o and "(" not in o]  # a sweep's values do not compose as one job
     for attempt in (plain, []):
@@ -98,5 +104,5 @@ def config_keys(config_name: str, overrides: list[str]) -> list[str]:
         finally:
             GlobalHydra.instance().clear()
         cfg.pop("hydra", None)  # type: ignore[union-attr]
-        return dotted_keys(cfg)
-    return []
+        return cfg  # type: ignore[return-value]
+    return {}
