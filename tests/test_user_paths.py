@@ -247,7 +247,12 @@ def test_a_bad_sweep_stops_before_its_first_job_and_leaves_nothing(
         ("trainer.max_epoch=5", "unknown key trainer.max_epoch (did you mean trainer.max_epochs?)", "+trainer"),
         ("+trainer.max_epoch=5", "unknown key trainer.max_epoch (did you mean trainer.max_epochs?)", "takes"),
         ("game.updat=joint", "unknown key game.updat (did you mean game.update?)", "+game"),
-        ("trainer.colour=5", "unknown key trainer.colour: not in the config (to add a new key: +trainer.colour=5)", ""),
+        (
+            "trainer.colour=5",
+            "unknown key trainer.colour: not in the config (to add a new key: +trainer.colour=5, if "
+            "pytorch_lightning.Trainer takes colour)",
+            "",
+        ),
     ],
 )
 def test_a_misspelt_key_gets_the_nearest_known_keys(tmp_path: Path, override: str, expected: str, absent: str) -> None:
