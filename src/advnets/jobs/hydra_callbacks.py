@@ -342,8 +342,13 @@ class SweepFailures(Callback):
         every_job_one_mistake = len(failed) >= jobs and len(mistakes) == 1
         if _sweep["carry_on"] and every_job_one_mistake and all(map(find_user_error, _sweep["failed"].values())):
             fail(mistakes.pop())  # every job made the same mistake: it is the sweep's, one line and exit 2
-        line = f"{len(failed)} of {max(jobs, len(failed))} jobs failed: {', '.join(failed)}"
+        line = failed_jobs_line(failed, jobs)
         if _sweep["carry_on"]:
             log.error("%s", line, extra=TERMINAL)
             raise SystemExit(EXIT_JOBS_FAILED)
         log.warning("%s", line, extra=TERMINAL)
+
+
+def failed_jobs_line(failed: list[str], jobs: int) -> str:
+    """The line every sweep with failed jobs ends with: ``N of M jobs failed: FOLDERS``."""
+    return f"{len(failed)} of {max(jobs, len(failed))} jobs failed: {', '.join(failed)}"

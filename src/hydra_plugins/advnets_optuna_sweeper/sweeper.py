@@ -255,9 +255,9 @@ class OptunaSweeper(Sweeper):
                 len(returns),
                 self.max_failure_rate,
             )
-            # the line every sweep ends with when jobs failed (advnets.jobs.hydra_callbacks.SweepFailures)
-            failed = self.failed_folders
-            log.error("%d of %d jobs failed: %s", len(failed), self.job_idx, ", ".join(failed))
+            from advnets.jobs.hydra_callbacks import failed_jobs_line  # the line every sweep with failed jobs ends with
+
+            log.error("%s", failed_jobs_line(self.failed_folders, self.job_idx))
             for ret in returns:
                 ret.return_value  # noqa: B018 (raises the first failed job's exception, with its traceback)
 
