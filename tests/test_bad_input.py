@@ -134,6 +134,12 @@ def test_eval_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
     assert not (tmp_path / "eval").exists()
 
 
+def test_eval_refuses_a_thread_count_below_one(finished_run: Path, tmp_path: Path) -> None:
+    proc = run_refused("evaluate", str(finished_run), "threads=0", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert_user_error(proc, "threads=0", "null or an integer >= 1")
+    assert not (tmp_path / "eval").exists()
+
+
 def _not_checkpoints(folder: Path) -> dict[str, Path]:
     """Files and a folder that are no checkpoint: an npz (a zip), a plain zip, a JSON, a folder without one."""
     folder.mkdir()

@@ -31,6 +31,16 @@ def _eval(ckpt: Path, out: Path, *extra: str, logger: str = "none", bare: bool =
     return json.loads((out / "results.json").read_text())
 
 
+def test_eval_uses_the_threads_it_is_given(trained: Path, tmp_path: Path) -> None:
+    before = torch.get_num_threads()  # this worker's own count, restored: the command runs in this process
+    wanted = 3 if before != 3 else 2
+    try:
+        results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e", f"threads={wanted}")
+    finally:
+        torch.set_num_threads(before)
+    assert results["hardware"].endswith(f", {wanted} threads"), results["hardware"]
+
+
 def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path) -> None:
     results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e1", logger="wandb")
     for key in ("parzen_ll", "parzen_se", "sigma", "n_samples", "n_valid", "n_test", "dataset", "seed", "checkpoint"):

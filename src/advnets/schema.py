@@ -228,6 +228,7 @@ EVALUATE: dict[str, Rule] = {
         "auto, cpu, cuda or cuda:N", lambda v: isinstance(v, str) and bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", v))
     ),
     "export_to": optional(text()),
+    "threads": optional(POSITIVE),
     "logger": ENTRIES,
 }
 """``advnets-eval``: ``conf/evaluate.yaml``."""

@@ -68,6 +68,7 @@ def evaluate(
     """``advnets-eval``: the protocol on a checkpoint, written to this job's output folder (``folder``:
     ``RunFolder.of(cfg)`` where none is given); what it says at the end goes to ``summary``. ``inputs``: what
     ``checked_inputs`` found, if already called."""
+    import torch
     from hydra.utils import instantiate
 
     from advnets.data import ImageDataModule
@@ -81,6 +82,8 @@ def evaluate(
     validate(cfg, EVALUATE)
     settings = EvalSettings.from_dict(OmegaConf.to_container(cfg.eval, resolve=True))  # type: ignore[arg-type]
     settings.check_metrics()
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     state, meta = load_generator_weights(ckpt)
     datamodule: ImageDataModule = instantiate(cfg.dataset if cfg.get("dataset") else run_cfg.dataset)
     generator = build_generator(run_cfg.model, state, datamodule.data_dim)
