@@ -25,7 +25,7 @@ from advnets.metrics.knn import manifold_scores, smallest
 from advnets.metrics.parzen import parzen_protocol
 from advnets.metrics.suite import Precomputed, SuiteSettings, extract, score_suite
 
-from conftest import QUICK, REPO, assert_user_error, compose_cfg, run_advnets, run_refused, train_quick
+from conftest import QUICK, REPO, assert_user_error, compose_cfg, run_cli, run_refused, train_quick
 
 
 @pytest.fixture(scope="module")
@@ -279,8 +279,9 @@ def test_classifier_cli_trains_and_writes_weights_and_card(tmp_path: Path) -> No
 
     out = tmp_path / "classifiers"
     common = ["dataset=digits", "threads=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = run_advnets("classifier", *common, "trainer.max_epochs=3", f"out_dir={out}")
+    proc = run_cli("classifier", *common, "trainer.max_epochs=3", f"out_dir={out}")  # the command's own output
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Tip" not in proc.stdout + proc.stderr and "srun" not in proc.stderr  # no notices that ask nothing
     card = ClassifierCard.read(out / "digits.json")
     assert card.md5 == md5_of(out / "digits.pt") and card.feature_dim == 128 and 0.5 < card.test_accuracy <= 1
     net, card = load_classifier("digits", out)

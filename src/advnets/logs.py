@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -138,3 +139,23 @@ def output(text: str, end: str = "\n", stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     stream.write(f"{text}{end}")
     stream.flush()
+
+
+class _DropLightningTips(logging.Filter):
+    """Lightning's advertisement for its cloud logger, printed on every run, is not about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+_DROP_LIGHTNING_TIPS = _DropLightningTips()  # one instance: added once however often a process runs a job
+
+
+def quiet_third_party() -> None:
+    """Keep a normal run's output to what concerns the run: no library notices that ask nothing of the user."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DROP_LIGHTNING_TIPS)
+    # Lightning 2.6's own use of a torch API that torch deprecated; nothing a user can act on
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    # on a machine with SLURM's tools, a run started without srun is a local run by choice (SLURM runs go
+    # through hydra/launcher=slurm, which starts them with srun)
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")

@@ -5,7 +5,6 @@ a finished run is left as it is (``RunFolder.finished``)."""
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from pathlib import Path
@@ -21,7 +20,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from advnets.errors import UserError
 from advnets.evaluation import DivergedSamples, EvalSettings, evaluate_run, log_results
-from advnets.logs import JOB_LOG, get_logger
+from advnets.logs import JOB_LOG, get_logger, quiet_third_party
 from advnets.metrics import registry
 from advnets.outcome import Score
 from advnets.rendezvous import check_rendezvous
@@ -72,23 +71,6 @@ def build(
     loggers = (folder or RunFolder.of(cfg)).loggers()
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
     return datamodule, game, trainer
-
-
-class _DropLightningTips(logging.Filter):
-    """Lightning's advertisement for its cloud logger, printed on every run, is not about the run."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
-
-
-def quiet_third_party() -> None:
-    """Keep a normal run's output to what concerns the run: no library notices that ask nothing of the user."""
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropLightningTips())
-    # Lightning 2.6's own use of a torch API that torch deprecated; nothing a user can act on
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-    # on a machine with SLURM's tools, a run started without srun is a local run by choice (SLURM runs go
-    # through hydra/launcher=slurm, which starts them with srun)
-    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
 
 
 def check_config(cfg: DictConfig) -> None:

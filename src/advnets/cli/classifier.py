@@ -24,7 +24,7 @@ from advnets import CONF_DIR
 from advnets.cli.entry import cli
 from advnets.data import ImageDataModule, Labels
 from advnets.errors import UserError
-from advnets.logs import get_logger
+from advnets.logs import get_logger, quiet_third_party
 from advnets.metrics import cache
 from advnets.metrics.features import CLASSIFIER_DIR, ClassifierCard, LeNet, md5_of
 from advnets.store import atomic
@@ -112,6 +112,7 @@ def accuracy(net: LeNet, images: Tensor, labels: Tensor, batch: int = 2000) -> f
 
 def train_classifier(cfg: DictConfig) -> ClassifierCard:
     """Train, test, and write ``<dataset>.pt`` + ``<dataset>.json`` into ``cfg.out_dir``."""
+    quiet_third_party()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
