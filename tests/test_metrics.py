@@ -258,6 +258,10 @@ def test_an_objective_nobody_logs_is_one_clear_error(tmp_path: Path) -> None:
 
     proc = run_refused("train", *QUICK, "objective=val/fid", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
     assert_user_error(proc, "objective=val/fid is not logged", "callbacks.metric_monitor.every_n_epochs=5")
+    for wrong in ("val/fdi", "test/fid"):  # the objective is named, not a key built from it
+        proc = run_refused("train", *QUICK, f"objective={wrong}", "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+        assert_user_error(proc, f"objective='{wrong}'", "a validation metric", "val/parzen_ll, val/fid")
+        assert "test/" not in proc.stderr.replace(wrong, "") and "callbacks" not in proc.stderr
     with pytest.raises(UserError, match="metric 'val/fdi' is not registered; allowed: val/parzen_ll"):
         check_objective(compose_cfg(["objective=val/fdi"]))
     with pytest.raises(UserError, match="objective=test/fid; allowed: a validation metric"):

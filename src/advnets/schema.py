@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from advnets import choices
 from advnets.errors import UserError
+from advnets.metrics import registry
 
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 
@@ -85,6 +86,13 @@ def boolean() -> Rule:
 
 def text() -> Rule:
     return Rule("a string", lambda v: isinstance(v, str))
+
+
+OBJECTIVES = Rule(
+    "a validation metric of advnets.metrics.registry: " + ", ".join(f"val/{name}" for name in registry.METRICS),
+    lambda v: isinstance(v, str) and v.startswith("val/") and v[4:] in registry.METRICS,
+)
+"""``objective``: what the best checkpoint and a sweep follow; never a test metric."""
 
 
 def game_choice(name: str, options: Any, owner: str = "advnets.game.AdversarialGame") -> Rule:
@@ -167,7 +175,7 @@ TRAIN: dict[str, Rule] = {
     "threads": Rule("auto, null or an integer >= 1", lambda v: v is None or v == "auto" or POSITIVE.test(v)),
     "evaluate": boolean(),
     "allow_config_change": boolean(),
-    "objective": text(),  # a registered val/<metric>, checked against advnets.metrics.registry (check_objective)
+    "objective": Rule(OBJECTIVES.allowed, OBJECTIVES.test),  # logged by its monitor: check_objective
     "model": GROUP,
     "model.noise_dim": POSITIVE,
     "model.output_bias_from_data": boolean(),
@@ -550,10 +558,18 @@ def resolved(cfg: DictConfig) -> dict:
         raise UserError(f"{key}: {first}" if key else first) from None
 
 
+ROOTS = ("objective",)
+"""Keys that other values interpolate (``${advnets_mode:${objective}}``): checked before anything resolves."""
+
+
 def validate(cfg: DictConfig | dict, rules: dict[str, Rule], targets: bool = True) -> None:
     """Check every key and value of ``cfg`` against ``rules``; the first mistake raises one UserError line.
 
     ``targets=False``: only what ``rules`` says, without importing the classes of ``_target_`` nodes (their
     unknown keys and annotations are checked by the full pass)."""
+    if isinstance(cfg, DictConfig):
+        for key in ROOTS:  # said as themselves, not as the interpolations built from them
+            if key in rules and key in cfg and not OmegaConf.is_interpolation(cfg, key):
+                _Checker(rules, targets).key(key, cfg[key], None)
     data = resolved(cfg) if isinstance(cfg, DictConfig) else {k: v for k, v in cfg.items() if k != "hydra"}
     _Checker(rules, targets).group(data, "")
