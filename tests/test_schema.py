@@ -53,6 +53,9 @@ from conftest import QUICK, assert_user_error, cli_env, compose_cfg, run_refused
         ("+trainer.max_epoch=3", "unknown key trainer.max_epoch (did you mean trainer.max_epochs?): not a parameter"),
         ("+colour=red", "unknown key colour; known here:"),
         ("+callbacks.mine._target_=no.such.Callback", "callbacks.mine._target_='no.such.Callback'; allowed: an"),
+        ("+callbacks.mine._target_=no.such.Callback", "(no module named no: is its package installed, or its folder"),
+        ("+callbacks.mine._target_=advnets.callbacks.ParzenMonitr", "no ParzenMonitr (did you mean ParzenMonitor?)"),
+        ("model.generator._target_=advnets.nets.Gen", "advnets.nets has no Gen; it has Discriminator, Generator,"),
         ("+callbacks.mine=3", "callbacks.mine=3; allowed: a node with _target_, or null"),
     ],
 )
@@ -62,6 +65,14 @@ def test_a_bad_value_names_key_value_and_what_is_allowed(override: str, message:
         validate(cfg, TRAIN)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_target_whose_module_fails_on_import_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken_nets.py").write_text("raise RuntimeError('a bug in my module')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = compose_cfg(["experiment=paper_mnist", "model.generator._target_=broken_nets.Generator"])
+    with pytest.raises(UserError, match=r"importing broken_nets fails: RuntimeError: a bug in my module\)$"):
+        validate(cfg, TRAIN)
 
 
 def test_the_games_choices_live_in_its_signature_alone() -> None:

@@ -266,8 +266,35 @@ def _locate(key: str, target: Any) -> Any:
         raise _fail(f"{key}._target_", target, "the dotted name of a class or function")
     try:
         return locate(target)
-    except Exception:
-        raise _fail(f"{key}._target_", target, "an importable class or function (this one does not import)") from None
+    except Exception as err:
+        raise _fail(
+            f"{key}._target_", target, f"an importable class or function ({why_not_imported(target, err)})"
+        ) from None
+
+
+def why_not_imported(target: str, err: Exception) -> str:
+    """Why the dotted name ``target`` does not import: no such module, a module that fails on import, or a module
+    without that name (with the classes and functions it has)."""
+    module_name, _, name = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except ModuleNotFoundError as missing:
+        if missing.name and module_name.startswith(missing.name):
+            return f"no module named {missing.name}: is its package installed, or its folder on PYTHONPATH?"
+        return f"importing {module_name} fails: {missing}"
+    except Exception as broken:
+        return f"importing {module_name} fails: {type(broken).__name__}: {broken}"
+    if module is None or hasattr(module, name):
+        return f"{type(err).__name__}: {err}"
+    has = sorted(
+        n
+        for n, v in vars(module).items()
+        if not n.startswith("_")
+        and (inspect.isclass(v) or inspect.isfunction(v))
+        and getattr(v, "__module__", "").startswith(module_name)
+    )
+    hint = did_you_mean(name, has)
+    return f"{module_name} has no {name}{hint}" + (f"; it has {', '.join(has)}" if has and not hint else "")
 
 
 def _signature(target: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
