@@ -64,6 +64,7 @@ def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path)
     assert (
         results["metrics_protocol"]["classifier"]["dataset"] == "digits"
         and results["metrics_protocol"]["n_fake"] == 400
+        and results["metrics_protocol"]["n_floor"] == 400  # the floor: as many training images as samples
     )
     # one offline W&B run of this job (job_type eval): the same numbers, the config, the pictures
     records = read_records(offline_run_file(tmp_path / "e1"))

@@ -120,7 +120,7 @@ def test_a_row_evaluated_off_the_papers_protocol_is_marked_and_never_bold(tmp_pa
 
 
 def test_an_eval_result_is_named_by_its_checkpoint_and_each_dataset_by_its_own_test_set(tmp_path: Path) -> None:
-    protocol = {"classifier": {"dataset": "digits"}, "n_real": 297, "pr_k": 3, "dc_k": 5}
+    protocol = {"classifier": {"dataset": "digits"}, "n_real": 297, "pr_k": 3, "dc_k": 5, "n_floor": 1203}
     result = {"parzen_ll": 5.0, "parzen_se": 0.4, "sigma": 0.2, "dataset": "digits", "n_samples": 2000}
     result.update(checkpoint="outputs/quickstart/t/checkpoints/best.ckpt", metrics={"fid": 40.0})
     result["metrics_protocol"] = protocol
@@ -128,6 +128,7 @@ def test_an_eval_result_is_named_by_its_checkpoint_and_each_dataset_by_its_own_t
     text, _ = report([tmp_path])
     assert "| checkpoint outputs/quickstart/t/checkpoints/best.ckpt" in text
     assert "digits: samples vs the 297 digits test images, through the digits domain classifier" in text
+    assert "the floor row: the first 1203 digits training images." in text  # fewer than the 2000 samples
     assert "MNIST" not in text.split("Beyond the paper")[1]
 
 

@@ -297,11 +297,17 @@ def beyond_markdown(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"{dataset}: samples vs the {protocol.get('n_real', '?')} {dataset} test images, through the {classifier} "
             f"domain classifier (its LeNet's penultimate layer); precision/recall k = {protocol.get('pr_k', '?')}, "
-            f"density/coverage k = {protocol.get('dc_k', '?')}."
+            f"density/coverage k = {protocol.get('dc_k', '?')}"
+            + (
+                f"; the floor row: the first {protocol['n_floor']} {dataset} training images."
+                if "n_floor" in protocol
+                else "."
+            )
         )
     lines.append(
         "nearest sq. dist: mean squared pixel distance from a test image to its nearest sample. "
-        "The floor row scores as many real training images as there are samples."
+        "The floor row scores real training images in place of samples: as many as there are samples, or all of "
+        "them where the training set is smaller."
     )
     lines += [f"{m.title}: {m.description}." for n, m in metrics.items() if n not in METRICS and m.description]
     return "\n".join(lines) + "\n"

@@ -295,6 +295,7 @@ def protocol(
     n_fake: int,
     n_real: int,
     extra: Mapping[str, MetricSpec] | None = None,
+    n_floor: int | None = None,
 ) -> dict:
     """What the numbers mean: classifier (md5), set sizes and settings, each metric's direction, and the title and
     direction of each metric of one's own (``own_metrics``: how report and compare show it, as data)."""
@@ -304,6 +305,7 @@ def protocol(
         "n_fake": n_fake,
         "n_real": n_real,
         "real": "test set",
+        **({"n_floor": n_floor} if n_floor is not None else {}),
         **asdict(settings),
         "higher_is_better": {n: spec(n, extra).higher_is_better for n in names},
         **({"own_metrics": recorded(own)} if own else {}),
@@ -322,11 +324,12 @@ def evaluate_metrics(
     extra: Mapping[str, MetricSpec] | None = None,
 ) -> dict[str, Any]:
     """``results.json``'s view of the suite: ``metrics`` (samples vs the test set), with ``reference`` also
-    ``metrics_reference`` (the first len(samples) training images vs the test set: the real-vs-real floor), and
-    ``metrics_protocol``; or, when the dataset has no domain classifier, ``metrics_skipped`` with the reason
-    (Parzen alone still stands). ``nearest_sq_dist``: the samples' value from the Parzen protocol's test pass,
-    when the caller has it. ``extra``: metrics of one's own (``registry.own_spec``), computed after ``metrics``;
-    their floor is computed afresh each time (the cache cannot tell when their code changes)."""
+    ``metrics_reference`` (the first len(samples) training images, or all there are, vs the test set: the
+    real-vs-real floor; ``n_floor`` in the protocol says how many), and ``metrics_protocol``; or, when the dataset
+    has no domain classifier, ``metrics_skipped`` with the reason (Parzen alone still stands). ``nearest_sq_dist``:
+    the samples' value from the Parzen protocol's test pass, when the caller has it. ``extra``: metrics of one's
+    own (``registry.own_spec``), computed after ``metrics``; their floor is computed afresh each time (the cache
+    cannot tell when their code changes)."""
     names = check_names([*metrics, *(extra or {})], extra)
     if not names:
         return {}
@@ -339,10 +342,12 @@ def evaluate_metrics(
     real = extract_real(test, net, card, settings, test_print)  # once for both rows, cached for later evaluations
     fake = extract(samples, net, card, settings.batch)
     out: dict[str, Any] = {"metrics": score_extracted(fake, real, names, settings, nearest_sq_dist, extra)}
+    n_floor = None
     if reference:
         floor_images = train[: len(samples)].to(samples.device)
+        n_floor = len(floor_images)
         out["metrics_reference"] = real_vs_real(floor_images, real, test_print, (net, card), names, settings, extra)
-    out["metrics_protocol"] = protocol(card, names, settings, len(samples), len(test), extra)
+    out["metrics_protocol"] = protocol(card, names, settings, len(samples), len(test), extra, n_floor)
     return out
 
 
