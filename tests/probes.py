@@ -33,6 +33,17 @@ class ParamDigest(pl.Callback):
         out.write_text(json.dumps(record))
 
 
+class FailsAtEpoch(pl.Callback):
+    """A bug in one's own code: raises at the end of epoch ``at`` (1-based) until the file ``fixed`` exists."""
+
+    def __init__(self, at: int, fixed: str) -> None:
+        self.at, self.fixed = at, Path(fixed)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch + 1 == self.at and not self.fixed.exists():
+            raise RuntimeError("a bug in the user's callback")
+
+
 class ConvGenerator(torch.nn.Module):
     """A stand-in for a new model class: the schema must check its keys by its signature alone."""
 

@@ -112,6 +112,36 @@ def test_kill_says_how_to_continue_and_exits_143(tmp_path: Path) -> None:
     assert "Traceback" not in said and "Received SIGTERM" not in said, said[-3000:]
 
 
+def test_a_run_failing_on_an_error_ends_with_the_command_that_continues_it(tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed"
+    command = [
+        *COMMAND,
+        "+callbacks.bug._target_=probes.FailsAtEpoch",
+        "+callbacks.bug.at=3",
+        f"+callbacks.bug.fixed={fixed}",
+    ]
+    failed = _train(tmp_path, *command)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    (run_dir,) = (tmp_path / "outputs" / "quickstart").iterdir()
+    # the traceback first (a bug is not a user's mistake), then where the run stopped and how to go on
+    assert "Traceback" in failed.stderr and "RuntimeError: a bug in the user's callback" in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    found = re.fullmatch(
+        rf"advnets: run (\S+) failed after epoch 2 of {EPOCHS} \(RuntimeError\); its checkpoints are kept: "
+        r"once the cause is fixed, continue it with: (.+)",
+        last,
+    )
+    assert found and Path(found.group(1)) == run_dir, last
+    assert safe_load(run_dir / "checkpoints" / "last.ckpt")["epoch"] + 1 == 2
+
+    fixed.touch()
+    program, *args = shlex.split(found.group(2))
+    continued = _train(tmp_path, *args)  # the printed command, as typed, after the fix
+    assert continued.returncode == 0, continued.stderr[-3000:]
+    assert f"advnets: resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in continued.stdout
+    assert json.loads((run_dir / "results.json").read_text())["epochs_trained"] == EPOCHS
+
+
 @pytest.mark.parametrize(
     "argv,expected",
     [

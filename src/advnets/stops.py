@@ -123,6 +123,18 @@ def stop_line(signum: int, run_dir: Path, max_epochs: Any, sweep: tuple[Path, bo
     return f"{where}; continue it with: {continue_command(run_dir, has_checkpoint=epoch is not None)}"
 
 
+def failed_line(err: BaseException, run_dir: Path, max_epochs: Any) -> str | None:
+    """What a single run that failed on an error says after its traceback, where its folder holds a checkpoint:
+    where it stopped, and the command that continues it once the cause is fixed; None without a checkpoint."""
+    epoch = saved_epoch(run_dir)
+    if epoch is None:
+        return None
+    return (
+        f"advnets: run {run_dir} failed {_progress(epoch, max_epochs)} ({type(err).__name__}); its checkpoints are "
+        f"kept: once the cause is fixed, continue it with: {continue_command(run_dir)}"
+    )
+
+
 def _in_use(folder: Path) -> bool:
     """Another job holds the run folder's lock (it is training there now, not stopped)."""
     path = folder / ".lock"

@@ -32,7 +32,7 @@ from advnets.run_folder import (
 )
 from advnets.schema import TRAIN, validate
 from advnets.search.pruning import pruned_at_epoch, trial_callbacks
-from advnets.stops import EXIT_STATUS, note_sigterm, say_unfinished, stop_line, stop_signals
+from advnets.stops import EXIT_STATUS, failed_line, note_sigterm, say_unfinished, stop_line, stop_signals
 from advnets.store import atomic
 from advnets.store.checkpoints import SafeCheckpointIO, safe_load
 from advnets.store.provenance import command_line, source_commit
@@ -290,6 +290,8 @@ def run(cfg: DictConfig, summary: list[str]) -> Score:
             if not stops:
                 if sigterms and isinstance(err, Exception):
                     raise SystemExit(f"advnets: job stopped by SIGTERM ({type(err).__name__}: {err})") from err
+                if isinstance(err, Exception) and not isinstance(err, UserError) and _single_run():
+                    note_how_to_continue(err, folder.path.absolute(), cfg.trainer.get("max_epochs"))
                 raise
         finally:
             try:
@@ -297,6 +299,22 @@ def run(cfg: DictConfig, summary: list[str]) -> Score:
             finally:
                 restore_sigterm()
     return stopped(cfg, folder.path, stops[0])
+
+
+def _single_run() -> bool:
+    """A Hydra job of a single run (not a sweep's: its sweep says how to continue)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
+
+
+def note_how_to_continue(err: Exception, run_dir: Path, max_epochs: Any) -> None:
+    """A single run's failure ends its traceback with the command that continues it (``stops.failed_line``)."""
+    line = failed_line(err, run_dir, max_epochs)
+    if line is None:
+        return
+    if hasattr(err, "add_note"):  # Python >= 3.11: printed after the traceback, where one looks
+        err.add_note(line)
+    else:
+        log.error("%s", line.removeprefix("advnets: "))
 
 
 def stopped(cfg: DictConfig, run_dir: Path, signum: int) -> Score:
