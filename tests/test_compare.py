@@ -144,6 +144,17 @@ def _with_metrics(run: Path, own: dict[str, float]) -> Path:
     return run
 
 
+def test_a_run_without_evaluation_is_no_other_protocol(tmp_path: Path) -> None:
+    """A pruned trial (or evaluate=false) has no results.json: it joins its setting's group and adds no column."""
+    runs = tmp_path / "sweep"
+    make_run(runs / "0", seed=1, ll=-7.0)
+    make_run(runs / "1", seed=2, ll=None, metrics={"val/parzen_ll": -8.0, "pruned_at_epoch": 2})
+    main([str(runs)])
+    (row,) = _rows(runs / "compare.csv")
+    assert "protocol" not in row and (row["runs"], row["seeds"]) == ("2", "1,2")
+    assert (row["test_parzen_ll_mean"], row["test_parzen_ll_n"]) == ("-7.0", "1")  # the one run evaluated
+
+
 def test_a_metric_of_ones_own_neither_splits_runs_nor_fills_another_datasets_table(tmp_path: Path) -> None:
     """Two seeds of one setting, one also scored by a metric of one's own: one group. A run choosing eval=own is
     a row of its own, its choice in one eval column. The metric's column only where a dataset's runs hold it."""

@@ -224,13 +224,15 @@ def group_runs(
         runs = by_dataset[dataset]
         keys = differing_keys(runs)
         found: dict[tuple, Group] = {}
-        settings = [eval_settings(r.results) for r in runs]
-        split_eval = len({eval_signature(r.results) for r in runs}) > 1  # never average different protocols
+        evaluated = [r for r in runs if r.results]  # a pruned run, or one with evaluate=false, has no protocol
+        settings = [eval_settings(r.results) for r in evaluated]
+        split_eval = len({eval_signature(r.results) for r in evaluated}) > 1  # never average different protocols
         for record in runs:
             parsed = parse_overrides(record.overrides)
             key = tuple((k, parsed.get(k)) for k in keys if k in parsed)
             if split_eval:
-                key += (("protocol", describe_eval(eval_settings(record.results), settings) or "default"),)
+                protocol = describe_eval(eval_settings(record.results), settings) or "default"
+                key += (("protocol", protocol if record.results else "not evaluated"),)
             found.setdefault(key, Group(dataset, key)).rows.append(run_row(record, columns))
         groups[dataset], keys_of[dataset] = list(found.values()), keys + (["protocol"] if split_eval else [])
     return groups, keys_of
