@@ -59,7 +59,9 @@ def test_the_same_command_again_continues_the_study_with_new_parameters(tmp_path
         assert "trials.csv" in last and "trials.md" in last, last  # the last line names the study's tables
     trials = _trials(tmp_path, "quickstart")
     best = max(trials, key=lambda t: t.value)  # the study's best, as the second sweep says it
-    assert f"Best val/parzen_ll = {best.value} (trial {best.number})" in proc.stdout + proc.stderr
+    folder = best.user_attrs["run_folder"]  # a run folder of the first sweep or of this one: named, not guessed
+    said = f"Best val/parzen_ll = {best.value} (study trial {best.number}, run folder {folder})"
+    assert said in proc.stdout + proc.stderr
     assert [t.state.name for t in trials] == ["COMPLETE"] * 4
     drawn = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(drawn)) == 4, drawn  # the second sweep did not restart the first one's random stream

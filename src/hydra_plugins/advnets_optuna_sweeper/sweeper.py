@@ -274,7 +274,11 @@ class OptunaSweeper(Sweeper):
             results.update({"best_params": best.params, "best_value": best.value})
             objective = OmegaConf.select(self.config, "objective", default=None) or "value"
             log.info("Best parameters: %s", best.params)
-            log.info("Best %s = %s (trial %d)", objective, best.value, best.number)
+            from advnets.search.trials import RUN_FOLDER_ATTR
+
+            folder = best.user_attrs.get(RUN_FOLDER_ATTR)  # the study's trial numbers run on across continued sweeps
+            where = f"study trial {best.number}" + (f", run folder {folder}" if folder else "")
+            log.info("Best %s = %s (%s)", objective, best.value, where)
         elif finished:
             results["solutions"] = [{"params": t.params, "values": t.values} for t in study.best_trials]
         OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
