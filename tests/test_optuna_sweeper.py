@@ -89,7 +89,8 @@ def test_a_pruner_that_prunes_everything_stops_each_trial_at_its_first_report(tm
         assert [row.split(",")[0] for row in curve[1:]] == ["2"]  # none of its 4 epochs after the 2nd was trained
         assert trial.user_attrs["epochs_trained"] == 2
         summary = (tmp_path / "pruned" / job / "train.log").read_text()
-        assert "pruned at epoch 2 by the study's pruner; validation Parzen LL" in summary  # not "trained 2 epochs"
+        assert "pruned at epoch 2 by the study's pruner (a pruned trial is not evaluated)" in summary
+        assert f"the objective at its best checkpoint {trial.value:.4g} (the trial's value)" in summary
         assert "trained 2 epochs" not in summary and "evaluate=false" not in summary
     for line in _launch_lines(proc):  # the trial-id variable reaches each job (it was pruned) unseen
         assert "ADVNETS_OPTUNA_TRIAL_ID" not in line and "env_set" not in line, line

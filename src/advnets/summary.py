@@ -23,8 +23,9 @@ def summary_lines(run_dir: Path, metrics: dict[str, Any], results: dict[str, Any
         lines.append(f"  diverged in epoch {int(metrics['diverged_at_epoch'])}: nothing to evaluate")
     elif metrics.get("pruned_at_epoch") is not None:
         lines.append(
-            f"  pruned at epoch {int(metrics['pruned_at_epoch'])} by the study's pruner; validation Parzen LL "
-            f"{_number(metrics.get('val/parzen_ll'), 4)} nats (a pruned trial is not evaluated)"
+            f"  pruned at epoch {int(metrics['pruned_at_epoch'])} by the study's pruner (a pruned trial is not "
+            f"evaluated); validation Parzen LL at that epoch {_number(metrics.get('val/parzen_ll'), 4)} nats, "
+            f"the objective at its best checkpoint {_number(metrics.get('objective_score'), 4)} (the trial's value)"
         )
     elif results is None:
         val = metrics.get("val/parzen_ll")
