@@ -31,14 +31,19 @@ def _eval(ckpt: Path, out: Path, *extra: str, logger: str = "none", bare: bool =
     return json.loads((out / "results.json").read_text())
 
 
-def test_eval_uses_the_threads_it_is_given(trained: Path, tmp_path: Path) -> None:
+def test_eval_uses_the_threads_it_is_given_and_says_what_it_wrote(trained: Path, tmp_path: Path) -> None:
     before = torch.get_num_threads()  # this worker's own count, restored: the command runs in this process
     wanted = 3 if before != 3 else 2
+    out = tmp_path / "e"
     try:
-        results = _eval(trained / "checkpoints" / "best.ckpt", tmp_path / "e", f"threads={wanted}")
+        proc = run_advnets("evaluate", str(trained), f"threads={wanted}", f"hydra.run.dir={out}", "logger=none")
     finally:
         torch.set_num_threads(before)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
     assert results["hardware"].endswith(f", {wanted} threads"), results["hardware"]
+    # its closing lines call it an evaluation and name every file it wrote
+    assert f"advnets: evaluation {out}" in proc.stdout and "samples.npz" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_eval_writes_results_samples_and_pictures(trained: Path, tmp_path: Path) -> None:

@@ -15,9 +15,12 @@ def _number(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
-def summary_lines(run_dir: Path, metrics: dict[str, Any], results: dict[str, Any] | None) -> list[str]:
-    """A few short lines: the run folder, the headline numbers (each beside its real-vs-real floor), the files."""
-    lines = [f"advnets: run {run_dir}"]
+def summary_lines(
+    run_dir: Path, metrics: dict[str, Any], results: dict[str, Any] | None, what: str = "run"
+) -> list[str]:
+    """A few short lines: the folder (of a ``run``, or an ``evaluation``), the headline numbers (each beside its
+    real-vs-real floor), the files."""
+    lines = [f"advnets: {what} {run_dir}"]
     epochs = metrics.get("run/epochs")
     if metrics.get("diverged_at_epoch") is not None:
         lines.append(f"  diverged in epoch {int(metrics['diverged_at_epoch'])}: nothing to evaluate")
@@ -53,7 +56,7 @@ def summary_lines(run_dir: Path, metrics: dict[str, Any], results: dict[str, Any
                 lines.append("  " + ", ".join(shown[5:]))
             if floors:
                 lines.append("  (in brackets: real test images vs real training images, the floor for each metric)")
-    files = [name for name in ("results.json", "metrics.json") if (run_dir / name).is_file()]
+    files = [name for name in ("results.json", "metrics.json", "samples.npz") if (run_dir / name).is_file()]
     pictures = [p.name for p in sorted(run_dir.glob("*.png"))]
     lines.append(f"  files: {', '.join(files + pictures)} in {run_dir}")
     return lines

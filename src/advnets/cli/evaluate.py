@@ -108,7 +108,7 @@ def evaluate(
     if cfg.get("export_to"):
         export_generator(generator, run_cfg, Path(cfg.export_to))
     if summary is not None:
-        summary += summary_lines(out_dir, {}, results)
+        summary += summary_lines(out_dir, {}, results, what="evaluation")
     return results
 
 
