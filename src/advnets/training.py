@@ -290,7 +290,7 @@ def run(cfg: DictConfig, summary: list[str]) -> Score:
             if not stops:
                 if sigterms and isinstance(err, Exception):
                     raise SystemExit(f"advnets: job stopped by SIGTERM ({type(err).__name__}: {err})") from err
-                if isinstance(err, Exception) and not isinstance(err, UserError) and _single_run():
+                if isinstance(err, Exception) and not isinstance(err, UserError) and _hydra_mode() == RunMode.RUN:
                     note_how_to_continue(err, folder.path.absolute(), cfg.trainer.get("max_epochs"))
                 raise
         finally:
@@ -301,9 +301,9 @@ def run(cfg: DictConfig, summary: list[str]) -> Score:
     return stopped(cfg, folder.path, stops[0])
 
 
-def _single_run() -> bool:
-    """A Hydra job of a single run (not a sweep's: its sweep says how to continue)."""
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
+def _hydra_mode() -> RunMode | None:
+    """The mode of the Hydra job this process runs (RUN: a single run, MULTIRUN: a sweep's job), None outside one."""
+    return HydraConfig.get().mode if HydraConfig.initialized() else None
 
 
 def note_how_to_continue(err: Exception, run_dir: Path, max_epochs: Any) -> None:
@@ -323,7 +323,7 @@ def stopped(cfg: DictConfig, run_dir: Path, signum: int) -> Score:
     Hydra's job-end hooks (its config record kept in the history, as of a start that trained): its Score carries
     the exit status for the entry point; a sweep stops here."""
     sweep = None
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if _hydra_mode() == RunMode.MULTIRUN:
         hc = HydraConfig.get()
         sweep = (Path(hc.sweep.dir).absolute(), "optuna" in str(hc.sweeper.get("_target_", "")).lower())
     log.info("%s", stop_line(signum, run_dir.absolute(), cfg.trainer.get("max_epochs"), sweep))
