@@ -73,6 +73,12 @@ def test_the_same_command_again_continues_the_study_with_new_parameters(tmp_path
     assert abs(float(rows[3]["objective"]) - trials[3].value) < 1e-4  # written with 6 significant digits
     assert "| 3 | COMPLETE |" in (tmp_path / "again" / "trials.md").read_text()
     assert (tmp_path / "again" / "optuna_history.png").read_bytes()[:4] == b"\x89PNG"
+    assert all(0 < float(r["hours"]) < 1 for r in rows)  # each trial's start to end
+    # the folder holding both sweeps: one study, reported once, with all its trials
+    _ok(run_cli("compare", str(tmp_path), "--out", str(tmp_path / "cmp")))
+    with (tmp_path / "cmp" / "trials.csv").open() as handle:
+        assert [r["number"] for r in csv.DictReader(handle)] == ["0", "1", "2", "3"]
+    assert not [path for path in (tmp_path / "cmp").iterdir() if path.is_dir()]
 
 
 def test_a_pruner_that_prunes_everything_stops_each_trial_at_its_first_report(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,17 @@ PLOTS = {
 }
 
 
+def _hours(trial: Any) -> float | str:
+    """Hours from a finished or pruned trial's start to its end; "" for others (a failed trial's end is when it was
+    found stopped, which may be long after)."""
+    if trial.state.name not in ("COMPLETE", "PRUNED") or trial.duration is None:
+        return ""
+    return round(trial.duration.total_seconds() / 3600, 3)
+
+
 def trial_rows(study: Any) -> list[dict[str, Any]]:
-    """One row per trial: number, state, each parameter, the objective, epochs trained, pruned at, run folder."""
+    """One row per trial: number, state, each parameter, the objective, epochs trained, pruned at, hours, run
+    folder."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.params})
     rows = []
@@ -34,6 +44,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         row["objective"] = "" if t.values is None else ",".join(f"{v:.6g}" for v in t.values)
         row["epochs"] = t.user_attrs.get(EPOCHS_ATTR, "")
         row["pruned_at_epoch"] = t.user_attrs.get(PRUNED_ATTR, "")
+        row["hours"] = _hours(t)
         row["run_folder"] = t.user_attrs.get(RUN_FOLDER_ATTR, "")
         rows.append(row)
     return rows
@@ -135,10 +146,21 @@ def report_sweep(folder: Path, out: Path) -> list[Path]:
     return write_study_report(loaded, out)
 
 
+def _sweep_folders(paths: list[Path]) -> Iterator[Path]:
+    """The Optuna sweep folders among ``paths`` and just below them (a multirun folder), in order."""
+    for path in paths:
+        if (path / STUDY_FILE).is_file():
+            yield path
+        else:
+            yield from (record.parent for record in sorted(path.glob(f"*/{STUDY_FILE}")))
+
+
 def report_sweeps(paths: list[Path], out: Path) -> list[str]:
-    """The study report of each Optuna sweep folder among ``paths`` (``advnets-compare``): into ``out`` for one,
-    into ``out/<sweep folder's name>`` for several; the files' paths relative to ``out``."""
-    sweeps = [path for path in paths if (path / STUDY_FILE).is_file()]
+    """The study report of each study among the Optuna sweep folders in ``paths`` or just below them
+    (``advnets-compare``): into ``out`` for one study, into ``out/<sweep folder's name>`` for several; the files'
+    paths relative to ``out``. The sweep folders of a continued study name the same study: it is reported once."""
+    studies = {(folder / STUDY_FILE).read_text(): folder for folder in _sweep_folders(paths)}
+    sweeps = list(studies.values())
     written = []
     for path in sweeps:
         folder = out if len(sweeps) == 1 else out / path.resolve().name
