@@ -131,6 +131,10 @@ def test_compare_groups_seeds_and_reports_mean_and_se(tmp_path: Path, capsys) ->
     assert "## digits" in md and f"{mean:.3f} ± {se:.3f}" in md  # 4 significant digits
     assert (sweep / "compare_val_parzen.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(_rows(sweep / "compare_runs.csv")) == 6
+    make_run(sweep / "joint1again", seed=1, ll=-7.0, overrides=("game.update=joint", "optimizer.lr=1e-3"))
+    main([str(sweep)])
+    assert _rows(sweep / "compare.csv")[0]["seeds"] == "1 ×2,2,3 (repeats)"  # a repeat is a run, not a seed
+    capsys.readouterr()
 
 
 def _with_metrics(run: Path, own: dict[str, float]) -> Path:

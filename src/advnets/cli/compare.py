@@ -37,6 +37,7 @@ from advnets.store.records import (
     is_a_change,
     mean_se,
     parse_overrides,
+    seeds_text,
 )
 
 # what cli.train.FAILED_OBJECTIVE marks (a diverged run, an evaluation that could not run): not a score
@@ -171,7 +172,8 @@ class Group:
 
     @property
     def seeds(self) -> str:
-        return ",".join(str(s) for s in sorted({r.record.seed for r in self.rows if r.record.seed is not None}))
+        """The distinct seeds, a repeated one marked ``×n``: repeats are runs, not seeds."""
+        return seeds_text([r.record.seed for r in self.rows if r.record.seed is not None], sep=",")[0]
 
     @property
     def epochs(self) -> str:

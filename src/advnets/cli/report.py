@@ -30,6 +30,7 @@ from advnets.store.records import (
     mean_se,
     override_key,
     run_folders,
+    seeds_text,
 )
 
 # Table 1 of Goodfellow et al. (2014): Parzen window log-likelihood (nats), mean ± standard error.
@@ -118,18 +119,6 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def seeds_text(results: list[dict[str, Any]]) -> tuple[str, int, bool]:
-    """The distinct seeds of a row's runs (a seed run more than once marked ``×n``), their number, and whether
-    any seed was repeated (repeats of one seed are not seeds: they say nothing about the spread over seeds)."""
-    counts: dict[str, int] = defaultdict(int)
-    for r in results:
-        counts[str(r.get("seed", "—"))] += 1
-    order = sorted(counts, key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
-    text = ", ".join(s if counts[s] == 1 else f"{s} ×{counts[s]}" for s in order)
-    repeated = any(n > 1 for n in counts.values())
-    return (f"{text} (repeats)" if repeated else text), len(counts), repeated
-
-
 def _epochs(results: list[dict[str, Any]], key: str) -> str:
     values = [r.get(key) for r in results]
     found = sorted({int(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)})
@@ -142,7 +131,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     Runs on several folds (TFD, Table 1's protocol [paper]: sigma chosen per fold on that fold's validation set)
     give the mean over folds ± the standard error across folds, each fold first averaged over its seeds. Runs
     that repeat one seed are counted as runs, not seeds, and flagged as repeats."""
-    seeds, n_seeds, repeated = seeds_text(results)
+    seeds, n_seeds, repeated = seeds_text([r.get("seed", "—") for r in results])
     by_fold: dict[Any, list[float]] = defaultdict(list)
     for r in results:
         by_fold[r.get("fold")].append(r["parzen_ll"])

@@ -101,6 +101,19 @@ def mean_se(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(var / n)
 
 
+def seeds_text(seeds: Sequence[Any], sep: str = ", ") -> tuple[str, int, bool]:
+    """The distinct seeds of a group's runs (a seed run more than once marked ``×n``, and the text then ends in
+    "(repeats)"), their number, and whether any seed was repeated: repeats of one seed are runs, not seeds, and say
+    nothing about the spread over seeds."""
+    counts: dict[str, int] = {}
+    for seed in seeds:
+        counts[str(seed)] = counts.get(str(seed), 0) + 1
+    order = sorted(counts, key=lambda s: (not s.lstrip("-").isdigit(), int(s) if s.lstrip("-").isdigit() else 0, s))
+    text = sep.join(s if counts[s] == 1 else f"{s} ×{counts[s]}" for s in order)
+    repeated = any(n > 1 for n in counts.values())
+    return (f"{text} (repeats)" if repeated else text), len(counts), repeated
+
+
 def _read_json(path: Path) -> tuple[dict | None, str]:
     """(data, "") or (None, why not); a missing file is (None, "")."""
     if not path.is_file():
