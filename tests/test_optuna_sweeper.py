@@ -71,7 +71,10 @@ def test_the_same_command_again_continues_the_study_with_new_parameters(tmp_path
     assert [r["run_folder"] for r in rows[2:]] == [str(tmp_path / "again" / j) for j in ("0", "1")]
     assert all(r["epochs"] == "2" for r in rows)
     assert abs(float(rows[3]["objective"]) - trials[3].value) < 1e-4  # written with 6 significant digits
-    assert "| 3 | COMPLETE |" in (tmp_path / "again" / "trials.md").read_text()
+    hours = sum(float(r["hours"]) for r in rows)
+    table = (tmp_path / "again" / "trials.md").read_text()
+    assert "| 3 | COMPLETE |" in table
+    assert f"4 trials (4 complete); the complete and pruned ones trained 8 epochs in {hours:.2f} hours" in table
     assert (tmp_path / "again" / "optuna_history.png").read_bytes()[:4] == b"\x89PNG"
     assert all(0 < float(r["hours"]) < 1 for r in rows)  # each trial's start to end
     # the folder holding both sweeps: one study, reported once, with all its trials
@@ -111,7 +114,8 @@ def test_a_pruner_that_prunes_everything_stops_each_trial_at_its_first_report(tm
             ("0", "PRUNED", "2"),
             ("1", "PRUNED", "2"),
         ]
-    assert "| 1 | PRUNED |" in (tmp_path / "cmp" / "trials.md").read_text()
+    table = (tmp_path / "cmp" / "trials.md").read_text()
+    assert "| 1 | PRUNED |" in table and "2 trials (2 pruned); the complete and pruned ones trained 4 epochs" in table
     assert (tmp_path / "cmp" / "optuna_history.png").read_bytes()[:4] == b"\x89PNG"
     last = compared.stdout.strip().splitlines()[-1]
     assert last.startswith("advnets-compare: wrote compare.csv") and last.endswith(f"to {tmp_path / 'cmp'}"), last

@@ -59,6 +59,21 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _totals(rows: list[dict[str, Any]]) -> str:
+    """One line: the trials by state, and the epochs and hours of the finished and pruned ones."""
+    states: dict[str, int] = {}
+    for row in rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    done = [row for row in rows if row["state"] in ("COMPLETE", "PRUNED")]
+    epochs = sum(int(row["epochs"]) for row in done if row["epochs"] != "")
+    hours = sum(float(row["hours"]) for row in done if row["hours"] != "")
+    by_state = ", ".join(f"{n} {state.lower()}" for state, n in states.items())
+    return (
+        f"{len(rows)} trials ({by_state}); the complete and pruned ones trained {epochs} epochs in {hours:.2f} hours "
+        "(each trial's start to end)\n"
+    )
+
+
 def _plots(study: Any, folder: Path) -> list[Path]:
     """Optuna's matplotlib plots of the study; a plot the study cannot make yet (too few trials) is left out."""
     import matplotlib
@@ -93,7 +108,7 @@ def write_study_report(study: Any, folder: Path) -> list[Path]:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["number"])
         writer.writeheader()
         writer.writerows(rows)
-    (folder / "trials.md").write_text(f"# Study {study.study_name}\n\n" + _markdown(rows))
+    (folder / "trials.md").write_text(f"# Study {study.study_name}\n\n{_totals(rows)}\n" + _markdown(rows))
     return [table, folder / "trials.md", *_plots(study, folder)]
 
 
