@@ -29,7 +29,7 @@ def _hours(trial: Any) -> float | str:
     found stopped, which may be long after)."""
     if trial.state.name not in ("COMPLETE", "PRUNED") or trial.duration is None:
         return ""
-    return round(trial.duration.total_seconds() / 3600, 3)
+    return round(trial.duration.total_seconds() / 3600, 5)
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
