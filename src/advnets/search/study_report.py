@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,13 @@ PLOTS = {
     "optuna_parallel_coordinate.png": "plot_parallel_coordinate",
     "optuna_param_importances.png": "plot_param_importances",
 }
+FINISHED = ("COMPLETE", "PRUNED")  # the states whose trials trained to their end or to their pruning
 
 
 def _hours(trial: Any) -> float | str:
     """Hours from a finished or pruned trial's start to its end; "" for others (a failed trial's end is when it was
     found stopped, which may be long after)."""
-    if trial.state.name not in ("COMPLETE", "PRUNED") or trial.duration is None:
+    if trial.state.name not in FINISHED or trial.duration is None:
         return ""
     return round(trial.duration.total_seconds() / 3600, 5)
 
@@ -61,10 +63,8 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
 
 def _totals(rows: list[dict[str, Any]]) -> str:
     """One line: the trials by state, and the epochs and hours of the finished and pruned ones."""
-    states: dict[str, int] = {}
-    for row in rows:
-        states[row["state"]] = states.get(row["state"], 0) + 1
-    done = [row for row in rows if row["state"] in ("COMPLETE", "PRUNED")]
+    states = Counter(row["state"] for row in rows)
+    done = [row for row in rows if row["state"] in FINISHED]
     epochs = sum(int(row["epochs"]) for row in done if row["epochs"] != "")
     hours = sum(float(row["hours"]) for row in done if row["hours"] != "")
     by_state = ", ".join(f"{n} {state.lower()}" for state, n in states.items())
