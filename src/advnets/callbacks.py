@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from advnets.choices import Noise
 from advnets.metrics import registry
 from advnets.metrics.parzen import SIGMA_GRID, select_sigma
 from advnets.metrics.suite import SuiteSettings, check_names, score_suite
@@ -58,18 +59,21 @@ class ParzenMonitor(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not scored(trainer, self.every_n_epochs):
             return
-        splits = trainer.datamodule.load()
-        valid = splits.valid[: self.n_valid].to(pl_module.device)
-        z = noise_from_seed(self.n_samples, pl_module.generator.noise_dim, pl_module.noise, pl_module.seed + 7)
-        samples = generate(pl_module.generator, z.to(pl_module.device))
-        if not torch.isfinite(samples).all():
-            ll, sigma = float("-inf"), float("nan")
-        else:
-            sigma, per_sigma = select_sigma(valid, samples, SIGMA_GRID, precision="float32")
-            ll = float(per_sigma.max())
+        valid = trainer.datamodule.load().valid[: self.n_valid].to(pl_module.device)
+        ll, sigma = self.score(pl_module.generator, pl_module.noise, pl_module.seed, valid)
         pl_module.log_dict({"val/parzen_ll": ll, "val/parzen_sigma": sigma}, on_epoch=True, prog_bar=False)
         if trainer.is_global_zero:
             self._append(Path(trainer.default_root_dir) / "val_curve.csv", trainer, ll, sigma)
+
+    def score(self, generator: torch.nn.Module, noise: Noise, seed: int, valid: torch.Tensor) -> tuple[float, float]:
+        """G's validation Parzen and its sigma as this monitor reads them: ``n_samples`` from the run's seeded
+        noise against the first ``n_valid`` of ``valid``; a generator that returns non-finite samples scores -inf."""
+        z = noise_from_seed(self.n_samples, generator.noise_dim, noise, seed + 7)
+        samples = generate(generator, z.to(valid.device))
+        if not torch.isfinite(samples).all():
+            return float("-inf"), float("nan")
+        sigma, per_sigma = select_sigma(valid[: self.n_valid], samples, SIGMA_GRID, precision="float32")
+        return float(per_sigma.max()), sigma
 
     @staticmethod
     def _append(path: Path, trainer: pl.Trainer, ll: float, sigma: float) -> None:
