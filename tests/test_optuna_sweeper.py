@@ -77,10 +77,13 @@ def test_the_same_command_again_continues_the_study_with_new_parameters(tmp_path
     assert f"4 trials (4 complete); the complete and pruned ones trained 8 epochs in {hours:.2f} hours" in table
     assert (tmp_path / "again" / "optuna_history.png").read_bytes()[:4] == b"\x89PNG"
     assert all(0 < float(r["hours"]) < 1 for r in rows)  # each trial's start to end
-    # the folder holding both sweeps: one study, reported once, with all its trials
-    _ok(run_cli("compare", str(tmp_path), "--out", str(tmp_path / "cmp")))
+    # the folder holding both sweeps, given from inside it: one study, reported once, with all its trials, their
+    # run folders as the working folder sees them
+    _ok(run_cli("compare", ".", "--out", "cmp", cwd=tmp_path))
     with (tmp_path / "cmp" / "trials.csv").open() as handle:
-        assert [r["number"] for r in csv.DictReader(handle)] == ["0", "1", "2", "3"]
+        rows = list(csv.DictReader(handle))
+    assert [r["number"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["run_folder"] for r in rows] == ["first/0", "first/1", "again/0", "again/1"]
     assert not [path for path in (tmp_path / "cmp").iterdir() if path.is_dir()]
 
 

@@ -34,9 +34,16 @@ def _hours(trial: Any) -> float | str:
     return round(trial.duration.total_seconds() / 3600, 5)
 
 
-def trial_rows(study: Any) -> list[dict[str, Any]]:
+def _shown(folder: str, relative_to: Path | None) -> str:
+    """A trial's run folder as a report shows it: relative to ``relative_to`` when inside it, else as recorded."""
+    if relative_to is None or not folder or not Path(folder).is_relative_to(relative_to):
+        return folder
+    return str(Path(folder).relative_to(relative_to))
+
+
+def trial_rows(study: Any, relative_to: Path | None = None) -> list[dict[str, Any]]:
     """One row per trial: number, state, each parameter, the objective, epochs trained, pruned at, hours, run
-    folder."""
+    folder (relative to ``relative_to`` when inside it)."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.params})
     rows = []
@@ -47,7 +54,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         row["epochs"] = t.user_attrs.get(EPOCHS_ATTR, "")
         row["pruned_at_epoch"] = t.user_attrs.get(PRUNED_ATTR, "")
         row["hours"] = _hours(t)
-        row["run_folder"] = t.user_attrs.get(RUN_FOLDER_ATTR, "")
+        row["run_folder"] = _shown(t.user_attrs.get(RUN_FOLDER_ATTR, ""), relative_to)
         rows.append(row)
     return rows
 
@@ -99,9 +106,10 @@ def _plots(study: Any, folder: Path) -> list[Path]:
     return made
 
 
-def write_study_report(study: Any, folder: Path) -> list[Path]:
-    """``trials.csv``, ``trials.md`` and the plots in ``folder``; returns the files written."""
-    rows = trial_rows(study)
+def write_study_report(study: Any, folder: Path, relative_to: Path | None = None) -> list[Path]:
+    """``trials.csv``, ``trials.md`` and the plots in ``folder`` (run folders relative to ``relative_to`` when
+    inside it); returns the files written."""
+    rows = trial_rows(study, relative_to)
     folder.mkdir(parents=True, exist_ok=True)
     table = folder / "trials.csv"
     with table.open("w", newline="") as handle:
@@ -135,7 +143,8 @@ def record_study(folder: Path, study_name: str, url: str | None) -> None:
 def report_sweep(folder: Path, out: Path) -> list[Path]:
     """The study report of the Optuna sweep in ``folder``, written into ``out``: its files, or ``[]`` where
     ``folder`` is no Optuna sweep folder or its study cannot be read here (said in a warning). Only a SQLite
-    study is read: no server is contacted."""
+    study is read: no server is contacted. Run folders inside the working folder are shown relative to it, as
+    ``advnets-compare`` shows the runs it was given."""
     from omegaconf import OmegaConf
 
     from advnets.store.studies import sqlite_file
@@ -158,7 +167,7 @@ def report_sweep(folder: Path, out: Path) -> list[Path]:
     except Exception as err:  # a study deleted since, a database of another Optuna
         log.warning("study %s of %s not read (%s): no trials.csv", study.study_name, folder, err)
         return []
-    return write_study_report(loaded, out)
+    return write_study_report(loaded, out, relative_to=Path.cwd())
 
 
 def _sweep_folders(paths: list[Path]) -> Iterator[Path]:
