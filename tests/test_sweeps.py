@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from advnets.search.study_report import _plotted
 from advnets.store.records import mean_se
 
 from conftest import QUICK, run_advnets, run_cli
@@ -172,6 +173,11 @@ def test_optuna_study_survives_a_diverged_and_a_crashed_trial_and_resumes(tmp_pa
         runs = list(csv.DictReader(handle))
     assert len(runs) == 4  # the crashed trial left no finished run
     assert sum(r["diverged"] == "True" for r in runs) == 1
+    # ... and the study's report keeps it in its table, but out of Optuna's plots (its -1e6 would flatten the rest)
+    table = (tmp_path / "cmp" / "trials.md").read_text()
+    assert "| 0 | COMPLETE |" in table and "1 diverged (scored ±1e+06, the failed value): in the table, not in" in table
+    shown = _plotted(_study(storage, name)).trials
+    assert len(shown) == 4 and all(t.value > -1.0e6 for t in shown if t.state.name == "COMPLETE")
 
 
 def test_a_sweep_with_a_failing_job_runs_the_rest_and_ends_saying_which_failed(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from advnets.logs import get_logger
+from advnets.metrics.registry import FAILED_SCORE
 from advnets.search.trials import EPOCHS_ATTR, PRUNED_ATTR, RUN_FOLDER_ATTR
 
 log = get_logger(__name__)
@@ -68,21 +69,45 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _totals(rows: list[dict[str, Any]]) -> str:
-    """One line: the trials by state, and the epochs and hours of the finished and pruned ones."""
+def _totals(rows: list[dict[str, Any]], diverged: int) -> str:
+    """One line: the trials by state, and the epochs and hours of the finished and pruned ones; and, if any, how
+    many diverged (kept out of the plots)."""
     states = Counter(row["state"] for row in rows)
     done = [row for row in rows if row["state"] in FINISHED]
     epochs = sum(int(row["epochs"]) for row in done if row["epochs"] != "")
     hours = sum(float(row["hours"]) for row in done if row["hours"] != "")
     by_state = ", ".join(f"{n} {state.lower()}" for state, n in states.items())
-    return (
+    line = (
         f"{len(rows)} trials ({by_state}); the complete and pruned ones trained {epochs} epochs in {hours:.2f} hours "
         "(each trial's start to end)\n"
     )
+    if diverged:
+        line += f"\n{diverged} diverged (scored ±{FAILED_SCORE:g}, the failed value): in the table, not in the plots\n"
+    return line
+
+
+def _diverged(trial: Any) -> bool:
+    """A trial whose run diverged: it told the study the registry's failed score (worse than any real value)."""
+    return trial.values is not None and any(abs(value) >= FAILED_SCORE for value in trial.values)
+
+
+def _plotted(study: Any) -> Any:
+    """The study as its plots show it: without its diverged trials, whose score would flatten every other point
+    onto one line; the study itself when none diverged."""
+    trials = study.get_trials(deepcopy=False)
+    kept = [trial for trial in trials if not _diverged(trial)]
+    if len(kept) == len(trials):
+        return study
+    import optuna
+
+    shown = optuna.create_study(study_name=study.study_name, directions=study.directions)
+    shown.add_trials(kept)
+    return shown
 
 
 def _plots(study: Any, folder: Path) -> list[Path]:
-    """Optuna's matplotlib plots of the study; a plot the study cannot make yet (too few trials) is left out."""
+    """Optuna's matplotlib plots of the study, its diverged trials left out; a plot the study cannot make yet (too
+    few trials) is left out too."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,7 +116,7 @@ def _plots(study: Any, folder: Path) -> list[Path]:
     from optuna.visualization import matplotlib as plots
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials": such a plot is drawn empty
-    made = []
+    made, study = [], _plotted(study)
     for name, function in PLOTS.items():
         try:
             with warnings.catch_warnings():
@@ -116,7 +141,8 @@ def write_study_report(study: Any, folder: Path, relative_to: Path | None = None
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["number"])
         writer.writeheader()
         writer.writerows(rows)
-    (folder / "trials.md").write_text(f"# Study {study.study_name}\n\n{_totals(rows)}\n" + _markdown(rows))
+    diverged = sum(_diverged(trial) for trial in study.get_trials(deepcopy=False))
+    (folder / "trials.md").write_text(f"# Study {study.study_name}\n\n{_totals(rows, diverged)}\n" + _markdown(rows))
     return [table, folder / "trials.md", *_plots(study, folder)]
 
 
