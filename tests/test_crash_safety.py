@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from advnets.run_folder import RunFolder
@@ -63,6 +64,7 @@ def _assert_nothing_torn(run_dir: Path) -> None:
         assert png.read_bytes()[-8:-4] == b"IEND", png
 
 
+@pytest.mark.slow  # started first: among the suite's longest
 def test_random_sigkills_resume_and_finish(tmp_path: Path) -> None:
     run_dir, last = tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt"
     rng = random.Random(11)

@@ -9,9 +9,12 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO
 
 
+@pytest.mark.slow  # started first: among the suite's longest
 def test_device_check_dry_runs_every_step(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -21,6 +21,7 @@ CUT = [
 ]
 
 
+@pytest.mark.slow  # started first: among the suite's longest
 def test_the_recipe_search_trains_what_each_trial_draws_and_never_sees_the_test_set(
     tmp_path: Path, mnist_dir: str
 ) -> None:

@@ -132,6 +132,7 @@ def _monitor_row(trained: Path, overrides: list[str], mnist_dir: str) -> str:
     return f"{epoch},{step},{ll:.4f},{sigma:.6g}"
 
 
+@pytest.mark.slow  # started first: among the suite's longest
 def test_main_reproduces_every_published_runs_first_epochs(tmp_path: Path, mnist_dir: str) -> None:
     """Each published run's first epochs regenerated from main by its own command, digit for digit, on a CPU whose
     result is recorded: float rounding differs between CPUs (their kernels sum in other orders) and thousands of
