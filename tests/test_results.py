@@ -34,8 +34,10 @@ def test_readme_table_is_rendered_from_the_committed_results() -> None:
 
 @pytest.mark.parametrize("run", PUBLISHED, ids=lambda path: path.name)
 def test_published_run_follows_the_paper_protocol_and_its_curve(run: Path) -> None:
+    from omegaconf import OmegaConf
+
     results = json.loads((run / "results.json").read_text())
-    assert results["dataset"] == "mnist" and results["noise"] == "uniform"
+    assert results["dataset"] == "mnist" and results["noise"] == OmegaConf.load(run / "config.yaml").game.noise
     assert (results["n_samples"], results["n_valid"], results["n_test"]) == (10000, 1000, 10000)
     assert results["precision"] == "float64" and results["grid"] == pytest.approx(list(SIGMA_GRID))
     assert results["sigma"] in results["grid"]
