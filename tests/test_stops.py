@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,11 @@ def _as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _stop_after_first_checkpoint(cwd: Path, signum: int) -> tuple[subprocess.CompletedProcess, Path]:
-    """The plain command, stopped by ``signum`` once its first ``last.ckpt`` is written: SIGINT to its process
-    group (Ctrl-C in a terminal), SIGTERM to the process (``kill PID``)."""
+def _stop_when(cwd: Path, args: list[str], ready: Callable[[], bool], signum: int) -> subprocess.CompletedProcess:
+    """``advnets-train ARGS`` stopped by ``signum`` once ``ready()``: SIGINT to its process group (Ctrl-C in a
+    terminal), SIGTERM to the process (``kill PID``)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "advnets.cli.train", *COMMAND],
+        [sys.executable, "-m", "advnets.cli.train", *args],
         cwd=cwd,
         env=cli_env(),
         stdout=subprocess.PIPE,
@@ -50,16 +51,23 @@ def _stop_after_first_checkpoint(cwd: Path, signum: int) -> tuple[subprocess.Com
         preexec_fn=_as_from_a_terminal,
     )
     deadline = time.monotonic() + 240
-    while not (found := list(cwd.glob("outputs/quickstart/*/checkpoints/last.ckpt"))):
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+    while not ready():
+        assert proc.poll() is None and time.monotonic() < deadline, "never ready to be stopped"
         time.sleep(0.02)
     if signum == signal.SIGINT:
         os.killpg(proc.pid, signum)
     else:
         os.kill(proc.pid, signum)
     out, err = proc.communicate(timeout=120)
-    (last,) = found
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), last.parent.parent
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _stop_after_first_checkpoint(cwd: Path, signum: int) -> tuple[subprocess.CompletedProcess, Path]:
+    """The plain command, stopped by ``signum`` once its first ``last.ckpt`` is written."""
+    pattern = "outputs/quickstart/*/checkpoints/last.ckpt"
+    stopped = _stop_when(cwd, COMMAND, lambda: any(cwd.glob(pattern)), signum)
+    (last,) = cwd.glob(pattern)
+    return stopped, last.parent.parent
 
 
 def _stop_line(proc: subprocess.CompletedProcess, name: str) -> tuple[Path, int, str]:
@@ -100,6 +108,30 @@ def test_ctrl_c_says_how_to_continue_and_that_command_finishes_the_run(tmp_path:
     results = json.loads((run_dir / "results.json").read_text())
     assert results["epochs_trained"] == EPOCHS and results["checkpoint"].endswith("best.ckpt")
     assert (run_dir / "val_curve.csv").read_text().splitlines()[-1].startswith(f"{EPOCHS},")
+
+
+def test_a_finished_run_continued_for_more_epochs_and_stopped_is_continued_by_the_same_command(tmp_path: Path) -> None:
+    """A finished run given more epochs (``allow_config_change=true``), stopped with Ctrl-C before its new end:
+    the same command again resumes it to that end; the first end's record no longer says the run is finished."""
+    run_dir = tmp_path / "run"
+    first = _train(tmp_path, *COMMAND, f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    first_end = json.loads((run_dir / "metrics.json").read_text())
+    longer = [*QUICK, f"trainer.max_epochs={EPOCHS + 4}", "allow_config_change=true", f"hydra.run.dir={run_dir}"]
+    curve = run_dir / "val_curve.csv"
+    stopped = _stop_when(tmp_path, longer, lambda: f"\n{EPOCHS + 3}," in curve.read_text(), signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert EPOCHS < safe_load(run_dir / "checkpoints" / "last.ckpt")["epoch"] + 1 < EPOCHS + 4
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "results.json").exists()
+    assert json.loads((run_dir / f"metrics.epoch{EPOCHS}.json").read_text()) == first_end  # kept under its epoch
+    assert json.loads((run_dir / f"results.epoch{EPOCHS}.json").read_text())["epochs_trained"] == EPOCHS
+
+    again = _train(tmp_path, *longer)  # the same command
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" not in again.stdout + again.stderr
+    assert f"advnets: resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in again.stdout
+    assert json.loads((run_dir / "results.json").read_text())["epochs_trained"] == EPOCHS + 4
+    assert json.loads((run_dir / "metrics.json").read_text())["run/epochs"] == EPOCHS + 4
 
 
 def test_kill_says_how_to_continue_and_exits_143(tmp_path: Path) -> None:

@@ -35,6 +35,14 @@ SAME_RUN_IGNORES = ("ckpt_path", "allow_config_change")
 """Overrides that do not change what a run folder holds: a rerun may add or change them freely."""
 
 
+def _recorded_epochs(record: Path) -> str:
+    """The epochs a run's ``metrics.json`` says it trained, or "unknown"."""
+    try:
+        return str(int(json.loads(record.read_text())["run/epochs"]))
+    except (ValueError, KeyError, TypeError):
+        return "unknown"
+
+
 def _in_use_error(run_dir: Path, fd: int) -> UserError:
     holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
     return UserError(
@@ -104,7 +112,25 @@ class RunFolder:
         ckpt_path = self.resume_from()
         self.resuming = bool(ckpt_path) and not self.ckpt_path
         self.check_same_overrides()
+        self.set_aside_previous_end()
         return ckpt_path
+
+    def set_aside_previous_end(self) -> None:
+        """A folder that trains again after an end (continued for more epochs, or started over) is not finished
+        until its next end: the records of the earlier end, ``metrics.json`` and ``results.json``, are kept as
+        ``metrics.epoch<N>.json`` and ``results.epoch<N>.json`` (N: the epochs they record), so that neither the
+        same command again nor ``advnets-compare`` takes them for this run's end."""
+        record = self.path / "metrics.json"
+        if rank_zero_only.rank != 0 or not record.is_file():
+            return
+        epochs = _recorded_epochs(record)
+        for name in ("metrics", "results"):
+            path = self.path / f"{name}.json"
+            if path.is_file():
+                os.replace(path, self.path / f"{name}.epoch{epochs}.json")
+        log.info(
+            "run %s continues after its end at epoch %s: that end's records are kept under its epoch", self.path, epochs
+        )
 
     def check_writable(self) -> None:
         """Fail early, before anything is trained, if the run folder cannot be written."""
