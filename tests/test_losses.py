@@ -196,6 +196,7 @@ def test_r1_under_ddp_keeps_the_ranks_identical(tmp_path: Path) -> None:
         (["loss=hnge"], ["Could not find 'loss/hnge'", "Available options in 'loss': hinge, paper"]),
         (["loss.g_loss=wgan"], ["loss.g_loss='wgan'; allowed: one of non_saturating, minimax"]),
         (["game.g_loss=minimax"], ["unknown key game.g_loss (it moved: loss.g_loss)"]),
+        (["loss.r1_gamma=1", "game.compile=default"], ["loss.r1_gamma=1 with game.compile=default; allowed: game."]),
     ],
 )
 def test_a_wrong_loss_is_one_line_before_torch_loads(tmp_path: Path, args: list[str], fragments: list[str]) -> None:

@@ -37,3 +37,13 @@ Probability = Annotated[float, Range(gt=0, le=1)]
 Widths = Annotated[Sequence[Positive], MinLen(1)]  # one width per layer, at least one layer
 Activation = Literal["relu", "sigmoid"]
 OutputActivation = Literal["sigmoid", "linear"]
+
+
+def r1_with_compile(r1_gamma: float, compile: str) -> str | None:
+    """Why R1 (``loss.r1_gamma`` > 0) cannot run with ``game.compile``, or None: one line for the user."""
+    if r1_gamma > 0 and compile != "none":
+        return (
+            f"loss.r1_gamma={r1_gamma:g} with game.compile={compile}; allowed: game.compile=none "
+            "(torch.compile does not differentiate twice, which R1 needs)"
+        )
+    return None

@@ -29,7 +29,7 @@ from torch.func import functional_call
 from torch.optim import Optimizer
 
 from advnets import internals
-from advnets.choices import CompileMode, Update
+from advnets.choices import CompileMode, Update, r1_with_compile
 from advnets.errors import UserError
 from advnets.logs import get_logger
 from advnets.losses import Loss, PaperLoss
@@ -93,11 +93,9 @@ class AdversarialGame(pl.LightningModule):
         if not isinstance(loss, Loss):
             name = type(loss).__name__
             raise UserError(f"loss: a {name} is no advnets.losses.Loss; allowed: loss._target_ naming a subclass of it")
-        if loss.r1_gamma > 0 and compile != "none":
-            raise UserError(
-                f"loss.r1_gamma={loss.r1_gamma:g} with game.compile={compile}; allowed: game.compile=none "
-                "(torch.compile does not differentiate twice, which R1 needs)"
-            )
+        conflict = r1_with_compile(loss.r1_gamma, compile)
+        if conflict:
+            raise UserError(conflict)
         self.automatic_optimization = False
         self.generator, self.discriminator = generator, discriminator
         self.g_optimizer, self.d_optimizer, self.schedule = g_optimizer, d_optimizer, schedule

@@ -585,6 +585,16 @@ def resolved(cfg: DictConfig) -> dict:
         raise UserError(f"{key}: {first}" if key else first) from None
 
 
+def check_train_together(cfg: DictConfig) -> None:
+    """``advnets-train``'s values that are each allowed but not together (``validate`` checks each alone): the
+    first such pair raises one UserError line."""
+    data = resolved(cfg)
+    loss, game = data.get("loss") or {}, data.get("game") or {}
+    conflict = choices.r1_with_compile(loss.get("r1_gamma") or 0, str(game.get("compile", "none")))
+    if conflict:
+        raise UserError(conflict)
+
+
 ROOTS = ("objective",)
 """Keys that other values interpolate (``${advnets_mode:${objective}}``): checked before anything resolves."""
 
