@@ -112,7 +112,9 @@ class RunFolder:
         ckpt_path = self.resume_from()
         self.resuming = bool(ckpt_path) and not self.ckpt_path
         self.check_same_overrides()
-        self.set_aside_previous_end()
+        self.set_aside_previous_end()  # before the overrides are recorded: then no rank reads an old end as this one
+        if rank_zero_only.rank == 0:
+            atomic.write_json(self.path / "overrides.json", comparable_overrides())
         return ckpt_path
 
     def set_aside_previous_end(self) -> None:
@@ -208,7 +210,8 @@ class RunFolder:
 
     def check_same_overrides(self) -> None:
         """A rerun that continues the folder must have the overrides it was started with
-        (``allow_config_change=true`` continues anyway); they are recorded in ``<run>/overrides.json``."""
+        (``allow_config_change=true`` continues anyway), as recorded in ``<run>/overrides.json`` (``start`` records
+        this job's)."""
         record = self.path / "overrides.json"
         current = comparable_overrides()
         if self.resuming and record.exists() and not self.allow_config_change:
@@ -221,8 +224,6 @@ class RunFolder:
                     f"run folder {self.path} was started with other overrides ({change}); continuing it would mix "
                     "two configs: use another hydra.run.dir, or pass allow_config_change=true to continue it anyway"
                 )
-        if rank_zero_only.rank == 0:
-            atomic.write_json(record, current)
 
     def loggers(self, job_type: str | None = None) -> list[Logger]:
         """The job's loggers, tied to this folder (``build_loggers``)."""
