@@ -16,9 +16,10 @@ from advnets.logs import output
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float:
-    from advnets.schema import TRAIN, validate
+    from advnets.schema import TRAIN, check_train_together, validate
 
     validate(cfg, TRAIN, targets=False)  # the plain keys' rules: no imports of the built classes yet
+    check_train_together(cfg)
     from advnets.training import run
 
     summary: list[str] = []
