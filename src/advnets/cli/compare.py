@@ -40,8 +40,8 @@ from advnets.store.records import (
     seeds_text,
 )
 
-# what cli.train.FAILED_OBJECTIVE marks (a diverged run, an evaluation that could not run): not a score
-FAILED = -1.0e6
+# the registry's failed score of a Parzen objective (a diverged run, an evaluation that could not run): not a score
+FAILED = -registry.FAILED_SCORE
 # metric column -> column title; which way is better comes from advnets.metrics.registry
 PARZEN_METRICS: dict[str, str] = {
     "test_parzen_ll": "test LL",
