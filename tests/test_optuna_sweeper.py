@@ -10,11 +10,14 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import QUICK, assert_user_error, run_cli
+from conftest import QUICK, REPO, assert_user_error, cli_env, run_cli, run_refused
 
 SWEEP = [
     "-m",
@@ -244,3 +247,41 @@ def test_the_grid_sampler_runs_each_point_of_its_grid_once(tmp_path: Path) -> No
     assert {t.state.name for t in trials} == {"COMPLETE"}
     refused = run_cli("train", *grid, "optimizer.lr=interval(0.001,0.1)", f"hydra.sweep.dir={tmp_path / 'refused'}")
     assert_user_error(refused, "optimizer.lr: an interval has no grid", "choice() or range()")
+
+
+def _running_trials(database: Path) -> int:
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as db:
+        try:
+            return db.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
+        except sqlite3.OperationalError:  # tables not made yet
+            return 0
+
+
+def test_a_second_sweeper_on_a_busy_sqlite_study_is_refused_and_the_first_finishes(tmp_path: Path) -> None:
+    """SQLite serves one sweeper at a time: a second one started on the same study while the first runs a trial is
+    one line naming PostgreSQL, and does not fail the first one's running trial as left over by a stopped sweep."""
+    database = tmp_path / "optuna.db"
+    first = [*SWEEP, "hydra.sweeper.n_trials=1", "hydra.sweeper.n_jobs=1", "trainer.max_epochs=40"]
+    cmd = [sys.executable, "-m", "advnets.cli.train", *first, f"paths.log_dir={tmp_path}"]
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(
+            [*cmd, f"hydra.sweep.dir={tmp_path / 'first'}"], cwd=REPO, env=cli_env(), stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while _running_trials(database) == 0:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
+            time.sleep(0.5)
+        second = run_refused("train", *SWEEP, f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'second'}")
+        assert proc.poll() is None, "the first sweep ended before the second started: give it more epochs"
+        assert_user_error(second, f"sqlite:///{database}", "in use by another sweeper", "pid ", "postgresql://")
+        assert proc.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    finally:
+        proc.kill()
+    assert [t.state.name for t in _trials(tmp_path, "quickstart")] == ["COMPLETE"]
+    assert not (tmp_path / "second").exists()
+    assert not (tmp_path / "optuna.db.sweeper.lock").exists()  # the lock goes with its sweep
+    _ok(_sweep(tmp_path, "after", "hydra.sweeper.n_trials=1"))  # the study free again: the next sweep runs
+    assert [t.state.name for t in _trials(tmp_path, "quickstart")] == ["COMPLETE", "COMPLETE"]

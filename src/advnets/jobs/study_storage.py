@@ -5,12 +5,16 @@ Several sweepers cannot tell a trial that another sweeper runs from one whose sw
 heartbeats can. A server's study is opened as Optuna's ``RDBStorage`` with ``heartbeat_interval`` and
 ``grace_period``: the sweeper marks the trials it runs alive (``Heartbeats``), and before each batch Optuna marks
 FAIL the trials nobody marked for ``grace_period`` seconds (``optuna.storages.fail_stale_trials``), handing each
-to ``failed_trial_callback`` (a retry, with ``hydra.sweeper.retry_failed``). On SQLite, one sweeper at a time,
-every RUNNING trial when a sweep starts was left by a stopped sweeper: ``fail_running`` fails them at once."""
+to ``failed_trial_callback`` (a retry, with ``hydra.sweeper.retry_failed``). On SQLite, one sweeper at a time
+(``one_sweeper`` holds a lock beside the file for the whole sweep and refuses a second one), every RUNNING trial
+when a sweep starts was left by a stopped sweeper: ``fail_running`` fails them at once."""
 
 from __future__ import annotations
 
+import fcntl
 import inspect
+import os
+import socket
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +23,7 @@ from typing import Any
 
 from advnets.errors import UserError
 from advnets.logs import get_logger
-from advnets.store.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite, with_driver
+from advnets.store.studies import GRACE_PERIOD_S, HEARTBEAT_INTERVAL_S, is_sqlite, sqlite_file, with_driver
 
 log = get_logger(__name__)
 
@@ -124,6 +128,41 @@ def fail_stale(study: Any, grace_period: int | None) -> None:
             study.study_name,
             grace_period,
         )
+
+
+@contextmanager
+def one_sweeper(url: str | None) -> Iterator[None]:
+    """Held for a whole sweep on a SQLite study: an exclusive lock on ``<database>.sweeper.lock`` (removed at the
+    end; the system drops the lock of a killed sweeper). A second sweeper on the same file meanwhile is one
+    UserError line before it touches the study, so it never fails the first one's running trials as left over
+    (``fail_running``). Other databases (heartbeats) and in-memory studies: nothing to hold."""
+    database = sqlite_file(url) if url else None
+    if database is None or not database.parent.is_dir():
+        yield
+        return
+    lock = database.with_name(database.name + ".sweeper.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(
+                f"hydra.sweeper.storage={url} is in use by another sweeper ({holder}); SQLite serves one sweeper "
+                "at a time: wait for it to end, or put several sweepers on one PostgreSQL study "
+                "(hydra.sweeper.storage.url=postgresql://USER@HOST/DB)"
+            ) from None
+        if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(fd).st_ino:
+            break
+        os.close(fd)  # the sweeper before removed the file as this one locked it: lock the new file
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # while still held, so no sweeper locks a file that is going away
+        os.close(fd)
 
 
 def fail_running(study: Any, retry: Callable[[Any, Any], None] | None) -> int:

@@ -127,9 +127,8 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         from advnets.errors import UserError, fail
-        from advnets.jobs.study_storage import fail_running, fail_stale, heartbeats_on, retry_callback
+        from advnets.jobs.study_storage import one_sweeper
         from advnets.search.space import grid, search_space
-        from advnets.search.study_report import record_study
         from advnets.store.studies import storage_url
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -149,9 +148,27 @@ class OptunaSweeper(Sweeper):
             n_trials = min(n_trials, size)
         try:
             pruner = self._pruner()
-            storage = self._storage()
+            with one_sweeper(storage_url(self.storage_node)):  # SQLite: one sweeper at a time, the others refused
+                self._run_study(self._storage(), pruner, distributions, fixed, grid_values, n_trials)
         except UserError as err:
             fail(str(err))
+
+    def _run_study(
+        self,
+        storage: Any,
+        pruner: Any,
+        distributions: dict[str, Any],
+        fixed: dict[str, str],
+        grid_values: Any,
+        n_trials: int,
+    ) -> None:
+        """The study opened (or continued), its trials asked, launched and told in batches, its report written."""
+        import optuna
+
+        from advnets.jobs.study_storage import fail_running, fail_stale, heartbeats_on, retry_callback
+        from advnets.search.study_report import record_study
+        from advnets.store.studies import storage_url
+
         study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,
