@@ -217,7 +217,8 @@ class UserErrorsLeaveNoTrace(Callback):
 class SweepStudy(Callback):
     """An Optuna study's database (``hydra.sweeper.storage``, a URL or the ``url`` of an ``open_storage`` node).
     SQLite (``sqlite:///outputs/optuna.db``, one sweeper): its folder is made before the sweeper opens it (a sweep
-    from a fresh working folder finds it); the sweeper fails the trials a stopped sweep left RUNNING. Any other
+    from a fresh working folder finds it); the sweeper refuses to start while another one runs on it
+    (``study_storage.one_sweeper``) and fails the trials a stopped sweep left RUNNING. Any other
     database (PostgreSQL, several sweepers): given as a plain URL, it is opened with heartbeats all the same
     (advnets.jobs.study_storage). List it after validate_search_space: a refused sweep creates nothing."""
 
