@@ -182,6 +182,22 @@ def test_one_floor_row_per_dataset_unless_the_floors_differ(tmp_path: Path) -> N
     ]
 
 
+def test_the_floor_of_runs_on_several_seeds_is_one_row_their_mean(tmp_path: Path) -> None:
+    """KID's subsets are drawn with each run's seed, so two seeds' floors differ in KID: one floor row, the mean."""
+    base = {"parzen_ll": 5.0, "parzen_se": 0.4, "sigma": 0.2, "dataset": "digits", "n_samples": 2000}
+    for seed, kid in ((1, 0.4), (2, 0.3)):
+        (tmp_path / f"s{seed}").mkdir()
+        record = {
+            **base,
+            "seed": seed,
+            "metrics": {"fid": 40.0, "kid": 9.0},
+            "metrics_reference": {"fid": 4.2, "kid": kid},
+        }
+        (tmp_path / f"s{seed}" / "results.json").write_text(json.dumps(record))
+    floors = [r for r in table_rows(report([tmp_path])[0]) if r[0].startswith("*real vs real")]
+    assert floors == [["*real vs real (training images as samples)*", "digits", "4.200", "0.350"]]
+
+
 def test_repeats_of_one_seed_are_runs_not_seeds_and_epochs_trained_is_not_the_best_epoch(tmp_path: Path) -> None:
     """Two runs of seed 0 are not "2 seeds"; a run trained 300 epochs whose best checkpoint is epoch 260 says both."""
     base = json.loads((FIXTURES / "one_seed" / "results.json").read_text())
