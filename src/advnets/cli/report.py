@@ -267,26 +267,20 @@ def beyond_markdown(results: list[dict[str, Any]]) -> str:
         for r in group:
             if r.get("metrics_reference"):
                 floors[(dataset, int(r.get("n_samples") or 0))].append(r["metrics_reference"])
-    averaged = {  # each floor averaged over its runs: KID and IS draw subsets and splits with the run's seed
-        key: {
-            n: mean_se([ref[n] for ref in refs if ref.get(n) is not None])[0]
-            for n in names
-            if any(n in r for r in refs)
-        }
-        for key, refs in sorted(floors.items())
-    }
-    shown: dict[str, list[dict[str, Any]]] = defaultdict(list)  # one row per distinct floor of a dataset
-    for (dataset, n_samples), floor in averaged.items():
-        if floor in shown[dataset]:
-            continue
-        shown[dataset].append(floor)
-        several = len({json.dumps(f, sort_keys=True) for (d, _), f in averaged.items() if d == dataset}) > 1
-        name = (
-            f"real vs real ({n_samples} training images as samples)"
-            if several
-            else "real vs real (training images as samples)"
-        )
-        lines.append(f"| *{name}* | {dataset} | " + " | ".join(_fmt(floor.get(n), 3) for n in names) + " |")
+    distinct: dict[str, list[tuple[int, dict[str, float]]]] = defaultdict(list)  # per dataset: its distinct floors
+    for (dataset, n_samples), refs in sorted(floors.items()):
+        # averaged over the runs: KID and IS draw their subsets and splits with each run's seed
+        floor = {n: mean_se(v)[0] for n in names if (v := [ref[n] for ref in refs if ref.get(n) is not None])}
+        if floor not in [f for _, f in distinct[dataset]]:
+            distinct[dataset].append((n_samples, floor))
+    for dataset, rows in distinct.items():
+        for n_samples, floor in rows:
+            name = (
+                f"real vs real ({n_samples} training images as samples)"
+                if len(rows) > 1
+                else "real vs real (training images as samples)"
+            )
+            lines.append(f"| *{name}* | {dataset} | " + " | ".join(_fmt(floor.get(n), 3) for n in names) + " |")
     lines.append("")
     protocols = {r["dataset"]: r.get("metrics_protocol", {}) for r in reversed(with_metrics)}
     for dataset, protocol in sorted(protocols.items()):
